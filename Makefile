@@ -1,0 +1,41 @@
+# kvmgen: every entry point; CI (.ci/run) and the README call these targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SAMPLE ?= traces/qemu-boot-smm.yaml
+KERNEL ?= 4.19
+
+.PHONY: help install run test test-all lint bench conformance clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install kvmgen with its test tools
+
+run: $(STAMP) ## Replay the bundled sample trace, historical bias and none side by side
+	$(BIN)/kvmgen replay $(SAMPLE) --kernel $(KERNEL)
+
+test: $(STAMP) ## Run the test suite (unit, property, golden, CLI)
+	$(BIN)/pytest -m "not slow" $(if $(TESTS),-x -k "$(TESTS)")
+
+test-all: $(STAMP) ## The test suite including slow tests
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff format check and lint
+	$(BIN)/ruff format --check kvmgen tests bench
+	$(BIN)/ruff check kvmgen tests bench
+
+bench: $(STAMP) ## Benchmarks: ratios measured in one run (writes bench/results/)
+	$(BIN)/python bench/run.py
+
+clean: ## Remove the venv, caches and numba cache files
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -name '__pycache__' -type d -prune -exec rm -rf {} +
+	find . -name '*.nbi' -delete -o -name '*.nbc' -delete

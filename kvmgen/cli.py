@@ -1,0 +1,263 @@
+"""The ``kvmgen`` command: parse options, call the library, render.
+
+Heavy modules (numba, numpy, rich, the engine) are imported inside the commands
+that need them, so ``kvmgen --help`` and ``kvmgen eras`` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from kvmgen import __version__
+from kvmgen.errors import ExitCode, KvmgenError, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kvmgen.runner import Session
+
+FAIL_ON = ("harmful", "stale", "undetected-wrap")
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _split(values: Sequence[str]) -> list[str]:
+    """Accept both ``--bias a --bias b`` and ``--bias a,b``."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _load(path: str, fmt: str | None) -> Any:
+    from kvmgen.trace import load_trace
+
+    if path == "-":
+        return load_trace("<stdin>", data=sys.stdin.buffer.read(), fmt=fmt)
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    return load_trace(path, fmt=fmt)
+
+
+def _write(target: str, data: bytes) -> None:
+    if target == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    with open(target, "wb") as handle:
+        handle.write(data)
+
+
+def _emit(session: Session, *, json_path: str | None, events_path: str | None,
+          matrix: bool, quiet: bool) -> None:
+    """Write machine outputs and, unless stdout carries one of them, the human report."""
+    from kvmgen.report.document import build_document
+    from kvmgen.report.explain import event_records
+    from kvmgen.report.json_report import dumps, dumps_line
+    from kvmgen.report.table import render
+
+    if json_path:
+        _write(json_path, dumps(build_document(session)))
+    if events_path:
+        notes = {e.index: e.note for e in session.trace.events if e.note}
+        lines = b"".join(
+            dumps_line(rec) for run in session.runs for rec in event_records(run, notes)
+        )
+        _write(events_path, lines)
+    if quiet:
+        return
+    to_stderr = "-" in (json_path, events_path)
+    render(session, _console(stderr=to_stderr), matrix=matrix)
+
+
+def _gate(session: Session, fail_on: Sequence[str]) -> int:
+    """Exit status for ``--fail-on``: 1 if any run trips a requested gate."""
+    failed = []
+    for run in session.runs:
+        r = run.result
+        label = f"{run.spec.era.name} {'/'.join(run.spec.policies)}"
+        if "harmful" in fail_on and r.stale_harmful:
+            failed.append(f"{label}: {r.stale_harmful} harmful stale hits")
+        if "stale" in fail_on and (r.stale_harmful or r.stale_benign):
+            failed.append(f"{label}: {r.stale_harmful + r.stale_benign} stale hits")
+        if "undetected-wrap" in fail_on and r.wraps_undetected:
+            failed.append(f"{label}: {r.wraps_undetected} undetected wraps")
+    for line in failed:
+        click.echo(f"kvmgen: gate failed: {line}", err=True)
+    return ExitCode.GATE_FAILED if failed else ExitCode.OK
+
+
+def _common(func: Any) -> Any:
+    options = [
+        click.option("--bias", "biases", multiple=True, metavar="POLICY",
+                     help="historical, none or an integer B; repeat or comma-separate "
+                          "[default: historical and none, side by side]"),
+        click.option("--address-spaces", type=click.IntRange(1, 2), default=None,
+                     help="Memslot address spaces (1 or 2) [default: trace header, else era]"),
+        click.option("--costs", "costs_path", type=click.Path(exists=True, dir_okay=False),
+                     help="YAML file overriding unit costs (see `kvmgen costs`)."),
+        click.option("--json", "json_path", metavar="PATH|-", help="Write the JSON report."),
+        click.option("--format", "fmt", type=click.Choice(["yaml", "json"]),
+                     help="Trace format [default: from the file name, else sniffed]."),
+        click.option("--reference", is_flag=True,
+                     help="Replay with the plain-Python reference model instead of the engine."),
+        click.option("--record-limit", type=click.IntRange(1, 10**7), default=10_000,
+                     show_default=True, help="Wrap, zap and stale-hit records kept per run."),
+        click.option("-q", "--quiet", is_flag=True, help="No human report."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _session(trace_path: str, fmt: str | None, targets_fn: Any, *, biases: Sequence[str],
+             address_spaces: int | None, costs_path: str | None, reference: bool,
+             record_limit: int, compare: bool) -> Session:
+    from kvmgen.model.costs import load_costs
+    from kvmgen.model.policy import parse_policy
+    from kvmgen.runner import run_session
+
+    policies = [parse_policy(b) for b in _split(biases)] or None
+    cost_model = load_costs(costs_path) if costs_path else None
+    trace = _load(trace_path, fmt)
+    return run_session(
+        trace,
+        targets_fn(trace),
+        address_spaces=address_spaces,
+        policies=policies,
+        cost_model=cost_model,
+        implementation="reference" if reference else "engine",
+        record_limit=record_limit,
+        skip_unrunnable=compare,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kvmgen")
+def cli() -> None:
+    """Replay memslot/MMIO traces through a bit-exact model of KVM's MMIO generation.
+
+    Every report shows the era's historical bias and no bias side by side.
+    Exit codes: 0 ran and no gate failed, 1 a --fail-on gate failed,
+    2 usage or input error.
+    """
+
+
+@cli.command()
+@click.argument("trace", metavar="TRACE")
+@click.option("--kernel", help="Mainline kernel version, e.g. 4.19 or 6.18.")
+@click.option("--era", help="Era name E0..E12 (see `kvmgen eras`).")
+@_common
+@click.option("--events", "events_path", metavar="PATH|-",
+              help="Write one JSON line per stale hit, wrap and zap, each with its reason.")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), multiple=True,
+              help="Exit 1 if any run has harmful stale hits, any stale hits, or an "
+                   "undetected wrap.")
+def replay(trace: str, kernel: str | None, era: str | None, fmt: str | None,
+           events_path: str | None, fail_on: Sequence[str], json_path: str | None,
+           quiet: bool, **options: Any) -> int:
+    """Replay TRACE (YAML or JSON; - for stdin) under one kernel era."""
+    from kvmgen.runner import resolve_target
+
+    session = _session(trace, fmt, lambda t: [resolve_target(t, kernel, era)], compare=False,
+                       **options)
+    _emit(session, json_path=json_path, events_path=events_path, matrix=False, quiet=quiet)
+    return _gate(session, fail_on)
+
+
+@cli.command()
+@click.argument("trace", metavar="TRACE")
+@click.option("--kernel", "kernels", multiple=True,
+              help="Kernel versions, comma-separated or repeated.")
+@click.option("--era", "eras", multiple=True, help="Eras, comma-separated or repeated; 'all'.")
+@_common
+def compare(trace: str, kernels: Sequence[str], eras: Sequence[str], fmt: str | None,
+            json_path: str | None, quiet: bool, **options: Any) -> int:
+    """Replay TRACE under several eras: a matrix of eras x bias policies."""
+    from kvmgen.runner import targets_for
+
+    chosen = targets_for(_split(kernels), _split(eras))
+    session = _session(trace, fmt, lambda t: chosen, compare=True, **options)
+    _emit(session, json_path=json_path, events_path=None, matrix=True, quiet=quiet)
+    return ExitCode.OK
+
+
+@cli.command()
+def eras() -> int:
+    """The era registry: what each kernel era does."""
+    from rich.table import Table
+
+    from kvmgen.model.eras import ERAS
+
+    table = Table(title="kvmgen eras (kernel-semantics.md section 9)", title_justify="left")
+    for name in ("era", "kernels", "NAS", "bias", "gen bits (stored)", "in progress",
+                 "wrap zap", "memslot flush", "summary"):
+        table.add_column(name)
+    for era in ERAS.values():
+        stored = bin(era.stamp_mask).count("1")
+        table.add_row(
+            era.name,
+            era.versions,
+            "/".join(str(n) for n in sorted(era.allowed_address_spaces)),
+            str(era.historical_bias),
+            f"{era.nominal_width} ({stored})" if era.has_mmio_generation else "-",
+            era.bump_scheme.name.lower(),
+            f"{era.wrap_zap_scope.name.lower()} ({era.wrap_zap_style.name.lower()})"
+            if era.has_mmio_generation else "-",
+            era.flush_scope.name.lower(),
+            era.summary,
+        )
+    _console().print(table)
+    click.echo("5.1 and 5.2 (--kernel 5.1/5.2) flush only the slot's RAM SPTEs; --era E6 is 5.3.")
+    return ExitCode.OK
+
+
+@cli.command()
+@click.option("--costs", "costs_path", type=click.Path(exists=True, dir_okay=False),
+              help="Show the unit costs with this YAML file's overrides applied.")
+def costs(costs_path: str | None) -> int:
+    """Unit costs, their cycle equivalents and where each number comes from."""
+    from rich.table import Table
+
+    from kvmgen.model.costs import COST_KEYS, SOURCES, CostModel, load_costs
+
+    model = load_costs(costs_path) if costs_path else CostModel()
+    table = Table(title="kvmgen unit costs (override with --costs FILE.yaml)",
+                  title_justify="left")
+    for name in ("name", "value", "cycles", "source"):
+        table.add_column(name)
+    for key in COST_KEYS:
+        cycles = "" if key == "clock_ghz" else f"{model.cycles(key):,.0f}"
+        table.add_row(key, f"{getattr(model, key):g}", cycles, SOURCES[key])
+    _console().print(table)
+    return ExitCode.OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code instead of raising."""
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None,
+                        prog_name="kvmgen", standalone_mode=False)
+    except KvmgenError as exc:
+        click.echo(f"kvmgen: error: {exc}", err=True)
+        return int(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.USAGE
+    except click.Abort:
+        click.echo("kvmgen: interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        click.echo("kvmgen: interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        return ExitCode.OK
+    return int(code or 0)

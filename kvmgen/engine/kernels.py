@@ -1,0 +1,626 @@
+"""Every numba-jitted function of kvmgen, and the array layouts they share.
+
+Arrays in, arrays out: the kernels see int64/int8 numpy arrays and integers,
+never Python objects. All 64-bit generations are held as int64 bit patterns
+and handled with explicit masks, so additions wrap mod 2^64 exactly as the
+kernel's u64 does (numba's int64 add wraps; mixing in uint64 would promote).
+
+Numba's cache only notices edits to this file (numba caching notes), which is
+why every constant a kernel reads is defined here and nowhere else; the Python
+side (``encode.py``, ``replay.py``) imports these layouts from this module.
+Semantics: ``docs/model.md``; section numbers below refer to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# ---- params: one int64 array per run (replay.py fills it from the Era and RunSpec)
+P_NAS = 0
+P_HAS_GEN = 1
+P_BUMP_SCHEME = 2  # BumpScheme: 0 plain, 1 odd/even, 2 odd/stride, 3 bit 63
+P_MMIO_OFFSET = 3
+P_CHECK_MASK = 4
+P_STAMP_MASK = 5
+P_NOMINAL_MASK = 6
+P_WRAP_TEST = 7  # WrapTest: 0 none, 1 at least, 2 low bits zero
+P_WRAP_THRESHOLD = 8
+P_WRAP_TIMING = 9  # WrapCheckTiming: 0 never, 1 per ioctl, 2 per bump after, 3 before
+P_WRAP_SCOPE = 10  # ZapScope
+P_FLUSH_SCOPE = 11
+P_CREATE_FLUSH_SCOPE = 12
+P_INPROG_VIEW = 13  # InProgressView: 0 old layout/new gen, 1 odd, 2 bit 63
+P_CACHE_HAS_GEN = 14
+P_CACHE_SKIPS_INPROG = 15
+P_RECORD_LIMIT = 16
+N_PARAMS = 17
+
+# ---- counters and small state, one int64 array carried across chunks
+C_UPDATES = 0
+C_BUMPS = 1  # two slots: per address space
+C_OUTCOME = 3  # seven slots, in stats.OUTCOMES order
+C_WRAP_ZAPS = 10
+C_FLUSH_ZAPS = 11
+C_DROP_WRAP_RAM = 12
+C_DROP_WRAP_MMIO = 13
+C_DROP_FLUSH_RAM = 14
+C_DROP_FLUSH_MMIO = 15
+C_WRAPS = 16
+C_WRAPS_UNDETECTED = 17
+C_HARMFUL = 18
+C_BENIGN = 19
+C_STALE_RECORDS = 20
+C_WRAP_RECORDS = 21
+C_ZAP_RECORDS = 22
+C_EVENTS = 23
+C_ZAP_EPOCH = 24
+C_MMIO_EPOCH = 25
+C_LIVE_RAM = 26  # two slots
+C_LIVE_MMIO = 28  # two slots
+C_ZAP_SEEN = 30  # two slots: a wrap zap fired on this AS since its last wrap
+N_COUNTERS = 32
+
+# ---- access outcomes (offsets from C_OUTCOME)
+O_RAM_FAULT = 0
+O_RAM_REFAULT = 1
+O_RAM_ACCESS = 2
+O_MMIO_SLOW = 3
+O_MMIO_FAST = 4
+O_MMIO_REFAULT = 5
+O_CACHE_HIT = 6
+
+# ---- ops (records.Op) and windows (records.Window)
+OP_CREATE = 0
+OP_DELETE = 1
+OP_MOVE = 2
+OP_FLAGS = 3
+OP_BUMP = 4
+OP_ACCESS = 5
+WIN_NONE = 0
+WIN_IN_PROGRESS = 1
+WIN_BEFORE_ZAP = 2
+
+# ---- update table columns
+U_LO = 0  # new range, as indices into the sorted access-gfn universe
+U_HI = 1
+U_OLO = 2  # old range (delete, move)
+U_OHI = 3
+U_BUMP_REPS = 4  # repetitions that bump; the rest change nothing
+U_DSTART = 5  # this update's during accesses: rows [start, end) of the d_* arrays
+U_DEND = 6
+N_UCOLS = 7
+
+# ---- SPTE table: spte[as, gfn_index, field]
+S_KIND = 0  # 0 none, 1 RAM, 2 MMIO
+S_EPOCH = 1  # whole-MMU zap epoch at install; -1 once a slot zap dropped it
+S_MEPOCH = 2  # MMIO zap epoch at install
+S_STORED = 3
+S_MADE = 4
+N_SFIELDS = 5
+KIND_NONE = 0
+KIND_RAM = 1
+KIND_MMIO = 2
+
+# ---- vCPU cache: cache[vcpu, field]
+K_HAS = 0
+K_GID = 1
+K_FILL_AS = 2
+K_FILL_GEN = 3
+K_FILL_AS0 = 4
+N_KFIELDS = 5
+
+# ---- zap scopes (eras.ZapScope) and bump schemes (eras.BumpScheme)
+Z_NOTHING = 0
+Z_ALL = 1
+Z_MMIO = 2
+Z_SLOT_RAM = 3
+B_PLAIN = 0
+B_ODD_EVEN = 1
+B_ODD_STRIDE = 2
+B_BIT63 = 3
+T_NEVER = 0
+T_PER_IOCTL = 1
+T_AFTER = 2
+T_BEFORE = 3
+V_OLD_LAYOUT = 0
+V_ODD = 1
+V_BIT63 = 2
+
+# ---- records
+R_UPDATE = 0
+R_EVENT = 1
+R_SUB = 2
+R_AS = 3
+R_GID = 4
+R_VCPU = 5
+R_SOURCE = 6  # 0 spte, 1 vcpu cache
+R_KIND = 7  # 0 harmful, 1 benign
+R_RACE = 8  # window code
+R_COUNT = 9
+R_SPTE_MADE = 10
+R_SPTE_STORED = 11
+R_CACHE_AS = 12
+R_CACHE_GEN = 13
+R_CACHE_AS0 = 14
+R_CUR_GEN = 15
+R_CUR_MMIO = 16
+N_RFIELDS = 17
+
+W_AS = 0
+W_UPDATE = 1
+W_BUMP = 2
+W_DETECTED = 3
+W_BEFORE = 4
+W_AFTER = 5
+N_WFIELDS = 6
+
+ZR_KIND = 0  # 0 wrap, 1 memslot flush
+ZR_SCOPE = 1
+ZR_AS = 2
+ZR_UPDATE = 3
+ZR_BUMP = 4
+ZR_RAM = 5
+ZR_MMIO = 6
+N_ZFIELDS = 7
+
+BIT63 = np.int64(-(2**63))
+LOW63 = np.int64(2**63 - 1)
+LAYOUT_NONE = 0
+LAYOUT_SET = 1
+LAYOUT_CLEAR = 2
+
+
+@njit(cache=True)
+def next_generation(params, old):  # type: ignore[no-untyped-def]
+    """The value a bump leaves (docs/model.md section 3)."""
+    scheme = params[P_BUMP_SCHEME]
+    if scheme == B_PLAIN:
+        return old + 1
+    if scheme == B_ODD_EVEN:
+        return old + 2
+    if scheme == B_ODD_STRIDE:
+        return old + 2 * params[P_NAS]
+    return (old & LOW63) + params[P_NAS]
+
+
+@njit(cache=True)
+def nominal(params, g):  # type: ignore[no-untyped-def]
+    """The truncated generation whose wrap is reported."""
+    return (g + params[P_MMIO_OFFSET]) & params[P_NOMINAL_MASK]
+
+
+@njit(cache=True)
+def mmio_generation(params, g):  # type: ignore[no-untyped-def]
+    """The MMIO generation the check compares (section 2)."""
+    return (g + params[P_MMIO_OFFSET]) & params[P_CHECK_MASK]
+
+
+@njit(cache=True)
+def in_progress(params, g):  # type: ignore[no-untyped-def]
+    """Whether ``g`` carries the era's update-in-progress marker."""
+    scheme = params[P_BUMP_SCHEME]
+    if scheme == B_ODD_EVEN or scheme == B_ODD_STRIDE:
+        return (g & 1) == 1
+    if scheme == B_BIT63:
+        return g < 0
+    return False
+
+
+@njit(cache=True)
+def wrap_test(params, new):  # type: ignore[no-untyped-def]
+    """The kernel's wrap-zap condition on the new generation."""
+    test = params[P_WRAP_TEST]
+    n = nominal(params, new)
+    if test == 1:
+        return n >= params[P_WRAP_THRESHOLD]
+    if test == 2:
+        ignore = params[P_NAS] - 1 if params[P_BUMP_SCHEME] == B_BIT63 else 0
+        return (n & ~ignore) == 0
+    return False
+
+
+@njit(cache=True)
+def spte_live(spte, ctr, a, x):  # type: ignore[no-untyped-def]
+    """Whether (a, x) holds an SPTE that no zap has dropped."""
+    kind = spte[a, x, S_KIND]
+    if kind == KIND_NONE or spte[a, x, S_EPOCH] != ctr[C_ZAP_EPOCH]:
+        return False
+    return kind == KIND_RAM or spte[a, x, S_MEPOCH] == ctr[C_MMIO_EPOCH]
+
+
+@njit(cache=True)
+def zap(params, spte, ctr, zap_rec, kind, scope, a, bump, olo, ohi):  # type: ignore[no-untyped-def]
+    """Drop SPTEs per ``scope``, count and record it (section 5)."""
+    nas = params[P_NAS]
+    ram = 0
+    mmio = 0
+    if scope == Z_ALL:
+        for b in range(nas):
+            ram += ctr[C_LIVE_RAM + b]
+            mmio += ctr[C_LIVE_MMIO + b]
+            ctr[C_LIVE_RAM + b] = 0
+            ctr[C_LIVE_MMIO + b] = 0
+        ctr[C_ZAP_EPOCH] += 1
+    elif scope == Z_MMIO:
+        for b in range(nas):
+            mmio += ctr[C_LIVE_MMIO + b]
+            ctr[C_LIVE_MMIO + b] = 0
+        ctr[C_MMIO_EPOCH] += 1
+    elif scope == Z_SLOT_RAM:
+        for x in range(olo, ohi):
+            if spte[a, x, S_KIND] == KIND_RAM and spte_live(spte, ctr, a, x):
+                spte[a, x, S_EPOCH] = -1
+                ram += 1
+        ctr[C_LIVE_RAM + a] -= ram
+    if kind == 0:
+        ctr[C_WRAP_ZAPS] += 1
+        ctr[C_DROP_WRAP_RAM] += ram
+        ctr[C_DROP_WRAP_MMIO] += mmio
+        ctr[C_ZAP_SEEN + a] = 1
+    else:
+        ctr[C_FLUSH_ZAPS] += 1
+        ctr[C_DROP_FLUSH_RAM] += ram
+        ctr[C_DROP_FLUSH_MMIO] += mmio
+    i = ctr[C_ZAP_RECORDS]
+    if i < zap_rec.shape[0]:
+        zap_rec[i, ZR_KIND] = kind
+        zap_rec[i, ZR_SCOPE] = scope
+        zap_rec[i, ZR_AS] = a
+        zap_rec[i, ZR_UPDATE] = ctr[C_UPDATES]
+        zap_rec[i, ZR_BUMP] = bump
+        zap_rec[i, ZR_RAM] = ram
+        zap_rec[i, ZR_MMIO] = mmio
+    ctr[C_ZAP_RECORDS] = i + 1
+
+
+@njit(cache=True)
+def install(params, gen, spte, ctr, a, x, ram):  # type: ignore[no-untyped-def]
+    """Install a RAM or MMIO SPTE at (a, x); return whether a zap had dropped the last one."""
+    was_dropped = spte[a, x, S_KIND] != KIND_NONE and not spte_live(spte, ctr, a, x)
+    if spte_live(spte, ctr, a, x):
+        if spte[a, x, S_KIND] == KIND_RAM:
+            ctr[C_LIVE_RAM + a] -= 1
+        else:
+            ctr[C_LIVE_MMIO + a] -= 1
+    spte[a, x, S_EPOCH] = ctr[C_ZAP_EPOCH]
+    spte[a, x, S_MEPOCH] = ctr[C_MMIO_EPOCH]
+    if ram:
+        spte[a, x, S_KIND] = KIND_RAM
+        ctr[C_LIVE_RAM + a] += 1
+    else:
+        g = gen[a]
+        spte[a, x, S_KIND] = KIND_MMIO
+        spte[a, x, S_MADE] = g
+        spte[a, x, S_STORED] = mmio_generation(params, g) & params[P_STAMP_MASK]
+        ctr[C_LIVE_MMIO + a] += 1
+    return was_dropped
+
+
+@njit(cache=True)
+def fill_cache(params, gen, cache, v, a, x):  # type: ignore[no-untyped-def]
+    """Cache MMIO info for vCPU v; return whether the cache changed."""
+    if params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, gen[0]):
+        return False
+    same = (
+        cache[v, K_HAS] == 1
+        and cache[v, K_GID] == x
+        and cache[v, K_FILL_AS] == a
+        and cache[v, K_FILL_GEN] == gen[a]
+        and cache[v, K_FILL_AS0] == gen[0]
+    )
+    cache[v, K_HAS] = 1
+    cache[v, K_GID] = x
+    cache[v, K_FILL_AS] = a
+    cache[v, K_FILL_GEN] = gen[a]
+    cache[v, K_FILL_AS0] = gen[0]
+    return not same
+
+
+@njit(cache=True)
+def record_stale(params, gen, spte, cache, ctr, last, stale_rec, n, ident, a, x, v, source, kind):  # type: ignore[no-untyped-def]
+    """Count ``n`` stale hits and record them, merging with the previous record when equal.
+
+    ``ident`` holds (update, event, sub, race) of the access.
+    """
+    rec = np.empty(N_RFIELDS, dtype=np.int64)
+    rec[R_UPDATE] = ident[0]
+    rec[R_EVENT] = ident[1]
+    rec[R_SUB] = ident[2]
+    rec[R_RACE] = ident[3]
+    rec[R_AS] = a
+    rec[R_GID] = x
+    rec[R_VCPU] = v
+    rec[R_SOURCE] = source
+    rec[R_KIND] = kind
+    rec[R_COUNT] = n
+    rec[R_SPTE_MADE] = spte[a, x, S_MADE]
+    rec[R_SPTE_STORED] = spte[a, x, S_STORED]
+    if source == 1:
+        rec[R_CACHE_AS] = cache[v, K_FILL_AS]
+        rec[R_CACHE_GEN] = cache[v, K_FILL_GEN]
+        rec[R_CACHE_AS0] = cache[v, K_FILL_AS0]
+    else:
+        rec[R_CACHE_AS] = 0
+        rec[R_CACHE_GEN] = 0
+        rec[R_CACHE_AS0] = 0
+    rec[R_CUR_GEN] = gen[a]
+    rec[R_CUR_MMIO] = mmio_generation(params, gen[a])
+    if kind == 0:
+        ctr[C_HARMFUL] += n
+    else:
+        ctr[C_BENIGN] += n
+    merge = ctr[C_STALE_RECORDS] > 0
+    if merge:
+        for f in range(N_RFIELDS):
+            if f != R_COUNT and last[f] != rec[f]:
+                merge = False
+                break
+    i = ctr[C_STALE_RECORDS]
+    if merge:
+        last[R_COUNT] += n
+        if i - 1 < stale_rec.shape[0]:
+            stale_rec[i - 1, R_COUNT] = last[R_COUNT]
+        return
+    for f in range(N_RFIELDS):
+        last[f] = rec[f]
+    if i < stale_rec.shape[0]:
+        for f in range(N_RFIELDS):
+            stale_rec[i, f] = rec[f]
+    ctr[C_STALE_RECORDS] = i + 1
+
+
+@njit(cache=True)
+def slow_path(params, gen, cover, spte, cache, ctr, a, x, v):  # type: ignore[no-untyped-def]
+    """Fault with no usable SPTE: install RAM or MMIO (section 6 step 1); return the outcome."""
+    if cover[a, x] == 1:
+        dropped = install(params, gen, spte, ctr, a, x, True)
+        return O_RAM_REFAULT if dropped else O_RAM_FAULT
+    install(params, gen, spte, ctr, a, x, False)
+    fill_cache(params, gen, cache, v, a, x)
+    return O_MMIO_SLOW
+
+
+@njit(cache=True)
+def access_once(params, gen, cover, spte, cache, ctr, last, stale_rec, ident, a, x, v):  # type: ignore[no-untyped-def]
+    """One guest access (section 6). Returns (outcome, stale kind or -1, source, changed)."""
+    if not spte_live(spte, ctr, a, x):
+        return slow_path(params, gen, cover, spte, cache, ctr, a, x, v), -1, 0, True
+    if spte[a, x, S_KIND] == KIND_RAM:
+        return O_RAM_ACCESS, -1, 0, False
+    cache_valid = cache[v, K_HAS] == 1 and cache[v, K_GID] == x
+    if cache_valid and params[P_CACHE_HAS_GEN] == 1:
+        cache_valid = cache[v, K_FILL_AS0] == gen[0]
+    if cache_valid:
+        kind = -1
+        if cover[a, x] == 1:
+            kind = 0
+        elif params[P_CACHE_HAS_GEN] == 1 and (
+            cache[v, K_FILL_AS] != a or cache[v, K_FILL_GEN] != gen[a]
+        ):
+            kind = 1
+        if kind >= 0:
+            record_stale(params, gen, spte, cache, ctr, last, stale_rec, 1, ident, a, x, v, 1, kind)
+        return O_CACHE_HIT, kind, 1, False
+    passed = True
+    if params[P_HAS_GEN] == 1:
+        if params[P_BUMP_SCHEME] == B_BIT63 and gen[a] < 0:
+            passed = False
+        else:
+            passed = mmio_generation(params, gen[a]) == spte[a, x, S_STORED]
+    if passed:
+        kind = -1
+        if cover[a, x] == 1:
+            kind = 0
+        elif params[P_HAS_GEN] == 1 and spte[a, x, S_MADE] != gen[a]:
+            kind = 1
+        if kind >= 0:
+            record_stale(params, gen, spte, cache, ctr, last, stale_rec, 1, ident, a, x, v, 0, kind)
+        changed = fill_cache(params, gen, cache, v, a, x)
+        return O_MMIO_FAST, kind, 0, changed
+    slow_path(params, gen, cover, spte, cache, ctr, a, x, v)
+    return O_MMIO_REFAULT, -1, 0, True
+
+
+@njit(cache=True)
+def access(params, gen, cover, spte, cache, ctr, last, stale_rec, ident, a, x, v, reps):  # type: ignore[no-untyped-def]
+    """``reps`` identical accesses; once one leaves the state unchanged, the rest repeat it."""
+    done = 0
+    while done < reps:
+        outcome, kind, source, changed = access_once(
+            params, gen, cover, spte, cache, ctr, last, stale_rec, ident, a, x, v
+        )
+        ctr[C_OUTCOME + outcome] += 1
+        done += 1
+        if not changed and done < reps:
+            rest = reps - done
+            ctr[C_OUTCOME + outcome] += rest
+            if kind >= 0:
+                record_stale(
+                    params, gen, spte, cache, ctr, last, stale_rec, rest, ident, a, x, v,
+                    source, kind,
+                )
+            return
+
+
+@njit(cache=True)
+def run_window(params, gen, cover, spte, cache, ctr, last, stale_rec, d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, start, end, window, event):  # type: ignore[no-untyped-def]
+    """Run the ``during`` accesses of one window, in order."""
+    ident = np.empty(4, dtype=np.int64)
+    for j in range(start, end):
+        if d_window[j] != window:
+            continue
+        ident[0] = ctr[C_UPDATES]
+        ident[1] = event
+        ident[2] = d_sub[j]
+        ident[3] = window
+        access(
+            params, gen, cover, spte, cache, ctr, last, stale_rec, ident,
+            d_as[j], d_gid[j], d_vcpu[j], d_rep[j],
+        )
+
+
+@njit(cache=True)
+def set_layout(cover, a, lo, hi, value):  # type: ignore[no-untyped-def]
+    """Mark gfn indices [lo, hi) of address space a as inside (1) or outside (0) a slot."""
+    for x in range(lo, hi):
+        cover[a, x] = value
+
+
+@njit(cache=True)
+def bump(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec, d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, layout, lo, hi, dstart, dend, event, ends_ioctl, create_flush):  # type: ignore[no-untyped-def]
+    """One memslot install in address space ``a``, in the order of docs/model.md section 4.1."""
+    old = gen[a]
+    new = next_generation(params, old)
+    view = params[P_INPROG_VIEW]
+    ctr[C_BUMPS + a] += 1
+    bump_no = ctr[C_BUMPS + a]
+    if view == V_OLD_LAYOUT:
+        gen[a] = new
+        run_window(params, gen, cover, spte, cache, ctr, last, stale_rec, d_as, d_vcpu,
+                   d_gid, d_rep, d_window, d_sub, dstart, dend, WIN_IN_PROGRESS, event)
+        if layout != LAYOUT_NONE:
+            set_layout(cover, a, lo, hi, 1 if layout == LAYOUT_SET else 0)
+    else:
+        gen[a] = old + 1 if view == V_ODD else old | BIT63
+        if layout != LAYOUT_NONE:
+            set_layout(cover, a, lo, hi, 1 if layout == LAYOUT_SET else 0)
+        if params[P_WRAP_TIMING] == T_BEFORE and wrap_test(params, new):
+            zap(params, spte, ctr, zap_rec, 0, params[P_WRAP_SCOPE], a, bump_no, 0, 0)
+        run_window(params, gen, cover, spte, cache, ctr, last, stale_rec, d_as, d_vcpu,
+                   d_gid, d_rep, d_window, d_sub, dstart, dend, WIN_IN_PROGRESS, event)
+        gen[a] = new
+    run_window(params, gen, cover, spte, cache, ctr, last, stale_rec, d_as, d_vcpu,
+               d_gid, d_rep, d_window, d_sub, dstart, dend, WIN_BEFORE_ZAP, event)
+    timing = params[P_WRAP_TIMING]
+    if (timing == T_AFTER or (timing == T_PER_IOCTL and ends_ioctl)) and wrap_test(params, new):
+        zap(params, spte, ctr, zap_rec, 0, params[P_WRAP_SCOPE], a, bump_no, 0, 0)
+    if create_flush and params[P_CREATE_FLUSH_SCOPE] != Z_NOTHING:
+        zap(params, spte, ctr, zap_rec, 1, params[P_CREATE_FLUSH_SCOPE], a, bump_no, 0, 0)
+    if params[P_HAS_GEN] == 1 and nominal(params, new) < nominal(params, old):
+        detected = ctr[C_ZAP_SEEN + a]
+        ctr[C_WRAPS] += 1
+        if detected == 0:
+            ctr[C_WRAPS_UNDETECTED] += 1
+        i = ctr[C_WRAP_RECORDS]
+        if i < wrap_rec.shape[0]:
+            wrap_rec[i, W_AS] = a
+            wrap_rec[i, W_UPDATE] = ctr[C_UPDATES]
+            wrap_rec[i, W_BUMP] = bump_no
+            wrap_rec[i, W_DETECTED] = detected
+            wrap_rec[i, W_BEFORE] = nominal(params, old)
+            wrap_rec[i, W_AFTER] = nominal(params, new)
+        ctr[C_WRAP_RECORDS] = i + 1
+        ctr[C_ZAP_SEEN + a] = 0
+
+
+@njit(cache=True)
+def quiet_bumps(params, gen, ctr, a, remaining, numbered):  # type: ignore[no-untyped-def]
+    """How many of the next ``remaining`` bumps of ``a`` provably neither wrap nor zap.
+
+    Those bumps only move the counters, so the caller applies them at once; this is
+    what makes ``repeat: 10**9`` cost O(1). Wrap tests and wraps only fire where the
+    new nominal value is within 2 of 0 or of its maximum (section 3), so every bump
+    landing in [4, max-3] without crossing the maximum is quiet.
+    """
+    if params[P_HAS_GEN] == 0:
+        return remaining
+    step = next_generation(params, np.int64(0))
+    g = gen[a]
+    if params[P_BUMP_SCHEME] == B_BIT63 and g < 0:
+        return 0
+    p = nominal(params, g)
+    top = params[P_NOMINAL_MASK] - 3
+    if p + step < 4 or p + step > top:
+        return 0
+    k = (top - p) // step
+    if params[P_BUMP_SCHEME] == B_BIT63:
+        # Counting into bit 63 changes the arithmetic (the flag would be set at rest).
+        k = min(k, (LOW63 - g) // step)
+    return min(k, remaining)
+
+
+@njit(cache=True)
+def raw_bumps(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec, d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, count, numbered, event):  # type: ignore[no-untyped-def]
+    """``count`` plain bumps of ``a`` with no accesses (flags repeats, ``bump`` events)."""
+    done = 0
+    step = next_generation(params, np.int64(0))
+    while done < count:
+        k = quiet_bumps(params, gen, ctr, a, count - done, numbered)
+        if k > 0:
+            gen[a] = gen[a] + k * step
+            ctr[C_BUMPS + a] += k
+            if numbered:
+                ctr[C_UPDATES] += k
+            done += k
+            continue
+        if numbered:
+            ctr[C_UPDATES] += 1
+        bump(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec,
+             d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, LAYOUT_NONE, 0, 0, 0, 0,
+             event, True, False)
+        done += 1
+
+
+@njit(cache=True)
+def replay_events(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, ev_index, upd, d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec):  # type: ignore[no-untyped-def]
+    """Replay a block of events, carrying all state in the arrays passed in.
+
+    Top-level rows: ``ev_*``; an update's ``ev_x`` indexes ``upd``, an access's is
+    its gfn index, a bump's is unused. ``during`` accesses live in ``d_*``.
+    """
+    ident = np.empty(4, dtype=np.int64)
+    for i in range(ev_op.shape[0]):
+        op = ev_op[i]
+        a = np.int64(ev_as[i])
+        event = np.int64(ev_index[i])
+        ctr[C_EVENTS] += 1
+        if op == OP_ACCESS:
+            ident[0] = ctr[C_UPDATES]
+            ident[1] = event
+            ident[2] = -1
+            ident[3] = WIN_NONE
+            access(params, gen, cover, spte, cache, ctr, last, stale_rec, ident, a,
+                   np.int64(ev_x[i]), np.int64(ev_vcpu[i]), ev_rep[i])
+            continue
+        if op == OP_BUMP:
+            raw_bumps(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec,
+                      d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, ev_rep[i], False, event)
+            continue
+        u = ev_x[i]
+        lo = upd[u, U_LO]
+        hi = upd[u, U_HI]
+        olo = upd[u, U_OLO]
+        ohi = upd[u, U_OHI]
+        dstart = upd[u, U_DSTART]
+        dend = upd[u, U_DEND]
+        bumping = upd[u, U_BUMP_REPS]
+        reps = ev_rep[i]
+        if bumping == 0:
+            # Nothing changes (flags to the same value, move to the same gfn): the
+            # ordinals are still used, and during accesses run as plain accesses.
+            ctr[C_UPDATES] += reps
+            for w in (WIN_IN_PROGRESS, WIN_BEFORE_ZAP):
+                run_window(params, gen, cover, spte, cache, ctr, last, stale_rec, d_as,
+                           d_vcpu, d_gid, d_rep, d_window, d_sub, dstart, dend, w, event)
+            continue
+        if op == OP_FLAGS and dstart == dend:
+            raw_bumps(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec,
+                      d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, bumping, True, event)
+            ctr[C_UPDATES] += reps - bumping
+            continue
+        ctr[C_UPDATES] += 1
+        layout = LAYOUT_NONE
+        if op == OP_DELETE or op == OP_MOVE:
+            bump(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec,
+                 d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, LAYOUT_CLEAR, olo, ohi,
+                 0, 0, event, False, False)
+            zap(params, spte, ctr, zap_rec, 1, params[P_FLUSH_SCOPE], a, ctr[C_BUMPS + a],
+                olo, ohi)
+            if op == OP_MOVE:
+                layout = LAYOUT_SET
+        elif op == OP_CREATE:
+            layout = LAYOUT_SET
+        bump(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec,
+             d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, layout, lo, hi, dstart, dend,
+             event, True, op == OP_CREATE or op == OP_MOVE)

@@ -1,0 +1,208 @@
+"""The one Python wrapper around the kernels: RunSpec + encoded trace in, ReplayResult out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kvmgen.engine import kernels as k
+from kvmgen.engine.encode import EncodedTrace, encode
+from kvmgen.model.policy import U64, RunSpec
+from kvmgen.stats import DEFAULT_RECORD_LIMIT, ReplayResult, StaleHit, WrapEvent, ZapEvent
+from kvmgen.trace.records import Trace
+
+I64 = NDArray[np.int64]
+_SCOPE_NAMES = {1: "all_sptes", 2: "mmio_sptes", 3: "slot_ram_sptes"}
+_RACE_NAMES = {0: None, 1: "in_progress", 2: "before_zap"}
+
+
+def engine_params(spec: RunSpec, record_limit: int) -> I64:
+    """Flatten an era and run into the kernels' parameter vector."""
+    era = spec.era
+    p = np.zeros(k.N_PARAMS, dtype=np.int64)
+    p[k.P_NAS] = spec.address_spaces
+    p[k.P_HAS_GEN] = int(era.has_mmio_generation)
+    p[k.P_BUMP_SCHEME] = int(era.bump_scheme)
+    p[k.P_MMIO_OFFSET] = spec.mmio_offset
+    p[k.P_CHECK_MASK] = era.check_mask
+    p[k.P_STAMP_MASK] = era.stamp_mask
+    p[k.P_NOMINAL_MASK] = era.nominal_mask
+    p[k.P_WRAP_TEST] = int(era.wrap_test)
+    p[k.P_WRAP_THRESHOLD] = era.wrap_threshold
+    p[k.P_WRAP_TIMING] = int(era.wrap_timing)
+    p[k.P_WRAP_SCOPE] = int(era.wrap_zap_scope)
+    p[k.P_FLUSH_SCOPE] = int(era.flush_scope)
+    p[k.P_CREATE_FLUSH_SCOPE] = int(era.create_flush_scope)
+    p[k.P_INPROG_VIEW] = int(era.in_progress_view)
+    p[k.P_CACHE_HAS_GEN] = int(era.cache_has_generation)
+    p[k.P_CACHE_SKIPS_INPROG] = int(era.cache_skips_in_progress)
+    p[k.P_RECORD_LIMIT] = record_limit
+    return p
+
+
+def _signed(value: int) -> int:
+    """A u64 as the int64 bit pattern the kernels hold."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+@dataclass
+class EngineState:
+    """Everything a replay carries from one block of events to the next."""
+
+    params: I64
+    gen: I64
+    cover: NDArray[np.int8]
+    spte: I64
+    cache: I64
+    ctr: I64
+    last: I64
+    stale_rec: I64
+    wrap_rec: I64
+    zap_rec: I64
+
+
+def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineState:
+    """Fresh state for a run: generations at their start, header slots in place."""
+    nas = spec.address_spaces
+    ngfn = max(len(enc.gfns), 1)
+    gen = np.array([_signed(g) for g in spec.init_generations], dtype=np.int64)
+    return EngineState(
+        params=engine_params(spec, record_limit),
+        gen=gen,
+        cover=np.ascontiguousarray(enc.initial_cover[:nas]),
+        spte=np.zeros((nas, ngfn, k.N_SFIELDS), dtype=np.int64),
+        cache=np.zeros((max(enc.vcpus, 1), k.N_KFIELDS), dtype=np.int64),
+        ctr=np.zeros(k.N_COUNTERS, dtype=np.int64),
+        last=np.zeros(k.N_RFIELDS, dtype=np.int64),
+        stale_rec=np.zeros((record_limit, k.N_RFIELDS), dtype=np.int64),
+        wrap_rec=np.zeros((record_limit, k.N_WFIELDS), dtype=np.int64),
+        zap_rec=np.zeros((record_limit, k.N_ZFIELDS), dtype=np.int64),
+    )
+
+
+def run_block(enc: EncodedTrace, state: EngineState) -> None:
+    """Replay every event of ``enc`` into ``state``."""
+    k.replay_events(
+        enc.ev_op,
+        enc.ev_as,
+        enc.ev_vcpu,
+        enc.ev_x,
+        enc.ev_rep,
+        enc.ev_index,
+        enc.upd,
+        enc.d_as,
+        enc.d_vcpu,
+        enc.d_gid,
+        enc.d_rep,
+        enc.d_window,
+        enc.d_sub,
+        state.params,
+        state.gen,
+        state.cover,
+        state.spte,
+        state.cache,
+        state.ctr,
+        state.last,
+        state.stale_rec,
+        state.wrap_rec,
+        state.zap_rec,
+    )
+
+
+def _u64(value: np.int64) -> int:
+    return int(value) & U64
+
+
+def _stale_hits(enc: EncodedTrace, spec: RunSpec, state: EngineState) -> tuple[StaleHit, ...]:
+    has_gen = spec.era.has_mmio_generation
+    kept = min(int(state.ctr[k.C_STALE_RECORDS]), state.stale_rec.shape[0])
+    hits = []
+    for row in state.stale_rec[:kept]:
+        from_cache = row[k.R_SOURCE] == 1
+        hits.append(
+            StaleHit(
+                update=int(row[k.R_UPDATE]),
+                event=int(row[k.R_EVENT]),
+                sub=int(row[k.R_SUB]),
+                address_space=int(row[k.R_AS]),
+                gfn=int(enc.gfns[row[k.R_GID]]),
+                vcpu=int(row[k.R_VCPU]),
+                source="vcpu_cache" if from_cache else "spte",
+                kind="harmful" if row[k.R_KIND] == 0 else "benign",
+                race=_RACE_NAMES[int(row[k.R_RACE])],
+                count=int(row[k.R_COUNT]),
+                spte_generation=_u64(row[k.R_SPTE_MADE]),
+                spte_stored=_u64(row[k.R_SPTE_STORED]) if has_gen else None,
+                cache_address_space=int(row[k.R_CACHE_AS]) if from_cache else None,
+                cache_generation=_u64(row[k.R_CACHE_GEN]) if from_cache else None,
+                cache_as0_generation=_u64(row[k.R_CACHE_AS0]) if from_cache else None,
+                current_generation=_u64(row[k.R_CUR_GEN]),
+                current_mmio_generation=_u64(row[k.R_CUR_MMIO]) if has_gen else None,
+            )
+        )
+    return tuple(hits)
+
+
+def to_result(enc: EncodedTrace, spec: RunSpec, state: EngineState) -> ReplayResult:
+    """Read the counters and records out of ``state``."""
+    ctr = state.ctr
+    nas = spec.address_spaces
+    limit = state.stale_rec.shape[0]
+    wraps = tuple(
+        WrapEvent(
+            address_space=int(r[k.W_AS]),
+            update=int(r[k.W_UPDATE]),
+            bump=int(r[k.W_BUMP]),
+            detected=bool(r[k.W_DETECTED]),
+            before=int(r[k.W_BEFORE]),
+            after=int(r[k.W_AFTER]),
+        )
+        for r in state.wrap_rec[: min(int(ctr[k.C_WRAP_RECORDS]), limit)]
+    )
+    zaps = tuple(
+        ZapEvent(
+            kind="wrap" if r[k.ZR_KIND] == 0 else "memslot_flush",
+            scope=_SCOPE_NAMES[int(r[k.ZR_SCOPE])],
+            address_space=int(r[k.ZR_AS]),
+            update=int(r[k.ZR_UPDATE]),
+            bump=int(r[k.ZR_BUMP]),
+            dropped_ram=int(r[k.ZR_RAM]),
+            dropped_mmio=int(r[k.ZR_MMIO]),
+        )
+        for r in state.zap_rec[: min(int(ctr[k.C_ZAP_RECORDS]), limit)]
+    )
+    return ReplayResult(
+        updates=int(ctr[k.C_UPDATES]),
+        bumps=tuple(int(ctr[k.C_BUMPS + a]) for a in range(nas)),
+        final_generation=tuple(_u64(g) for g in state.gen),
+        accesses=tuple(int(ctr[k.C_OUTCOME + i]) for i in range(7)),
+        wrap_zaps=int(ctr[k.C_WRAP_ZAPS]),
+        flush_zaps=int(ctr[k.C_FLUSH_ZAPS]),
+        dropped_wrap_ram=int(ctr[k.C_DROP_WRAP_RAM]),
+        dropped_wrap_mmio=int(ctr[k.C_DROP_WRAP_MMIO]),
+        dropped_flush_ram=int(ctr[k.C_DROP_FLUSH_RAM]),
+        dropped_flush_mmio=int(ctr[k.C_DROP_FLUSH_MMIO]),
+        wraps_total=int(ctr[k.C_WRAPS]),
+        wraps_undetected=int(ctr[k.C_WRAPS_UNDETECTED]),
+        stale_harmful=int(ctr[k.C_HARMFUL]),
+        stale_benign=int(ctr[k.C_BENIGN]),
+        stale_records=int(ctr[k.C_STALE_RECORDS]),
+        wraps=wraps,
+        zap_events=zaps,
+        stale_hits=_stale_hits(enc, spec, state),
+        record_limit=limit,
+        events_replayed=int(ctr[k.C_EVENTS]),
+        partial=False,
+    )
+
+
+def replay_engine(
+    trace: Trace, spec: RunSpec, *, record_limit: int = DEFAULT_RECORD_LIMIT
+) -> ReplayResult:
+    """Replay ``trace`` under ``spec`` with the jitted engine."""
+    enc = encode(trace)
+    state = new_state(enc, spec, record_limit)
+    run_block(enc, state)
+    return to_result(enc, spec, state)

@@ -1,0 +1,158 @@
+"""Bias policies and run specifications (model.md section 1).
+
+A *run* is one (era, address-space count, bias) applied to one trace. Policies
+that resolve to the same bias for an era give one run, listed under every
+policy name that produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvmgen.errors import UsageError
+from kvmgen.model.eras import Era, InitScheme
+from kvmgen.model.versions import KernelChoice
+
+U64 = (1 << 64) - 1
+HISTORICAL = "historical"
+NONE = "none"
+DEFAULT_POLICIES = (HISTORICAL, NONE)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A user's bias choice: ``historical``, ``none``, or a literal integer ``B >= 0``."""
+
+    name: str
+    value: int | None  # None = the era's own historical bias
+
+    def bias_for(self, era: Era) -> int:
+        """The integer bias this policy means in ``era``."""
+        return era.historical_bias if self.value is None else self.value
+
+
+def parse_policy(text: str) -> Policy:
+    """Parse one ``--bias`` value."""
+    word = text.strip().lower()
+    if word == HISTORICAL:
+        return Policy(HISTORICAL, None)
+    if word == NONE:
+        return Policy(NONE, 0)
+    try:
+        value = int(word, 0)
+    except ValueError:
+        raise UsageError(
+            f"--bias {text!r}: expected 'historical', 'none' or an integer >= 0"
+        ) from None
+    if value < 0 or value > U64:
+        raise UsageError(f"--bias {text!r}: expected an integer from 0 to 2^64-1")
+    return Policy(str(value), value)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything the engine and the reference need to know about one run.
+
+    ``bias`` is None for E0 (no MMIO generation). ``init_generations`` holds the
+    full 64-bit starting generation of each address space; ``mmio_offset`` is
+    the constant E1/E2 add inside the MMIO-generation getter.
+    """
+
+    era: Era
+    kernel: str | None
+    address_spaces: int
+    bias: int | None
+    policies: tuple[str, ...]
+    init_generations: tuple[int, ...]
+    mmio_offset: int
+    as_shipped: bool
+    warnings: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """Short column label, for example ``E5 historical (150)``."""
+        names = "=".join(self.policies)
+        bias = "n/a" if self.bias is None else str(self.bias)
+        return f"{self.era.name} {names} ({bias})"
+
+
+def initial_generations(era: Era, nas: int, bias: int) -> tuple[int, ...]:
+    """Starting full generation per address space for ``bias`` (model.md section 1)."""
+    if era.init_scheme == InitScheme.ZERO:
+        return tuple(0 for _ in range(nas))
+    if era.init_scheme == InitScheme.MINUS_BIAS:
+        return tuple((-bias) & U64 for _ in range(nas))
+    if era.init_scheme == InitScheme.TWICE_AS_MINUS_BIAS:
+        return tuple((2 * a - bias) & U64 for a in range(nas))
+    return tuple((a - bias) & era.nominal_mask for a in range(nas))
+
+
+def getter_offset(era: Era, bias: int) -> int:
+    """E1/E2 add ``2^19 - 1 - B`` to the generation when B > 0 (the 3.11 getter)."""
+    if not era.bias_in_getter or bias == 0:
+        return 0
+    return ((1 << era.nominal_width) - 1 - bias) & era.nominal_mask
+
+
+def check_address_spaces(era: Era, nas: int, choice: KernelChoice | None) -> None:
+    """Refuse an address-space count the chosen kernel could not have."""
+    allowed = set(era.allowed_address_spaces)
+    if choice is not None and choice.version[:2] < (6, 2):
+        allowed &= {2} if era.default_address_spaces == 2 else {1}
+    if nas not in allowed:
+        origin = f"kernel {choice.kernel}" if choice else f"era {era.name}"
+        want = " or ".join(str(n) for n in sorted(allowed))
+        raise UsageError(f"address spaces {nas}: {origin} has {want}")
+
+
+def _warnings(era: Era, bias: int, requested: list[Policy]) -> list[str]:
+    notes = []
+    if not era.has_mmio_generation:
+        if any(p.value for p in requested):
+            notes.append("E0 has no MMIO generation: a bias does not apply")
+        return notes
+    if era.init_scheme == InitScheme.AS_MINUS_BIAS_TRUNCATED and bias:
+        notes.append(
+            f"hypothetical policy: {era.name} never shipped a bias; kvmgen starts address "
+            f"space i at (i - {bias}) mod 2^{era.nominal_width} because -{bias} would set "
+            "bit 63, the update-in-progress flag"
+        )
+    if era.init_scheme in (InitScheme.MINUS_BIAS, InitScheme.TWICE_AS_MINUS_BIAS) and bias % 2:
+        notes.append(
+            f"bias {bias} is odd: the generation is odd at rest, so every generation check fails"
+        )
+    return notes
+
+
+def resolve_runs(
+    era: Era,
+    nas: int,
+    policies: list[Policy],
+    choice: KernelChoice | None = None,
+) -> list[RunSpec]:
+    """Turn the requested policies into distinct runs for ``era``, in request order."""
+    by_bias: dict[int | None, list[Policy]] = {}
+    for policy in policies:
+        bias = policy.bias_for(era) if era.has_mmio_generation else None
+        by_bias.setdefault(bias, [])
+        if policy not in by_bias[bias]:
+            by_bias[bias].append(policy)
+    runs = []
+    for bias, group in by_bias.items():
+        literal = 0 if bias is None else bias
+        runs.append(
+            RunSpec(
+                era=era,
+                kernel=choice.kernel if choice else None,
+                address_spaces=nas,
+                bias=bias,
+                policies=tuple(p.name for p in group),
+                init_generations=initial_generations(era, nas, literal),
+                mmio_offset=getter_offset(era, literal),
+                as_shipped=bias is None or bias == era.historical_bias,
+                warnings=tuple(
+                    ([*choice.notes] if choice else []) + _warnings(era, literal, group)
+                ),
+            )
+        )
+    return runs

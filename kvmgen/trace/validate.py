@@ -1,0 +1,448 @@
+"""The rules of trace format version 1 (model.md section 2): located tree -> Trace.
+
+Both loaders hand over the same located tree (see :mod:`kvmgen.trace.tree`), so the
+rules, the messages and the slot-layout replay live here once. Validation stops at
+the first problem with a :class:`TraceError` naming file, line, column, event, op
+and field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kvmgen.errors import TraceError, UsageError
+from kvmgen.model.versions import era_for_version, lookup_era
+from kvmgen.trace.fields import (
+    ADDRESS_SPACES,
+    AS,
+    FLAGS,
+    GFN,
+    GPA,
+    PAGES,
+    REPEAT,
+    SLOT,
+    VCPU,
+    VCPUS,
+    Problem,
+    Where,
+    parse_int,
+)
+from kvmgen.trace.layout import Slot, SlotTable
+from kvmgen.trace.records import (
+    UPDATE_OPS,
+    AccessKind,
+    Event,
+    Op,
+    SlotDecl,
+    Trace,
+    VmHeader,
+    Window,
+)
+from kvmgen.trace.tree import (
+    Pos,
+    describe,
+    format_int,
+    is_map,
+    is_seq,
+    item_pos,
+    key_pos,
+    node_pos,
+    value_pos,
+)
+
+FORMAT_VERSION = 1
+GFN_LIMIT = 1 << 40
+
+OPS: dict[str, Op] = {
+    "create": Op.CREATE,
+    "delete": Op.DELETE,
+    "move": Op.MOVE,
+    "flags": Op.FLAGS,
+    "bump": Op.BUMP,
+    "access": Op.ACCESS,
+}
+_KINDS = {"read": AccessKind.READ, "write": AccessKind.WRITE}
+_WINDOWS = {"in_progress": Window.IN_PROGRESS, "before_zap": Window.BEFORE_ZAP}
+_COMMON = ("t", "note")
+_KEYS: dict[Op, tuple[str, ...]] = {
+    Op.CREATE: ("slot", "as", "gfn", "pages", "flags", "repeat", "during"),
+    Op.DELETE: ("slot", "as", "repeat", "during"),
+    Op.MOVE: ("slot", "as", "gfn", "repeat", "during"),
+    Op.FLAGS: ("slot", "as", "flags", "repeat", "during"),
+    Op.BUMP: ("as", "count"),
+    Op.ACCESS: ("gfn", "gpa", "as", "vcpu", "kind", "repeat"),
+}
+_NO_REPEAT = {
+    Op.CREATE: "a create cannot repeat",
+    Op.DELETE: "a delete cannot repeat: the slot no longer exists after the first",
+    Op.MOVE: "a move cannot repeat",
+}
+_TOP_KEYS = ("kvmgen", "vm", "events")
+_VM_KEYS = ("kernel", "era", "address_spaces", "vcpus", "slots")
+_SLOT_KEYS = ("slot", "as", "gfn", "pages", "flags")
+
+
+def build_trace(root: Any, root_pos: Pos, *, path: str, fmt: str, sha256: str) -> Trace:
+    """Check a loaded tree against the format rules and build the :class:`Trace`."""
+    return _Validator(path).trace(root, root_pos, fmt, sha256)
+
+
+def _span(gfn: int, pages: int) -> str:
+    return f"gfn {gfn:#x}-{gfn + pages - 1:#x}"
+
+
+def _seen(slot: Slot) -> str:
+    return f", line {slot.line}" if slot.line else ""
+
+
+class _Validator:
+    """One validation pass; replays the slot layout of each address space as it goes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.tables: dict[int, SlotTable] = {}
+        self.vcpus: int | None = None
+        self.max_as = 0
+        self.max_vcpu = 0
+
+    # --- document and header ----------------------------------------------------
+
+    def trace(self, root: Any, root_pos: Pos, fmt: str, sha256: str) -> Trace:
+        top = Where(self.path)
+        if root is None:
+            top.fail("empty trace: expected a mapping with the keys kvmgen, vm and events", root_pos)
+        if not is_map(root):
+            top.fail(
+                f"expected a mapping with the keys kvmgen, vm and events at the top level, "
+                f"got {describe(root)}",
+                root_pos,
+            )
+        top.check_dup(root)
+        top.require(root, "kvmgen", f" (the trace format version: this kvmgen reads {FORMAT_VERSION})")
+        try:
+            version = parse_int(root["kvmgen"])
+        except Problem as problem:
+            top.fail(str(problem), value_pos(root, "kvmgen"), "kvmgen")
+        if version != FORMAT_VERSION:
+            top.fail(
+                f"unsupported format version {format_int(version)}: "
+                f"this kvmgen reads version {FORMAT_VERSION}",
+                value_pos(root, "kvmgen"),
+                "kvmgen",
+            )
+        top.check_keys(root, _TOP_KEYS)
+        vm = self.header(root) if "vm" in root else VmHeader()
+        events = top.require(root, "events")
+        if not is_seq(events):
+            top.fail(
+                f"expected a list of events, got {describe(events)}",
+                value_pos(root, "events"),
+                "events",
+            )
+        return Trace(
+            path=self.path,
+            format=fmt,
+            version=FORMAT_VERSION,
+            vm=vm,
+            events=tuple(self.event(i, events) for i in range(len(events))),
+            sha256=sha256,
+            max_address_space=self.max_as,
+            max_vcpu=self.max_vcpu,
+        )
+
+    def header(self, root: Any) -> VmHeader:
+        node = root["vm"]
+        if not is_map(node):
+            Where(self.path).fail(
+                f"expected a mapping, got {describe(node)}", value_pos(root, "vm"), "vm"
+            )
+        w = Where(self.path, prefix="vm.")
+        w.check_keys(node, _VM_KEYS)
+        kernel = era = None
+        if "kernel" in node:
+            kernel = w.text(node, "kernel", yaml_raw=True)
+            try:
+                kernel_era = era_for_version(kernel).era.name
+            except UsageError as error:
+                w.fail(str(error), value_pos(node, "kernel"), "kernel")
+        if "era" in node:
+            try:
+                era = lookup_era(w.text(node, "era")).name
+            except UsageError as error:
+                w.fail(str(error), value_pos(node, "era"), "era")
+            if kernel is not None and kernel_era != era:
+                w.fail(
+                    f"era {era} does not match kernel {kernel}, which is era {kernel_era}",
+                    value_pos(node, "era"),
+                    "era",
+                )
+        address_spaces = w.opt_int(node, "address_spaces", ADDRESS_SPACES, None)
+        self.vcpus = w.opt_int(node, "vcpus", VCPUS, None)
+        slots = self.header_slots(w, node) if "slots" in node else ()
+        return VmHeader(
+            kernel=kernel,
+            era=era,
+            address_spaces=address_spaces,
+            vcpus=self.vcpus,
+            slots=slots,
+            line=node_pos(node)[0] or 0,
+        )
+
+    def header_slots(self, w: Where, node: Any) -> tuple[SlotDecl, ...]:
+        seq = node["slots"]
+        if not is_seq(seq):
+            w.fail(f"expected a list of slots, got {describe(seq)}", value_pos(node, "slots"), "slots")
+        decls = []
+        for i, item in enumerate(seq):
+            sw = w.sub(f"slots[{i}].")
+            if not is_map(item):
+                sw.fail(f"expected a slot mapping, got {describe(item)}", item_pos(seq, i))
+            sw.check_keys(item, _SLOT_KEYS)
+            slot = sw.req_int(item, "slot", SLOT)
+            a = self.address_space(sw, item)
+            gfn = sw.req_int(item, "gfn", GFN)
+            pages = self.pages(sw, item, gfn)
+            flags = sw.opt_int(item, "flags", FLAGS, 0)
+            line = node_pos(item)[0] or 0
+            self.create(sw, item, a, Slot(slot, gfn, pages, line))
+            decls.append(SlotDecl(slot, a, gfn, pages, flags, line))
+        return tuple(decls)
+
+    # --- events -------------------------------------------------------------------
+
+    def event(self, index: int, seq: Any) -> Event:
+        node = seq[index]
+        w = Where(self.path, event=index)
+        if not is_map(node):
+            w.fail(f"expected an event mapping, got {describe(node)}", item_pos(seq, index))
+        w.check_dup(node)
+        op = self.op(w, node)
+        w.op = op.name.lower()
+        fields = self.fields(w, node, op, inside=False)
+        a, slot = fields["address_space"], fields["slot"]
+        if op == Op.CREATE:
+            self.create(w, node, a, Slot(slot, fields["gfn"], fields["pages"], fields["line"]))
+        elif op == Op.DELETE:
+            self.tables[a].remove(self.existing(w, node, a, slot).slot)
+        elif op == Op.MOVE:
+            fields["pages"] = self.move(w, node, a, slot, fields["gfn"], fields["line"])
+        elif op == Op.FLAGS:
+            self.existing(w, node, a, slot)
+        if "during" in node:
+            fields["during"] = self.during(w, node, index, fields["repeat"])
+        return Event(index=index, op=op, **fields)
+
+    def op(self, w: Where, node: Any) -> Op:
+        name = w.require(node, "op")
+        if isinstance(name, str) and name in OPS:
+            return OPS[name]
+        w.fail(
+            f"unknown op {describe(name)}: expected one of {', '.join(OPS)}",
+            value_pos(node, "op"),
+            "op",
+        )
+
+    def during(self, w: Where, node: Any, index: int, repeat: int) -> tuple[Event, ...]:
+        seq = node["during"]
+        if not is_seq(seq):
+            w.fail(
+                f"expected a list of accesses, got {describe(seq)}",
+                value_pos(node, "during"),
+                "during",
+            )
+        if repeat != 1:
+            w.fail("repeat cannot be combined with during", value_pos(node, "repeat"), "repeat")
+        subs = []
+        for i, item in enumerate(seq):
+            sw = w.sub(f"during[{i}].")
+            if not is_map(item):
+                sw.fail(f"expected an access mapping, got {describe(item)}", item_pos(seq, i))
+            sw.check_dup(item)
+            name = sw.require(item, "op", " (during entries are accesses: op: access)")
+            if name != "access":
+                what = "unknown op" if not (isinstance(name, str) and name in OPS) else "op"
+                sw.fail(
+                    f"{what} {describe(name)}: during entries must be accesses (op: access)",
+                    value_pos(item, "op"),
+                    "op",
+                )
+            fields = self.fields(sw, item, Op.ACCESS, inside=True)
+            subs.append(Event(index=index, op=Op.ACCESS, sub=i, **fields))
+        # Execution order (model.md section 2): every in_progress access, then every
+        # before_zap one; sorted() is stable, so each group keeps its list order.
+        return tuple(sorted(subs, key=lambda e: e.window))
+
+    def fields(self, w: Where, node: Any, op: Op, *, inside: bool) -> dict[str, Any]:
+        """Check the keys and values of one event; return Event keyword arguments."""
+        allowed = ("op", *_KEYS[op], *(("window",) if inside else ()), *_COMMON)
+        w.check_keys(node, allowed, self.hints(op, inside))
+        line, column = node_pos(node)
+        out: dict[str, Any] = {"line": line or 0, "column": column or 0, "slot": -1}
+        out["address_space"] = self.address_space(w, node)
+        if op in UPDATE_OPS:
+            out["slot"] = w.req_int(node, "slot", SLOT)
+        if op == Op.CREATE:
+            out["gfn"] = w.req_int(node, "gfn", GFN)
+            out["pages"] = self.pages(w, node, out["gfn"])
+            out["flags"] = w.opt_int(node, "flags", FLAGS, 0)
+        elif op == Op.MOVE:
+            out["gfn"] = w.req_int(node, "gfn", GFN)
+        elif op == Op.FLAGS:
+            out["flags"] = w.opt_int(node, "flags", FLAGS, None)
+        elif op == Op.ACCESS:
+            out["gfn"] = self.access_gfn(w, node)
+            out["vcpu"] = self.vcpu(w, node)
+            out["kind"] = w.choice(node, "kind", _KINDS, AccessKind.READ)
+        if op == Op.BUMP:
+            out["repeat"] = w.req_int(node, "count", REPEAT)
+        else:
+            out["repeat"] = w.opt_int(node, "repeat", REPEAT, 1)
+            if out["repeat"] != 1 and op in _NO_REPEAT:
+                w.fail(_NO_REPEAT[op], value_pos(node, "repeat"), "repeat")
+        if inside:
+            w.require(node, "window", f" ({' or '.join(_WINDOWS)})")
+            out["window"] = w.choice(node, "window", _WINDOWS, Window.NONE)
+        if "t" in node:
+            out["t"] = w.number(node, "t")
+        if "note" in node:
+            out["note"] = w.text(node, "note", yaml_raw=True)
+        return out
+
+    @staticmethod
+    def hints(op: Op, inside: bool) -> dict[str, str]:
+        hints = {}
+        if not inside:
+            hints["window"] = "window is only allowed on an access inside during"
+        if op in (Op.BUMP, Op.ACCESS):
+            where = "inside during" if inside else f"on {op.name.lower()}"
+            hints["during"] = (
+                f"during is not allowed {where}: only create, delete, move and flags take one"
+            )
+        if op == Op.BUMP:
+            hints["repeat"] = "a bump takes count, not repeat"
+        elif "count" not in _KEYS[op]:
+            hints["count"] = f"count is only for bump; {op.name.lower()} takes repeat"
+        return hints
+
+    # --- single values ----------------------------------------------------------
+
+    def address_space(self, w: Where, node: Any) -> int:
+        a = w.opt_int(node, "as", AS, 0)
+        self.max_as = max(self.max_as, a)
+        return a
+
+    def pages(self, w: Where, node: Any, gfn: int) -> int:
+        pages = w.req_int(node, "pages", PAGES)
+        if gfn + pages > GFN_LIMIT:
+            w.fail(
+                f"the slot ends past the last guest frame: gfn {gfn:#x} + {pages:#x} pages "
+                f"> 2^40",
+                value_pos(node, "pages"),
+                "pages",
+            )
+        return pages
+
+    def access_gfn(self, w: Where, node: Any) -> int:
+        if "gfn" in node and "gpa" in node:
+            w.fail("give gfn or gpa, not both", key_pos(node, "gpa"), "gpa")
+        if "gpa" in node:
+            return w.int_value(node, "gpa", GPA) >> 12
+        if "gfn" not in node:
+            w.fail("missing required key 'gfn' (or 'gpa')", node_pos(node), "gfn")
+        return w.int_value(node, "gfn", GFN)
+
+    def vcpu(self, w: Where, node: Any) -> int:
+        vcpu = w.opt_int(node, "vcpu", VCPU, 0)
+        if self.vcpus is not None and vcpu >= self.vcpus:
+            w.fail(
+                f"vcpu {vcpu} does not exist: the vm header declares {self.vcpus} "
+                f"vcpu{'s' if self.vcpus > 1 else ''} (0..{self.vcpus - 1})",
+                value_pos(node, "vcpu"),
+                "vcpu",
+            )
+        self.max_vcpu = max(self.max_vcpu, vcpu)
+        return vcpu
+
+    # --- slot layout ------------------------------------------------------------
+
+    def create(self, w: Where, node: Any, a: int, new: Slot) -> None:
+        table = self.tables.setdefault(a, SlotTable())
+        old = table.get(new.slot)
+        if old is not None:
+            w.fail(
+                f"slot {new.slot} already exists in address space {a} ({_span(old.gfn, old.pages)}"
+                f"{_seen(old)})",
+                value_pos(node, "slot"),
+                "slot",
+            )
+        self.no_overlap(w, node, a, table, new)
+        table.add(new)
+
+    def move(self, w: Where, node: Any, a: int, slot: int, gfn: int, line: int) -> int:
+        old = self.existing(w, node, a, slot)
+        if gfn + old.pages > GFN_LIMIT:
+            w.fail(
+                f"slot {slot} has {old.pages:#x} pages: moved to gfn {gfn:#x} it would end "
+                f"past the last guest frame (2^40)",
+                value_pos(node, "gfn"),
+                "gfn",
+            )
+        table = self.tables[a]
+        table.remove(slot)
+        new = Slot(slot, gfn, old.pages, line)
+        self.no_overlap(w, node, a, table, new)
+        table.add(new)
+        return old.pages
+
+    def no_overlap(self, w: Where, node: Any, a: int, table: SlotTable, new: Slot) -> None:
+        other = table.overlapping(new.gfn, new.pages)
+        if other is not None:
+            w.fail(
+                f"slot {new.slot} ({_span(new.gfn, new.pages)}) overlaps slot {other.slot} "
+                f"({_span(other.gfn, other.pages)}{_seen(other)}) in address space {a}",
+                value_pos(node, "gfn"),
+                "gfn",
+            )
+
+    def existing(self, w: Where, node: Any, a: int, slot: int) -> Slot:
+        table = self.tables.get(a)
+        found = table.get(slot) if table is not None else None
+        if found is None:
+            w.fail(f"unknown slot {slot} in address space {a}", value_pos(node, "slot"), "slot")
+        return found
+
+
+def trace_error_for_as(trace: Trace, address_spaces: int) -> TraceError | None:
+    """The error for the first header slot or event naming an address space >= ``address_spaces``."""
+    if trace.max_address_space < address_spaces:
+        return None
+    if address_spaces == 1:
+        have = "which has only address space 0"
+    else:
+        have = f"which has address spaces 0..{address_spaces - 1}"
+    for i, decl in enumerate(trace.vm.slots):
+        if decl.address_space >= address_spaces:
+            return TraceError(
+                trace.path,
+                f"address space {decl.address_space} does not exist in this run, {have}",
+                line=decl.line or None,
+                field=f"vm.slots[{i}].as",
+            )
+    for event in trace.iter_all():
+        if event.address_space >= address_spaces:
+            return TraceError(
+                trace.path,
+                f"address space {event.address_space} does not exist in this run, {have}",
+                line=event.line or None,
+                column=event.column or None,
+                event=event.index,
+                op=_parent_op(trace, event),
+                field="as" if event.sub < 0 else f"during[{event.sub}].as",
+            )
+    return None
+
+
+def _parent_op(trace: Trace, event: Event) -> str:
+    if event.sub < 0:
+        return event.op.name.lower()
+    return trace.events[event.index].op.name.lower()

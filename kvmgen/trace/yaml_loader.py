@@ -1,0 +1,217 @@
+"""YAML traces: PyYAML's event stream -> located tree -> :class:`Trace`.
+
+The tree is built from parser events rather than composed nodes or constructed
+objects: events carry the position of every scalar and collection, show every
+anchor and alias (rejected where they appear, so an alias bomb is never expanded),
+and need no recursion however deeply the input nests. Scalars are typed here, not
+by PyYAML's constructor, so that only the core tags are honoured and integers
+follow kvmgen's rules (decimal or 0x-hex) rather than YAML 1.1's octal, binary and
+sexagesimal forms.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, NoReturn
+
+import yaml
+
+from kvmgen.errors import TraceError
+from kvmgen.trace.records import Trace
+from kvmgen.trace.tree import NOWHERE, Map, Pos, Seq
+from kvmgen.trace.validate import build_trace
+
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_C_PARSER = _Loader is not yaml.SafeLoader
+_RESOLVER = yaml.resolver.Resolver()
+
+_CORE = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {_CORE + name for name in ("str", "int", "float", "bool", "null")}
+_MAP_TAG = _CORE + "map"
+_SEQ_TAG = _CORE + "seq"
+_INT_TEXT = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)")
+_TRUE = {"true", "yes", "on", "y"}
+_FALSE = {"false", "no", "off", "n"}
+_MAX_INT_CHARS = 200
+
+
+def load_yaml(path: str, data: bytes, sha256: str) -> Trace:
+    """Parse and validate a YAML trace held in ``data`` (``path`` names it in messages)."""
+    root, pos = parse_yaml(path, data)
+    return build_trace(root, pos, path=path, fmt="yaml", sha256=sha256)
+
+
+def parse_yaml(path: str, data: bytes) -> tuple[Any, Pos]:
+    """The located tree of a one-document YAML text, and where its root starts."""
+    text = decode(path, data)
+    try:
+        return _Builder(path).build(yaml.parse(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        reason = f"{error.problem} ({error.context})" if error.context else str(error.problem)
+        _fail(path, f"YAML syntax error: {reason}", _mark_pos(mark) if mark else NOWHERE)
+    except yaml.reader.ReaderError as error:
+        # libyaml counts this position in UTF-8 bytes, the pure-Python reader in characters.
+        prefix = text.encode("utf-8")[: error.position].decode("utf-8", "ignore")
+        offset = len(prefix) if _C_PARSER else error.position
+        _fail(
+            path,
+            f"YAML syntax error: character {error.character:#06x} is not allowed",
+            offset_pos(text, offset),
+        )
+    except yaml.YAMLError as error:
+        _fail(path, f"YAML syntax error: {' '.join(str(error).split())}", NOWHERE)
+
+
+def decode(path: str, data: bytes) -> str:
+    """UTF-8 text of ``data`` (a leading byte-order mark is dropped)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        start = error.start
+        text = data[:start].decode("utf-8-sig", "replace")
+        _fail(
+            path,
+            f"invalid UTF-8 (byte {data[start]:#04x} at offset {start}): a trace must be UTF-8 text",
+            offset_pos(text, len(text)),
+        )
+
+
+def offset_pos(text: str, offset: int) -> Pos:
+    """1-based line and column of character ``offset`` in ``text``."""
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _fail(path: str, message: str, pos: Pos) -> NoReturn:
+    raise TraceError(path, message, line=pos[0], column=pos[1])
+
+
+def _mark_pos(mark: Any) -> tuple[int, int]:
+    return mark.line + 1, mark.column + 1
+
+
+def _show_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
+
+
+class _Builder:
+    """Turns parser events into Map/Seq/scalars, rejecting what a trace may not use."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, message: str, event: Any) -> NoReturn:
+        _fail(self.path, message, _mark_pos(event.start_mark))
+
+    def build(self, events: Any) -> tuple[Any, Pos]:
+        root: Any = None
+        root_pos: Pos = (1, 1)
+        documents = 0
+        # Open collections; for a mapping, the pending key (None until its key is read).
+        stack: list[list[Any]] = []
+        for event in events:
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    self.fail("a trace is one YAML document; found a second one", event)
+                continue
+            if isinstance(event, (yaml.StreamStartEvent, yaml.StreamEndEvent)):
+                continue
+            if isinstance(event, yaml.DocumentEndEvent):
+                continue
+            if isinstance(event, yaml.AliasEvent):
+                self.fail(f"alias *{event.anchor}: aliases are not allowed", event)
+            raw: str | None = None
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                value = stack.pop()[0]
+                pos = (value.line, value.column)
+            else:
+                if event.anchor is not None:
+                    self.fail(f"anchor &{event.anchor}: anchors and aliases are not allowed", event)
+                pos = _mark_pos(event.start_mark)
+                if isinstance(event, yaml.MappingStartEvent):
+                    self.check_tag(event, _MAP_TAG, "mapping")
+                    self.expect_value(stack, event)
+                    stack.append([Map(*pos), None])
+                    continue
+                if isinstance(event, yaml.SequenceStartEvent):
+                    self.check_tag(event, _SEQ_TAG, "sequence")
+                    self.expect_value(stack, event)
+                    stack.append([Seq(*pos), None])
+                    continue
+                value, raw = self.scalar(event)
+            if not stack:
+                root, root_pos = value, pos
+                continue
+            frame = stack[-1]
+            parent = frame[0]
+            if isinstance(parent, Seq):
+                parent.add(value, pos)
+            elif frame[1] is None:
+                key = value if isinstance(value, str) else raw
+                frame[1] = (key, pos)
+            else:
+                key, key_at = frame[1]
+                parent.put(key, value, key_at, pos, raw)
+                frame[1] = None
+        return root, root_pos
+
+    def expect_value(self, stack: list[list[Any]], event: Any) -> None:
+        if stack and isinstance(stack[-1][0], Map) and stack[-1][1] is None:
+            self.fail("mapping keys must be plain scalars, not collections", event)
+
+    def check_tag(self, event: Any, allowed: str, kind: str) -> None:
+        tag = event.tag
+        if tag is not None and tag != allowed:
+            self.fail(f"tag {_show_tag(tag)} is not allowed on a {kind}", event)
+
+    def scalar(self, event: Any) -> tuple[Any, str | None]:
+        """The value of a scalar and, unless it is a string, its source text."""
+        text = event.value
+        tag = event.tag
+        if tag is not None:
+            if tag not in _SCALAR_TAGS:
+                self.fail(
+                    f"tag {_show_tag(tag)} is not allowed: only the core tags "
+                    "!!str, !!int, !!float, !!bool, !!null, !!map and !!seq",
+                    event,
+                )
+        elif event.implicit[0]:
+            tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
+        else:
+            tag = _CORE + "str"
+        if tag == _CORE + "str":
+            return text, None
+        if tag == _CORE + "null":
+            return None, text
+        if tag == _CORE + "bool":
+            lowered = text.lower()
+            if lowered not in _TRUE and lowered not in _FALSE:
+                self.fail(f"invalid !!bool value {text!r}", event)
+            return lowered in _TRUE, text
+        if tag == _CORE + "int":
+            # Other YAML 1.1 integer forms (010, 0b1, 1_000, 1:30) stay text, so
+            # the validator rejects them instead of reading 010 as 8.
+            if _INT_TEXT.fullmatch(text) and len(text) <= _MAX_INT_CHARS:
+                return int(text, 0) if "x" in text.lower() else int(text), text
+            return text, text
+        if tag == _CORE + "float":
+            return _float(text), text
+        # Timestamps, merge keys and the like are just text in a trace.
+        return text, text
+
+
+def _float(text: str) -> float | str:
+    cleaned = text.replace("_", "").lower()
+    if cleaned in (".inf", "+.inf"):
+        return math.inf
+    if cleaned == "-.inf":
+        return -math.inf
+    if cleaned == ".nan":
+        return math.nan
+    try:
+        return float(cleaned)
+    except ValueError:
+        return text
