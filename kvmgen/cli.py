@@ -27,7 +27,11 @@ FAIL_ON = ("harmful", "stale", "undetected-wrap")
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped output and CI logs: wide enough that tables never truncate cells.
+        console = Console(stderr=stderr, highlight=False, soft_wrap=False, width=160)
+    return console
 
 
 def _split(values: Sequence[str]) -> list[str]:
@@ -54,8 +58,9 @@ def _write(target: str, data: bytes) -> None:
         handle.write(data)
 
 
-def _emit(session: Session, *, json_path: str | None, events_path: str | None,
-          matrix: bool, quiet: bool) -> None:
+def _emit(
+    session: Session, *, json_path: str | None, events_path: str | None, matrix: bool, quiet: bool
+) -> None:
     """Write machine outputs and, unless stdout carries one of them, the human report."""
     from kvmgen.report.document import build_document
     from kvmgen.report.explain import event_records
@@ -95,20 +100,45 @@ def _gate(session: Session, fail_on: Sequence[str]) -> int:
 
 def _common(func: Any) -> Any:
     options = [
-        click.option("--bias", "biases", multiple=True, metavar="POLICY",
-                     help="historical, none or an integer B; repeat or comma-separate "
-                          "[default: historical and none, side by side]"),
-        click.option("--address-spaces", type=click.IntRange(1, 2), default=None,
-                     help="Memslot address spaces (1 or 2) [default: trace header, else era]"),
-        click.option("--costs", "costs_path", type=click.Path(exists=True, dir_okay=False),
-                     help="YAML file overriding unit costs (see `kvmgen costs`)."),
+        click.option(
+            "--bias",
+            "biases",
+            multiple=True,
+            metavar="POLICY",
+            help="historical, none or an integer B; repeat or comma-separate "
+            "[default: historical and none, side by side]",
+        ),
+        click.option(
+            "--address-spaces",
+            type=click.IntRange(1, 2),
+            default=None,
+            help="Memslot address spaces (1 or 2) [default: trace header, else era]",
+        ),
+        click.option(
+            "--costs",
+            "costs_path",
+            type=click.Path(exists=True, dir_okay=False),
+            help="YAML file overriding unit costs (see `kvmgen costs`).",
+        ),
         click.option("--json", "json_path", metavar="PATH|-", help="Write the JSON report."),
-        click.option("--format", "fmt", type=click.Choice(["yaml", "json"]),
-                     help="Trace format [default: from the file name, else sniffed]."),
-        click.option("--reference", is_flag=True,
-                     help="Replay with the plain-Python reference model instead of the engine."),
-        click.option("--record-limit", type=click.IntRange(1, 10**7), default=10_000,
-                     show_default=True, help="Wrap, zap and stale-hit records kept per run."),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["yaml", "json"]),
+            help="Trace format [default: from the file name, else sniffed].",
+        ),
+        click.option(
+            "--reference",
+            is_flag=True,
+            help="Replay with the plain-Python reference model instead of the engine.",
+        ),
+        click.option(
+            "--record-limit",
+            type=click.IntRange(1, 10**7),
+            default=10_000,
+            show_default=True,
+            help="Wrap, zap and stale-hit records kept per run.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No human report."),
     ]
     for option in reversed(options):
@@ -116,9 +146,18 @@ def _common(func: Any) -> Any:
     return func
 
 
-def _session(trace_path: str, fmt: str | None, targets_fn: Any, *, biases: Sequence[str],
-             address_spaces: int | None, costs_path: str | None, reference: bool,
-             record_limit: int, compare: bool) -> Session:
+def _session(
+    trace_path: str,
+    fmt: str | None,
+    targets_fn: Any,
+    *,
+    biases: Sequence[str],
+    address_spaces: int | None,
+    costs_path: str | None,
+    reference: bool,
+    record_limit: int,
+    compare: bool,
+) -> Session:
     from kvmgen.model.costs import load_costs
     from kvmgen.model.policy import parse_policy
     from kvmgen.runner import run_session
@@ -154,31 +193,55 @@ def cli() -> None:
 @click.option("--kernel", help="Mainline kernel version, e.g. 4.19 or 6.18.")
 @click.option("--era", help="Era name E0..E12 (see `kvmgen eras`).")
 @_common
-@click.option("--events", "events_path", metavar="PATH|-",
-              help="Write one JSON line per stale hit, wrap and zap, each with its reason.")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), multiple=True,
-              help="Exit 1 if any run has harmful stale hits, any stale hits, or an "
-                   "undetected wrap.")
-def replay(trace: str, kernel: str | None, era: str | None, fmt: str | None,
-           events_path: str | None, fail_on: Sequence[str], json_path: str | None,
-           quiet: bool, **options: Any) -> int:
+@click.option(
+    "--events",
+    "events_path",
+    metavar="PATH|-",
+    help="Write one JSON line per stale hit, wrap and zap, each with its reason.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_ON),
+    multiple=True,
+    help="Exit 1 if any run has harmful stale hits, any stale hits, or an undetected wrap.",
+)
+def replay(
+    trace: str,
+    kernel: str | None,
+    era: str | None,
+    fmt: str | None,
+    events_path: str | None,
+    fail_on: Sequence[str],
+    json_path: str | None,
+    quiet: bool,
+    **options: Any,
+) -> int:
     """Replay TRACE (YAML or JSON; - for stdin) under one kernel era."""
     from kvmgen.runner import resolve_target
 
-    session = _session(trace, fmt, lambda t: [resolve_target(t, kernel, era)], compare=False,
-                       **options)
+    session = _session(
+        trace, fmt, lambda t: [resolve_target(t, kernel, era)], compare=False, **options
+    )
     _emit(session, json_path=json_path, events_path=events_path, matrix=False, quiet=quiet)
     return _gate(session, fail_on)
 
 
 @cli.command()
 @click.argument("trace", metavar="TRACE")
-@click.option("--kernel", "kernels", multiple=True,
-              help="Kernel versions, comma-separated or repeated.")
+@click.option(
+    "--kernel", "kernels", multiple=True, help="Kernel versions, comma-separated or repeated."
+)
 @click.option("--era", "eras", multiple=True, help="Eras, comma-separated or repeated; 'all'.")
 @_common
-def compare(trace: str, kernels: Sequence[str], eras: Sequence[str], fmt: str | None,
-            json_path: str | None, quiet: bool, **options: Any) -> int:
+def compare(
+    trace: str,
+    kernels: Sequence[str],
+    eras: Sequence[str],
+    fmt: str | None,
+    json_path: str | None,
+    quiet: bool,
+    **options: Any,
+) -> int:
     """Replay TRACE under several eras: a matrix of eras x bias policies."""
     from kvmgen.runner import targets_for
 
@@ -196,8 +259,17 @@ def eras() -> int:
     from kvmgen.model.eras import ERAS
 
     table = Table(title="kvmgen eras (kernel-semantics.md section 9)", title_justify="left")
-    for name in ("era", "kernels", "NAS", "bias", "gen bits (stored)", "in progress",
-                 "wrap zap", "memslot flush", "summary"):
+    for name in (
+        "era",
+        "kernels",
+        "NAS",
+        "bias",
+        "gen bits (stored)",
+        "in progress",
+        "wrap zap",
+        "memslot flush",
+        "summary",
+    ):
         table.add_column(name)
     for era in ERAS.values():
         stored = bin(era.stamp_mask).count("1")
@@ -209,7 +281,8 @@ def eras() -> int:
             f"{era.nominal_width} ({stored})" if era.has_mmio_generation else "-",
             era.bump_scheme.name.lower(),
             f"{era.wrap_zap_scope.name.lower()} ({era.wrap_zap_style.name.lower()})"
-            if era.has_mmio_generation else "-",
+            if era.has_mmio_generation
+            else "-",
             era.flush_scope.name.lower(),
             era.summary,
         )
@@ -219,8 +292,12 @@ def eras() -> int:
 
 
 @cli.command()
-@click.option("--costs", "costs_path", type=click.Path(exists=True, dir_okay=False),
-              help="Show the unit costs with this YAML file's overrides applied.")
+@click.option(
+    "--costs",
+    "costs_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Show the unit costs with this YAML file's overrides applied.",
+)
 def costs(costs_path: str | None) -> int:
     """Unit costs, their cycle equivalents and where each number comes from."""
     from rich.table import Table
@@ -228,8 +305,7 @@ def costs(costs_path: str | None) -> int:
     from kvmgen.model.costs import COST_KEYS, SOURCES, CostModel, load_costs
 
     model = load_costs(costs_path) if costs_path else CostModel()
-    table = Table(title="kvmgen unit costs (override with --costs FILE.yaml)",
-                  title_justify="left")
+    table = Table(title="kvmgen unit costs (override with --costs FILE.yaml)", title_justify="left")
     for name in ("name", "value", "cycles", "source"):
         table.add_column(name)
     for key in COST_KEYS:
@@ -242,8 +318,9 @@ def costs(costs_path: str | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising."""
     try:
-        code = cli.main(args=list(argv) if argv is not None else None,
-                        prog_name="kvmgen", standalone_mode=False)
+        code = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="kvmgen", standalone_mode=False
+        )
     except KvmgenError as exc:
         click.echo(f"kvmgen: error: {exc}", err=True)
         return int(exc.exit_code)

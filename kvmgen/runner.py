@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 from kvmgen.errors import KvmgenError, UsageError
 from kvmgen.model.costs import CostBreakdown, CostModel, run_costs
 from kvmgen.model.eras import ERAS, Era
-from kvmgen.model.policy import DEFAULT_POLICIES, Policy, RunSpec, check_address_spaces
-from kvmgen.model.policy import parse_policy, resolve_runs
+from kvmgen.model.policy import (
+    DEFAULT_POLICIES,
+    Policy,
+    RunSpec,
+    check_address_spaces,
+    parse_policy,
+    resolve_runs,
+)
 from kvmgen.model.versions import KernelChoice, era_for_version, lookup_era
 from kvmgen.stats import DEFAULT_RECORD_LIMIT, ReplayResult
 from kvmgen.trace import check_trace_for_run

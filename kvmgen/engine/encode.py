@@ -31,12 +31,7 @@ class EncodedTrace:
     ev_rep: I64
     ev_index: I64
     upd: I64
-    d_as: I64
-    d_vcpu: I64
-    d_gid: I64
-    d_rep: I64
-    d_window: I64
-    d_sub: I64
+    dur: I64  # during accesses, one row each (kernels.D_* columns)
     initial_cover: NDArray[np.int8]  # [2, len(gfns)]: header slots
     vcpus: int
 
@@ -138,23 +133,21 @@ def encode(trace: Trace) -> EncodedTrace:
         row[k.U_BUMP_REPS] = bumping
         row[k.U_DSTART] = len(during)
         for sub in event.during:
-            during.append(
-                [
-                    sub.address_space,
-                    sub.vcpu,
-                    int(np.searchsorted(gfns, sub.gfn)),
-                    sub.repeat,
-                    int(sub.window),
-                    sub.sub,
-                ]
-            )
+            entry = [0] * k.N_DFIELDS
+            entry[k.D_AS] = sub.address_space
+            entry[k.D_VCPU] = sub.vcpu
+            entry[k.D_GID] = int(np.searchsorted(gfns, sub.gfn))
+            entry[k.D_REP] = sub.repeat
+            entry[k.D_WINDOW] = int(sub.window)
+            entry[k.D_SUB] = sub.sub
+            during.append(entry)
             max_vcpu = max(max_vcpu, sub.vcpu)
         row[k.U_DEND] = len(during)
         ev_x[i] = len(upd_rows)
         upd_rows.append(row)
 
     upd = np.array(upd_rows, dtype=np.int64).reshape(len(upd_rows), k.N_UCOLS)
-    d = np.array(during, dtype=np.int64).reshape(len(during), 6)
+    dur = np.array(during, dtype=np.int64).reshape(len(during), k.N_DFIELDS)
     vcpus = max(trace.vm.vcpus or 0, max_vcpu + 1)
     return EncodedTrace(
         gfns=gfns,
@@ -165,12 +158,7 @@ def encode(trace: Trace) -> EncodedTrace:
         ev_rep=ev_rep,
         ev_index=ev_index,
         upd=np.ascontiguousarray(upd),
-        d_as=np.ascontiguousarray(d[:, 0]),
-        d_vcpu=np.ascontiguousarray(d[:, 1]),
-        d_gid=np.ascontiguousarray(d[:, 2]),
-        d_rep=np.ascontiguousarray(d[:, 3]),
-        d_window=np.ascontiguousarray(d[:, 4]),
-        d_sub=np.ascontiguousarray(d[:, 5]),
+        dur=np.ascontiguousarray(dur),
         initial_cover=cover,
         vcpus=vcpus,
     )

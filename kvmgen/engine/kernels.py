@@ -5,6 +5,9 @@ never Python objects. All 64-bit generations are held as int64 bit patterns
 and handled with explicit masks, so additions wrap mod 2^64 exactly as the
 kernel's u64 does (numba's int64 add wraps; mixing in uint64 would promote).
 
+Run state travels as one tuple ``st = (params, gen, cover, spte, cache, ctr,
+last, stale_rec, wrap_rec, zap_rec)`` built by ``replay.py``.
+
 Numba's cache only notices edits to this file (numba caching notes), which is
 why every constant a kernel reads is defined here and nowhere else; the Python
 side (``encode.py``, ``replay.py``) imports these layouts from this module.
@@ -101,6 +104,15 @@ N_SFIELDS = 5
 KIND_NONE = 0
 KIND_RAM = 1
 KIND_MMIO = 2
+
+# ---- during accesses: dur[row, field]
+D_AS = 0
+D_VCPU = 1
+D_GID = 2
+D_REP = 3
+D_WINDOW = 4
+D_SUB = 5
+N_DFIELDS = 6
 
 # ---- vCPU cache: cache[vcpu, field]
 K_HAS = 0
@@ -318,11 +330,12 @@ def fill_cache(params, gen, cache, v, a, x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def record_stale(params, gen, spte, cache, ctr, last, stale_rec, n, ident, a, x, v, source, kind):  # type: ignore[no-untyped-def]
+def record_stale(st, n, ident, a, x, v, source, kind):  # type: ignore[no-untyped-def]
     """Count ``n`` stale hits and record them, merging with the previous record when equal.
 
     ``ident`` holds (update, event, sub, race) of the access.
     """
+    params, gen, _, spte, cache, ctr, last, stale_rec, _, _ = st
     rec = np.empty(N_RFIELDS, dtype=np.int64)
     rec[R_UPDATE] = ident[0]
     rec[R_EVENT] = ident[1]
@@ -336,43 +349,38 @@ def record_stale(params, gen, spte, cache, ctr, last, stale_rec, n, ident, a, x,
     rec[R_COUNT] = n
     rec[R_SPTE_MADE] = spte[a, x, S_MADE]
     rec[R_SPTE_STORED] = spte[a, x, S_STORED]
-    if source == 1:
-        rec[R_CACHE_AS] = cache[v, K_FILL_AS]
-        rec[R_CACHE_GEN] = cache[v, K_FILL_GEN]
-        rec[R_CACHE_AS0] = cache[v, K_FILL_AS0]
-    else:
-        rec[R_CACHE_AS] = 0
-        rec[R_CACHE_GEN] = 0
-        rec[R_CACHE_AS0] = 0
+    from_cache = source == 1
+    rec[R_CACHE_AS] = cache[v, K_FILL_AS] if from_cache else 0
+    rec[R_CACHE_GEN] = cache[v, K_FILL_GEN] if from_cache else 0
+    rec[R_CACHE_AS0] = cache[v, K_FILL_AS0] if from_cache else 0
     rec[R_CUR_GEN] = gen[a]
     rec[R_CUR_MMIO] = mmio_generation(params, gen[a])
     if kind == 0:
         ctr[C_HARMFUL] += n
     else:
         ctr[C_BENIGN] += n
-    merge = ctr[C_STALE_RECORDS] > 0
+    i = ctr[C_STALE_RECORDS]
+    merge = i > 0
     if merge:
         for f in range(N_RFIELDS):
             if f != R_COUNT and last[f] != rec[f]:
                 merge = False
                 break
-    i = ctr[C_STALE_RECORDS]
     if merge:
         last[R_COUNT] += n
         if i - 1 < stale_rec.shape[0]:
             stale_rec[i - 1, R_COUNT] = last[R_COUNT]
         return
-    for f in range(N_RFIELDS):
-        last[f] = rec[f]
+    last[:] = rec
     if i < stale_rec.shape[0]:
-        for f in range(N_RFIELDS):
-            stale_rec[i, f] = rec[f]
+        stale_rec[i, :] = rec
     ctr[C_STALE_RECORDS] = i + 1
 
 
 @njit(cache=True)
-def slow_path(params, gen, cover, spte, cache, ctr, a, x, v):  # type: ignore[no-untyped-def]
+def slow_path(st, a, x, v):  # type: ignore[no-untyped-def]
     """Fault with no usable SPTE: install RAM or MMIO (section 6 step 1); return the outcome."""
+    params, gen, cover, spte, cache, ctr, _, _, _, _ = st
     if cover[a, x] == 1:
         dropped = install(params, gen, spte, ctr, a, x, True)
         return O_RAM_REFAULT if dropped else O_RAM_FAULT
@@ -382,10 +390,11 @@ def slow_path(params, gen, cover, spte, cache, ctr, a, x, v):  # type: ignore[no
 
 
 @njit(cache=True)
-def access_once(params, gen, cover, spte, cache, ctr, last, stale_rec, ident, a, x, v):  # type: ignore[no-untyped-def]
+def access_once(st, ident, a, x, v):  # type: ignore[no-untyped-def]
     """One guest access (section 6). Returns (outcome, stale kind or -1, source, changed)."""
+    params, gen, cover, spte, cache, ctr, _, _, _, _ = st
     if not spte_live(spte, ctr, a, x):
-        return slow_path(params, gen, cover, spte, cache, ctr, a, x, v), -1, 0, True
+        return slow_path(st, a, x, v), -1, 0, True
     if spte[a, x, S_KIND] == KIND_RAM:
         return O_RAM_ACCESS, -1, 0, False
     cache_valid = cache[v, K_HAS] == 1 and cache[v, K_GID] == x
@@ -400,7 +409,7 @@ def access_once(params, gen, cover, spte, cache, ctr, last, stale_rec, ident, a,
         ):
             kind = 1
         if kind >= 0:
-            record_stale(params, gen, spte, cache, ctr, last, stale_rec, 1, ident, a, x, v, 1, kind)
+            record_stale(st, 1, ident, a, x, v, 1, kind)
         return O_CACHE_HIT, kind, 1, False
     passed = True
     if params[P_HAS_GEN] == 1:
@@ -408,56 +417,49 @@ def access_once(params, gen, cover, spte, cache, ctr, last, stale_rec, ident, a,
             passed = False
         else:
             passed = mmio_generation(params, gen[a]) == spte[a, x, S_STORED]
-    if passed:
-        kind = -1
-        if cover[a, x] == 1:
-            kind = 0
-        elif params[P_HAS_GEN] == 1 and spte[a, x, S_MADE] != gen[a]:
-            kind = 1
-        if kind >= 0:
-            record_stale(params, gen, spte, cache, ctr, last, stale_rec, 1, ident, a, x, v, 0, kind)
-        changed = fill_cache(params, gen, cache, v, a, x)
-        return O_MMIO_FAST, kind, 0, changed
-    slow_path(params, gen, cover, spte, cache, ctr, a, x, v)
-    return O_MMIO_REFAULT, -1, 0, True
+    if not passed:
+        slow_path(st, a, x, v)
+        return O_MMIO_REFAULT, -1, 0, True
+    kind = -1
+    if cover[a, x] == 1:
+        kind = 0
+    elif params[P_HAS_GEN] == 1 and spte[a, x, S_MADE] != gen[a]:
+        kind = 1
+    if kind >= 0:
+        record_stale(st, 1, ident, a, x, v, 0, kind)
+    changed = fill_cache(params, gen, cache, v, a, x)
+    return O_MMIO_FAST, kind, 0, changed
 
 
 @njit(cache=True)
-def access(params, gen, cover, spte, cache, ctr, last, stale_rec, ident, a, x, v, reps):  # type: ignore[no-untyped-def]
+def access(st, ident, a, x, v, reps):  # type: ignore[no-untyped-def]
     """``reps`` identical accesses; once one leaves the state unchanged, the rest repeat it."""
+    ctr = st[5]
     done = 0
     while done < reps:
-        outcome, kind, source, changed = access_once(
-            params, gen, cover, spte, cache, ctr, last, stale_rec, ident, a, x, v
-        )
+        outcome, kind, source, changed = access_once(st, ident, a, x, v)
         ctr[C_OUTCOME + outcome] += 1
         done += 1
         if not changed and done < reps:
             rest = reps - done
             ctr[C_OUTCOME + outcome] += rest
             if kind >= 0:
-                record_stale(
-                    params, gen, spte, cache, ctr, last, stale_rec, rest, ident, a, x, v,
-                    source, kind,
-                )
+                record_stale(st, rest, ident, a, x, v, source, kind)
             return
 
 
 @njit(cache=True)
-def run_window(params, gen, cover, spte, cache, ctr, last, stale_rec, d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, start, end, window, event):  # type: ignore[no-untyped-def]
+def run_window(st, dur, start, end, window, event):  # type: ignore[no-untyped-def]
     """Run the ``during`` accesses of one window, in order."""
     ident = np.empty(4, dtype=np.int64)
     for j in range(start, end):
-        if d_window[j] != window:
+        if dur[j, D_WINDOW] != window:
             continue
-        ident[0] = ctr[C_UPDATES]
+        ident[0] = st[5][C_UPDATES]
         ident[1] = event
-        ident[2] = d_sub[j]
+        ident[2] = dur[j, D_SUB]
         ident[3] = window
-        access(
-            params, gen, cover, spte, cache, ctr, last, stale_rec, ident,
-            d_as[j], d_gid[j], d_vcpu[j], d_rep[j],
-        )
+        access(st, ident, dur[j, D_AS], dur[j, D_GID], dur[j, D_VCPU], dur[j, D_REP])
 
 
 @njit(cache=True)
@@ -468,54 +470,60 @@ def set_layout(cover, a, lo, hi, value):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def bump(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec, d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, layout, lo, hi, dstart, dend, event, ends_ioctl, create_flush):  # type: ignore[no-untyped-def]
-    """One memslot install in address space ``a``, in the order of docs/model.md section 4.1."""
-    old = gen[a]
-    new = next_generation(params, old)
-    view = params[P_INPROG_VIEW]
-    ctr[C_BUMPS + a] += 1
-    bump_no = ctr[C_BUMPS + a]
-    if view == V_OLD_LAYOUT:
-        gen[a] = new
-        run_window(params, gen, cover, spte, cache, ctr, last, stale_rec, d_as, d_vcpu,
-                   d_gid, d_rep, d_window, d_sub, dstart, dend, WIN_IN_PROGRESS, event)
-        if layout != LAYOUT_NONE:
-            set_layout(cover, a, lo, hi, 1 if layout == LAYOUT_SET else 0)
-    else:
-        gen[a] = old + 1 if view == V_ODD else old | BIT63
-        if layout != LAYOUT_NONE:
-            set_layout(cover, a, lo, hi, 1 if layout == LAYOUT_SET else 0)
-        if params[P_WRAP_TIMING] == T_BEFORE and wrap_test(params, new):
-            zap(params, spte, ctr, zap_rec, 0, params[P_WRAP_SCOPE], a, bump_no, 0, 0)
-        run_window(params, gen, cover, spte, cache, ctr, last, stale_rec, d_as, d_vcpu,
-                   d_gid, d_rep, d_window, d_sub, dstart, dend, WIN_IN_PROGRESS, event)
-        gen[a] = new
-    run_window(params, gen, cover, spte, cache, ctr, last, stale_rec, d_as, d_vcpu,
-               d_gid, d_rep, d_window, d_sub, dstart, dend, WIN_BEFORE_ZAP, event)
-    timing = params[P_WRAP_TIMING]
-    if (timing == T_AFTER or (timing == T_PER_IOCTL and ends_ioctl)) and wrap_test(params, new):
-        zap(params, spte, ctr, zap_rec, 0, params[P_WRAP_SCOPE], a, bump_no, 0, 0)
-    if create_flush and params[P_CREATE_FLUSH_SCOPE] != Z_NOTHING:
-        zap(params, spte, ctr, zap_rec, 1, params[P_CREATE_FLUSH_SCOPE], a, bump_no, 0, 0)
-    if params[P_HAS_GEN] == 1 and nominal(params, new) < nominal(params, old):
-        detected = ctr[C_ZAP_SEEN + a]
-        ctr[C_WRAPS] += 1
-        if detected == 0:
-            ctr[C_WRAPS_UNDETECTED] += 1
-        i = ctr[C_WRAP_RECORDS]
-        if i < wrap_rec.shape[0]:
-            wrap_rec[i, W_AS] = a
-            wrap_rec[i, W_UPDATE] = ctr[C_UPDATES]
-            wrap_rec[i, W_BUMP] = bump_no
-            wrap_rec[i, W_DETECTED] = detected
-            wrap_rec[i, W_BEFORE] = nominal(params, old)
-            wrap_rec[i, W_AFTER] = nominal(params, new)
-        ctr[C_WRAP_RECORDS] = i + 1
-        ctr[C_ZAP_SEEN + a] = 0
+def record_wrap(st, a, bump_no, old, new):  # type: ignore[no-untyped-def]
+    """Count and record a wrap of ``a``; detected if a wrap zap of ``a`` came since the last."""
+    params, _, _, _, _, ctr, _, _, wrap_rec, _ = st
+    detected = ctr[C_ZAP_SEEN + a]
+    ctr[C_WRAPS] += 1
+    if detected == 0:
+        ctr[C_WRAPS_UNDETECTED] += 1
+    i = ctr[C_WRAP_RECORDS]
+    if i < wrap_rec.shape[0]:
+        wrap_rec[i, W_AS] = a
+        wrap_rec[i, W_UPDATE] = ctr[C_UPDATES]
+        wrap_rec[i, W_BUMP] = bump_no
+        wrap_rec[i, W_DETECTED] = detected
+        wrap_rec[i, W_BEFORE] = nominal(params, old)
+        wrap_rec[i, W_AFTER] = nominal(params, new)
+    ctr[C_WRAP_RECORDS] = i + 1
+    ctr[C_ZAP_SEEN + a] = 0
 
 
 @njit(cache=True)
-def quiet_bumps(params, gen, ctr, a, remaining, numbered):  # type: ignore[no-untyped-def]
+def bump(st, dur, a, layout, lo, hi, dstart, dend, event, ends_ioctl, create_flush):  # type: ignore[no-untyped-def]
+    """One memslot install in address space ``a``, in the order of docs/model.md section 4.1."""
+    params, gen, cover, spte, _, ctr, _, _, _, zap_rec = st
+    old = gen[a]
+    new = next_generation(params, old)
+    ctr[C_BUMPS + a] += 1
+    bump_no = ctr[C_BUMPS + a]
+    timing = params[P_WRAP_TIMING]
+    wrap_scope = params[P_WRAP_SCOPE]
+    if params[P_INPROG_VIEW] == V_OLD_LAYOUT:
+        # E0-E2: a vCPU can resolve the gfn on the old layout yet read the new generation.
+        gen[a] = new
+        run_window(st, dur, dstart, dend, WIN_IN_PROGRESS, event)
+        if layout != LAYOUT_NONE:
+            set_layout(cover, a, lo, hi, 1 if layout == LAYOUT_SET else 0)
+    else:
+        gen[a] = old + 1 if params[P_INPROG_VIEW] == V_ODD else old | BIT63
+        if layout != LAYOUT_NONE:
+            set_layout(cover, a, lo, hi, 1 if layout == LAYOUT_SET else 0)
+        if timing == T_BEFORE and wrap_test(params, new):
+            zap(params, spte, ctr, zap_rec, 0, wrap_scope, a, bump_no, 0, 0)
+        run_window(st, dur, dstart, dend, WIN_IN_PROGRESS, event)
+        gen[a] = new
+    run_window(st, dur, dstart, dend, WIN_BEFORE_ZAP, event)
+    if (timing == T_AFTER or (timing == T_PER_IOCTL and ends_ioctl)) and wrap_test(params, new):
+        zap(params, spte, ctr, zap_rec, 0, wrap_scope, a, bump_no, 0, 0)
+    if create_flush and params[P_CREATE_FLUSH_SCOPE] != Z_NOTHING:
+        zap(params, spte, ctr, zap_rec, 1, params[P_CREATE_FLUSH_SCOPE], a, bump_no, 0, 0)
+    if params[P_HAS_GEN] == 1 and nominal(params, new) < nominal(params, old):
+        record_wrap(st, a, bump_no, old, new)
+
+
+@njit(cache=True)
+def quiet_bumps(params, gen, a, remaining):  # type: ignore[no-untyped-def]
     """How many of the next ``remaining`` bumps of ``a`` provably neither wrap nor zap.
 
     Those bumps only move the counters, so the caller applies them at once; this is
@@ -541,12 +549,13 @@ def quiet_bumps(params, gen, ctr, a, remaining, numbered):  # type: ignore[no-un
 
 
 @njit(cache=True)
-def raw_bumps(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec, d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, count, numbered, event):  # type: ignore[no-untyped-def]
+def raw_bumps(st, dur, a, count, numbered, event):  # type: ignore[no-untyped-def]
     """``count`` plain bumps of ``a`` with no accesses (flags repeats, ``bump`` events)."""
+    params, gen, _, _, _, ctr, _, _, _, _ = st
     done = 0
     step = next_generation(params, np.int64(0))
     while done < count:
-        k = quiet_bumps(params, gen, ctr, a, count - done, numbered)
+        k = quiet_bumps(params, gen, a, count - done)
         if k > 0:
             gen[a] = gen[a] + k * step
             ctr[C_BUMPS + a] += k
@@ -556,71 +565,61 @@ def raw_bumps(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, z
             continue
         if numbered:
             ctr[C_UPDATES] += 1
-        bump(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec,
-             d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, LAYOUT_NONE, 0, 0, 0, 0,
-             event, True, False)
+        bump(st, dur, a, LAYOUT_NONE, 0, 0, 0, 0, event, True, False)
         done += 1
 
 
 @njit(cache=True)
-def replay_events(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, ev_index, upd, d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec):  # type: ignore[no-untyped-def]
-    """Replay a block of events, carrying all state in the arrays passed in.
+def update(st, dur, op, a, row, reps, event):  # type: ignore[no-untyped-def]
+    """One memslot update event (create, delete, move, flags) with its repetitions."""
+    params, _, _, spte, _, ctr, _, _, _, zap_rec = st
+    dstart = row[U_DSTART]
+    dend = row[U_DEND]
+    bumping = row[U_BUMP_REPS]
+    if bumping == 0:
+        # Nothing changes (flags to the same value, move to the same gfn): the
+        # ordinals are still used, and during accesses run as plain accesses.
+        ctr[C_UPDATES] += reps
+        run_window(st, dur, dstart, dend, WIN_IN_PROGRESS, event)
+        run_window(st, dur, dstart, dend, WIN_BEFORE_ZAP, event)
+        return
+    if op == OP_FLAGS and dstart == dend:
+        raw_bumps(st, dur, a, bumping, True, event)
+        ctr[C_UPDATES] += reps - bumping
+        return
+    ctr[C_UPDATES] += 1
+    layout = LAYOUT_SET if op == OP_CREATE or op == OP_MOVE else LAYOUT_NONE
+    if op == OP_DELETE or op == OP_MOVE:
+        # The slot is first published as invalid, then the MMU is flushed (section 4).
+        bump(st, dur, a, LAYOUT_CLEAR, row[U_OLO], row[U_OHI], 0, 0, event, False, False)
+        bump_no = ctr[C_BUMPS + a]
+        zap(
+            params, spte, ctr, zap_rec, 1, params[P_FLUSH_SCOPE], a, bump_no, row[U_OLO], row[U_OHI]
+        )
+    bump(st, dur, a, layout, row[U_LO], row[U_HI], dstart, dend, event, True, layout == LAYOUT_SET)
+
+
+@njit(cache=True)
+def replay_events(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, ev_index, upd, dur, st):  # type: ignore[no-untyped-def]
+    """Replay a block of events, carrying all state in ``st`` (see replay.py).
 
     Top-level rows: ``ev_*``; an update's ``ev_x`` indexes ``upd``, an access's is
-    its gfn index, a bump's is unused. ``during`` accesses live in ``d_*``.
+    its gfn index, a bump's is unused. ``during`` accesses are rows of ``dur``.
     """
+    ctr = st[5]
     ident = np.empty(4, dtype=np.int64)
     for i in range(ev_op.shape[0]):
         op = ev_op[i]
         a = np.int64(ev_as[i])
-        event = np.int64(ev_index[i])
+        event = ev_index[i]
         ctr[C_EVENTS] += 1
         if op == OP_ACCESS:
             ident[0] = ctr[C_UPDATES]
             ident[1] = event
             ident[2] = -1
             ident[3] = WIN_NONE
-            access(params, gen, cover, spte, cache, ctr, last, stale_rec, ident, a,
-                   np.int64(ev_x[i]), np.int64(ev_vcpu[i]), ev_rep[i])
-            continue
-        if op == OP_BUMP:
-            raw_bumps(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec,
-                      d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, ev_rep[i], False, event)
-            continue
-        u = ev_x[i]
-        lo = upd[u, U_LO]
-        hi = upd[u, U_HI]
-        olo = upd[u, U_OLO]
-        ohi = upd[u, U_OHI]
-        dstart = upd[u, U_DSTART]
-        dend = upd[u, U_DEND]
-        bumping = upd[u, U_BUMP_REPS]
-        reps = ev_rep[i]
-        if bumping == 0:
-            # Nothing changes (flags to the same value, move to the same gfn): the
-            # ordinals are still used, and during accesses run as plain accesses.
-            ctr[C_UPDATES] += reps
-            for w in (WIN_IN_PROGRESS, WIN_BEFORE_ZAP):
-                run_window(params, gen, cover, spte, cache, ctr, last, stale_rec, d_as,
-                           d_vcpu, d_gid, d_rep, d_window, d_sub, dstart, dend, w, event)
-            continue
-        if op == OP_FLAGS and dstart == dend:
-            raw_bumps(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec,
-                      d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, bumping, True, event)
-            ctr[C_UPDATES] += reps - bumping
-            continue
-        ctr[C_UPDATES] += 1
-        layout = LAYOUT_NONE
-        if op == OP_DELETE or op == OP_MOVE:
-            bump(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec,
-                 d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, LAYOUT_CLEAR, olo, ohi,
-                 0, 0, event, False, False)
-            zap(params, spte, ctr, zap_rec, 1, params[P_FLUSH_SCOPE], a, ctr[C_BUMPS + a],
-                olo, ohi)
-            if op == OP_MOVE:
-                layout = LAYOUT_SET
-        elif op == OP_CREATE:
-            layout = LAYOUT_SET
-        bump(params, gen, cover, spte, cache, ctr, last, stale_rec, wrap_rec, zap_rec,
-             d_as, d_vcpu, d_gid, d_rep, d_window, d_sub, a, layout, lo, hi, dstart, dend,
-             event, True, op == OP_CREATE or op == OP_MOVE)
+            access(st, ident, a, ev_x[i], np.int64(ev_vcpu[i]), ev_rep[i])
+        elif op == OP_BUMP:
+            raw_bumps(st, dur, a, ev_rep[i], False, event)
+        else:
+            update(st, dur, op, a, upd[ev_x[i]], ev_rep[i], event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,6 +63,21 @@ class EngineState:
     wrap_rec: I64
     zap_rec: I64
 
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The state tuple the kernels take, in kernels.py's documented order."""
+        return (
+            self.params,
+            self.gen,
+            self.cover,
+            self.spte,
+            self.cache,
+            self.ctr,
+            self.last,
+            self.stale_rec,
+            self.wrap_rec,
+            self.zap_rec,
+        )
+
 
 def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineState:
     """Fresh state for a run: generations at their start, header slots in place."""
@@ -92,22 +108,8 @@ def run_block(enc: EncodedTrace, state: EngineState) -> None:
         enc.ev_rep,
         enc.ev_index,
         enc.upd,
-        enc.d_as,
-        enc.d_vcpu,
-        enc.d_gid,
-        enc.d_rep,
-        enc.d_window,
-        enc.d_sub,
-        state.params,
-        state.gen,
-        state.cover,
-        state.spte,
-        state.cache,
-        state.ctr,
-        state.last,
-        state.stale_rec,
-        state.wrap_rec,
-        state.zap_rec,
+        enc.dur,
+        state.as_tuple(),
     )
 
 

@@ -75,7 +75,9 @@ def load_costs(path: str | Path, base: CostModel | None = None) -> CostModel:
     changes: dict[str, float] = {}
     for key, value in data.items():
         if key not in COST_KEYS:
-            raise UsageError(f"{path}: unknown cost {key!r}: expected one of {', '.join(COST_KEYS)}")
+            raise UsageError(
+                f"{path}: unknown cost {key!r}: expected one of {', '.join(COST_KEYS)}"
+            )
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise UsageError(f"{path}: {key}: expected a number >= 0, got {value!r}")
         if key == "clock_ghz" and value <= 0:

@@ -67,9 +67,7 @@ def zap_reason(zap: ZapEvent, era: Era) -> str:
         cause = f"{era.name}'s wrap test fired on AS {zap.address_space}'s bump {zap.bump}"
     else:
         cause = f"update {zap.update} changed the memslot layout of AS {zap.address_space}"
-    return (
-        f"{cause}: dropped {what} ({zap.dropped_ram} RAM, {zap.dropped_mmio} MMIO SPTEs)"
-    )
+    return f"{cause}: dropped {what} ({zap.dropped_ram} RAM, {zap.dropped_mmio} MMIO SPTEs)"
 
 
 def event_records(run: RunOutcome, notes: dict[int, str]) -> list[dict[str, Any]]:
@@ -78,27 +76,65 @@ def event_records(run: RunOutcome, notes: dict[int, str]) -> list[dict[str, Any]
     ``notes`` maps trace event index -> the event's ``note`` text.
     """
     spec, era = run.spec, run.spec.era
-    head = {"era": era.name, "kernel": spec.kernel, "policies": list(spec.policies),
-            "bias": spec.bias}
+    head = {
+        "era": era.name,
+        "kernel": spec.kernel,
+        "policies": list(spec.policies),
+        "bias": spec.bias,
+    }
     out: list[dict[str, Any]] = []
     for zap in run.result.zap_events:
-        out.append({**head, "type": "zap", "kind": zap.kind, "scope": zap.scope,
-                    "as": zap.address_space, "update": zap.update, "bump": zap.bump,
-                    "dropped_ram": zap.dropped_ram, "dropped_mmio": zap.dropped_mmio,
-                    "why": zap_reason(zap, era)})
+        out.append(
+            {
+                **head,
+                "type": "zap",
+                "kind": zap.kind,
+                "scope": zap.scope,
+                "as": zap.address_space,
+                "update": zap.update,
+                "bump": zap.bump,
+                "dropped_ram": zap.dropped_ram,
+                "dropped_mmio": zap.dropped_mmio,
+                "why": zap_reason(zap, era),
+            }
+        )
     for wrap in run.result.wraps:
-        out.append({**head, "type": "wrap", "as": wrap.address_space, "update": wrap.update,
-                    "bump": wrap.bump, "detected": wrap.detected, "before": wrap.before,
-                    "after": wrap.after, "why": wrap_reason(wrap, era)})
+        out.append(
+            {
+                **head,
+                "type": "wrap",
+                "as": wrap.address_space,
+                "update": wrap.update,
+                "bump": wrap.bump,
+                "detected": wrap.detected,
+                "before": wrap.before,
+                "after": wrap.after,
+                "why": wrap_reason(wrap, era),
+            }
+        )
     for hit in run.result.stale_hits:
-        out.append({**head, "type": "stale_hit", "kind": hit.kind, "source": hit.source,
-                    "race": hit.race, "update": hit.update, "event": hit.event,
-                    "during": None if hit.sub < 0 else hit.sub, "as": hit.address_space,
-                    "gfn": hit.gfn, "vcpu": hit.vcpu, "count": hit.count,
-                    "spte_generation": hit.spte_generation, "spte_stored": hit.spte_stored,
-                    "current_generation": hit.current_generation,
-                    "current_mmio_generation": hit.current_mmio_generation,
-                    "note": notes.get(hit.event), "why": stale_reason(hit, era)})
+        out.append(
+            {
+                **head,
+                "type": "stale_hit",
+                "kind": hit.kind,
+                "source": hit.source,
+                "race": hit.race,
+                "update": hit.update,
+                "event": hit.event,
+                "during": None if hit.sub < 0 else hit.sub,
+                "as": hit.address_space,
+                "gfn": hit.gfn,
+                "vcpu": hit.vcpu,
+                "count": hit.count,
+                "spte_generation": hit.spte_generation,
+                "spte_stored": hit.spte_stored,
+                "current_generation": hit.current_generation,
+                "current_mmio_generation": hit.current_mmio_generation,
+                "note": notes.get(hit.event),
+                "why": stale_reason(hit, era),
+            }
+        )
     out.sort(key=lambda rec: (rec["update"], _ORDER[rec["type"]]))
     return out
 

@@ -69,8 +69,22 @@ def render_runs(session: Session, console: Console) -> None:
 def render_matrix(session: Session, console: Console) -> None:
     """Runs down, metrics across (``compare``)."""
     table = Table(title=f"kvmgen compare: {session.trace.path}", title_justify="left")
-    for name in ("era", "kernel", "policy", "bias", "NAS", "wraps", "undet.", "wrap zaps",
-                 "flush zaps", "dropped", "refaults", "harmful", "benign", "cycles"):
+    for name in (
+        "era",
+        "kernel",
+        "policy",
+        "bias",
+        "NAS",
+        "wraps",
+        "undet.",
+        "wrap zaps",
+        "flush zaps",
+        "dropped",
+        "refaults",
+        "harmful",
+        "benign",
+        "cycles",
+    ):
         table.add_column(name, justify="left" if name in ("era", "kernel", "policy") else "right")
     for run in session.runs:
         m = metrics(run)
@@ -107,8 +121,10 @@ def render_details(session: Session, console: Console) -> None:
             console.print(f"[bold]{label}[/]: wraps")
             for wrap in r.wraps[:LIST_LIMIT]:
                 mark = "detected" if wrap.detected else "[red]UNDETECTED[/]"
-                console.print(f"  update {wrap.update}, AS {wrap.address_space}: {mark}. "
-                              f"{wrap_reason(wrap, era)}")
+                console.print(
+                    f"  update {wrap.update}, AS {wrap.address_space}: {mark}. "
+                    f"{wrap_reason(wrap, era)}"
+                )
             if r.wraps_total > LIST_LIMIT:
                 console.print(f"  ... {r.wraps_total - LIST_LIMIT:,} more (see --json/--events)")
         if r.stale_hits:
@@ -116,8 +132,10 @@ def render_details(session: Session, console: Console) -> None:
             for hit in r.stale_hits[:LIST_LIMIT]:
                 kind = "[red]harmful[/]" if hit.kind == "harmful" else "benign"
                 times = f" x{hit.count:,}" if hit.count > 1 else ""
-                console.print(f"  update {hit.update}, event {hit.event}: {kind}{times} "
-                              f"({hit.source}). {stale_reason(hit, era)}")
+                console.print(
+                    f"  update {hit.update}, event {hit.event}: {kind}{times} "
+                    f"({hit.source}). {stale_reason(hit, era)}"
+                )
             if r.stale_records > LIST_LIMIT:
                 console.print(f"  ... {r.stale_records - LIST_LIMIT:,} more records")
 
@@ -139,8 +157,10 @@ def verdicts(session: Session) -> list[str]:
         ]
         stale = []
         if d["harmful_stale_hits"] or d["benign_stale_hits"]:
-            stale.append(f"{_signed(d['harmful_stale_hits'])} harmful / "
-                         f"{_signed(d['benign_stale_hits'])} benign stale hits")
+            stale.append(
+                f"{_signed(d['harmful_stale_hits'])} harmful / "
+                f"{_signed(d['benign_stale_hits'])} benign stale hits"
+            )
         if d["undetected_wraps"]:
             stale.append(f"{_signed(d['undetected_wraps'])} undetected wraps")
         tail = "; " + ", ".join(stale) if stale else "; no change in stale hits"

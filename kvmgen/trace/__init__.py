@@ -10,6 +10,7 @@ import hashlib
 import os
 
 from kvmgen.errors import TraceError, UsageError
+from kvmgen.trace.json_loader import load_json
 from kvmgen.trace.records import (
     UPDATE_OPS,
     AccessKind,
@@ -20,8 +21,7 @@ from kvmgen.trace.records import (
     VmHeader,
     Window,
 )
-from kvmgen.trace.json_loader import load_json
-from kvmgen.trace.validate import trace_error_for_as
+from kvmgen.trace.runcheck import trace_error_for_as
 from kvmgen.trace.yaml_loader import load_yaml
 
 __all__ = [

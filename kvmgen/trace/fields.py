@@ -15,6 +15,7 @@ from kvmgen.errors import TraceError
 from kvmgen.trace.tree import (
     Pos,
     describe,
+    dup_pos,
     format_int,
     is_map,
     is_seq,
@@ -128,9 +129,9 @@ class Where:
 
     def check_dup(self, m: Any) -> None:
         """Reject a mapping in which a key appears twice."""
-        dup = getattr(m, "dup", None)
+        dup = dup_pos(m)
         if dup is not None:
-            self.fail(f"duplicate key {dup[0]!r}", (dup[1], dup[2]), dup[0])
+            self.fail(f"duplicate key {dup[0]!r}", dup[1], dup[0])
 
     def check_keys(
         self, m: Any, allowed: tuple[str, ...], hints: dict[str, str] | None = None
@@ -171,7 +172,7 @@ class Where:
         self.require(m, key)
         return self.int_value(m, key, rng)
 
-    def text(self, m: Any, key: str, *, yaml_raw: bool = False) -> str:
+    def text(self, m: Any, key: str, *, yaml_raw: bool = False, expected: str = "a string") -> str:
         """The string at ``key`` (present).
 
         With ``yaml_raw``, an unquoted YAML scalar that loaded as a number or a
@@ -184,7 +185,7 @@ class Where:
             raw = raw_text(m, key)
             if raw is not None:
                 return raw
-        self.fail(f"expected a string, got {describe(value)}", value_pos(m, key), key)
+        self.fail(f"expected {expected}, got {describe(value)}", value_pos(m, key), key)
 
     def choice(self, m: Any, key: str, options: dict[str, Any], default: Any) -> Any:
         """One of the names in ``options`` at ``key`` (its mapped value), or ``default``."""

@@ -10,22 +10,24 @@ RFC 8259 JSON (no NaN, no trailing commas, no comments).
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from json import JSONDecodeError
 from json.decoder import scanstring
 from typing import Any, NoReturn
 
 from kvmgen.errors import TraceError
 from kvmgen.trace.records import Trace
-from kvmgen.trace.tree import Map, Pos, Seq
+from kvmgen.trace.tree import Map, Pos, Seq, Source, decode
 from kvmgen.trace.validate import build_trace
-from kvmgen.trace.yaml_loader import decode
 
 _WS = re.compile(r"[ \t\n\r]*")
+# ws, then the separator or closer that follows a value (missing at a syntax error).
+_AFTER = re.compile(r"[ \t\n\r]*([,\]}]?)[ \t\n\r]*")
+# The common key: no escapes, with its colon and the whitespace around it.
+_KEY = re.compile(r'"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _PLAIN_STRING = re.compile(r'"([^"\\\x00-\x1f]*)"')
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_LITERALS = (("true", True), ("false", False), ("null", None))
+_LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
 _MAX_DIGITS = 200
 
 
@@ -44,14 +46,10 @@ class _Parser:
     def __init__(self, path: str, text: str) -> None:
         self.path = path
         self.text = text
-        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-
-    def pos(self, offset: int) -> tuple[int, int]:
-        line = bisect_right(self.line_starts, offset)
-        return line, offset - self.line_starts[line - 1] + 1
+        self.src = Source(text)
 
     def fail(self, message: str, offset: int) -> NoReturn:
-        line, column = self.pos(offset)
+        line, column = self.src.pos(offset)
         raise TraceError(self.path, f"JSON syntax error: {message}", line=line, column=column)
 
     def found(self, offset: int) -> str:
@@ -65,91 +63,102 @@ class _Parser:
         return match.end()
 
     def parse(self) -> tuple[Any, Pos]:
-        text = self.text
+        text, src = self.text, self.src
         i = self.skip(0)
         if i == len(text):
             return None, (1, 1)
-        root_pos = self.pos(i)
+        root_at = i
         # Open containers, and for each open object the key awaiting its value.
         stack: list[Map | Seq] = []
-        keys: list[tuple[str, tuple[int, int]]] = []
+        keys: list[tuple[str, int]] = []
         while True:
+            # Read one value starting at i; a container is pushed and filled later.
             start = i
-            # Read one value starting at i; containers are pushed and filled later.
-            char = text[i] if i < len(text) else ""
+            char = text[i : i + 1]
             if char == "{":
-                obj = Map(*self.pos(i))
                 i = self.skip(i + 1)
                 if text.startswith("}", i):
-                    value: Any = obj
+                    value: Any = Map(start, src)
                     i += 1
                 else:
-                    stack.append(obj)
+                    stack.append(Map(start, src))
                     i = self.key(i, keys)
                     continue
             elif char == "[":
-                arr = Seq(*self.pos(i))
                 i = self.skip(i + 1)
                 if text.startswith("]", i):
-                    value = arr
+                    value = Seq(start, src)
                     i += 1
                 else:
-                    stack.append(arr)
+                    stack.append(Seq(start, src))
                     continue
+            elif char == '"':
+                match = _PLAIN_STRING.match(text, i)
+                if match is not None:
+                    value, i = match[1], match.end()
+                else:
+                    value, i = self.string(i)
             else:
                 value, i = self.scalar(i)
-            value_at = self.pos(start)
             # Attach the finished value, closing every container it completes.
             while True:
                 if not stack:
                     i = self.skip(i)
                     if i != len(text):
                         self.fail("extra data after the JSON document", i)
-                    return value, root_pos
+                    return value, src.pos(root_at)
                 parent = stack[-1]
-                if isinstance(parent, Map):
+                if type(parent) is Map:
                     key, key_at = keys.pop()
-                    parent.put(key, value, key_at, value_at)
+                    parent.put(key, value, key_at, start)
                     closer = "}"
                 else:
-                    parent.add(value, value_at)
+                    parent.add(value, start)
                     closer = "]"
-                i = self.skip(i)
-                if text.startswith(",", i):
-                    i = self.skip(i + 1)
+                after = _AFTER.match(text, i)
+                assert after is not None  # every part of the pattern is optional
+                sep = after[1]
+                if sep == ",":
+                    i = after.end()
                     if text.startswith(closer, i):
                         self.fail(f"trailing comma before {closer!r}", i)
                     if closer == "}":
                         i = self.key(i, keys)
                     break
-                if text.startswith(closer, i):
-                    i += 1
+                if sep == closer:
+                    i = after.end(1)
                     value = stack.pop()
-                    value_at = (value.line, value.column)
+                    start = value.at
                     continue
-                what = "member" if closer == "}" else "element"
-                self.fail(f"expected ',' or {closer!r} after an {what}, got {self.found(i)}", i)
+                i = after.start(1)
+                what = "a member" if closer == "}" else "an element"
+                self.fail(f"expected ',' or {closer!r} after {what}, got {self.found(i)}", i)
 
-    def key(self, i: int, keys: list[tuple[str, tuple[int, int]]]) -> int:
+    def key(self, i: int, keys: list[tuple[str, int]]) -> int:
         """Read ``"key" :`` at i; return where its value starts."""
+        match = _KEY.match(self.text, i)
+        if match is not None:
+            keys.append((match[1], i))
+            return match.end()
         if not self.text.startswith('"', i):
             self.fail(f"expected a key in double quotes, got {self.found(i)}", i)
-        key_at = self.pos(i)
-        key, i = self.string(i)
-        i = self.skip(i)
-        if not self.text.startswith(":", i):
-            self.fail(f"expected ':' after a key, got {self.found(i)}", i)
-        keys.append((key, key_at))
-        return self.skip(i + 1)
+        key, end = self.string(i)
+        end = self.skip(end)
+        if not self.text.startswith(":", end):
+            self.fail(f"expected ':' after a key, got {self.found(end)}", end)
+        keys.append((key, i))
+        return self.skip(end + 1)
 
     def string(self, i: int) -> tuple[str, int]:
-        match = _PLAIN_STRING.match(self.text, i)
-        if match is not None:
-            return match[1], match.end()
         try:
             value, end = scanstring(self.text, i + 1, True)
         except JSONDecodeError as error:
-            self.fail(error.msg.lower(), error.pos)
+            if "control character" in error.msg:
+                bad = repr(self.text[error.pos])
+                self.fail(f"control character {bad} in a string (unterminated?)", error.pos)
+            if "Unterminated" in error.msg:
+                self.fail("unterminated string", i)
+            self.fail(error.msg.lower().removesuffix(" at").strip(), error.pos)
         # A lone surrogate escape decodes, but could never be written out again.
         if _SURROGATE.search(value):
             self.fail("string holds an unpaired surrogate escape", i)
@@ -157,20 +166,20 @@ class _Parser:
 
     def scalar(self, i: int) -> tuple[Any, int]:
         text = self.text
-        char = text[i] if i < len(text) else ""
-        if char == '"':
-            return self.string(i)
-        if char == "-" or char.isdigit():
+        char = text[i : i + 1]
+        if char and char in "-0123456789":
             match = _NUMBER.match(text, i)
             if match is None:
                 self.fail(f"invalid number starting {text[i : i + 10]!r}", i)
             literal = match[0]
+            if text[match.end() : match.end() + 1].isdigit():
+                self.fail("a number cannot have leading zeros in JSON", i)
             if match[1] is None and match[2] is None:
                 if len(literal) > _MAX_DIGITS:
                     self.fail(f"integer with {len(literal)} digits is too large", i)
                 return int(literal), match.end()
             return float(literal), match.end()
-        for word, value in _LITERALS:
-            if text.startswith(word, i):
-                return value, i + len(word)
+        word = _LITERALS.get(char)
+        if word is not None and text.startswith(word[0], i):
+            return word[1], i + len(word[0])
         self.fail(f"expected a value, got {self.found(i)}", i)

@@ -9,94 +9,123 @@ knowing which format the trace came from. Plain ``dict``/``list`` are accepted t
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from typing import Any
+
+from kvmgen.errors import TraceError
 
 # Where a value is in the source: 1-based line and column, or None when unknown.
 Pos = tuple[int | None, int | None]
 NOWHERE: Pos = (None, None)
 
 
+class Source:
+    """Turns a loader's compact position (a character offset) into line and column.
+
+    Loaders that know line and column up front (YAML marks) store ``(line, column)``
+    and no source; the JSON parser stores offsets and converts only the positions
+    that are asked for, which is most of its cost saved on a valid trace.
+    """
+
+    __slots__ = ("_starts",)
+
+    def __init__(self, text: str) -> None:
+        self._starts = [0]
+        self._starts.extend(m.end() for m in re.finditer("\n", text))
+
+    def pos(self, offset: int) -> tuple[int, int]:
+        """1-based line and column of character ``offset``."""
+        line = bisect_right(self._starts, offset)
+        return line, offset - self._starts[line - 1] + 1
+
+
 class Map(dict[str, Any]):
     """A mapping with the position of itself, of each key and of each value.
 
-    ``locs[key]`` is ``(key_line, key_col, value_line, value_col, raw)`` where ``raw``
-    is the source text of a YAML scalar value that did not load as a string (so an
-    unquoted ``kernel: 4.10`` can still be read as the text ``4.10``). ``dup`` keeps
-    the first repeated key and its position: the loader records it, the validator
-    reports it with the event and field it belongs to.
+    ``locs[key]`` is ``(key_at, value_at, raw)``: positions in the loader's form (see
+    :class:`Source`), and ``raw``, the source text of a YAML scalar value that did not
+    load as a string (so an unquoted ``kernel: 4.10`` can still be read as the text
+    ``4.10``). ``dup`` keeps the first repeated key and its position: the loader
+    records it, the validator reports it with the event and field it belongs to.
     """
 
-    __slots__ = ("column", "dup", "line", "locs")
+    __slots__ = ("at", "dup", "locs", "src")
 
-    def __init__(self, line: int | None = None, column: int | None = None) -> None:
+    def __init__(self, at: Any, src: Source | None = None) -> None:
         super().__init__()
-        self.line = line
-        self.column = column
-        self.locs: dict[str, tuple[int, int, int, int, str | None]] = {}
-        self.dup: tuple[str, int, int] | None = None
+        self.at = at
+        self.src = src
+        self.locs: dict[str, tuple[Any, Any, str | None]] = {}
+        self.dup: tuple[str, Any] | None = None
 
-    def put(
-        self,
-        key: str,
-        value: Any,
-        key_pos: tuple[int, int],
-        value_pos: tuple[int, int],
-        raw: str | None = None,
-    ) -> None:
+    def put(self, key: str, value: Any, key_at: Any, value_at: Any, raw: str | None = None) -> None:
         """Add ``key: value`` with positions; a repeated key is recorded in ``dup``."""
         if key in self:
             if self.dup is None:
-                self.dup = (key, key_pos[0], key_pos[1])
+                self.dup = (key, key_at)
             return
         self[key] = value
-        self.locs[key] = (key_pos[0], key_pos[1], value_pos[0], value_pos[1], raw)
+        self.locs[key] = (key_at, value_at, raw)
 
 
 class Seq(list[Any]):
     """A list with the position of itself and of each item."""
 
-    __slots__ = ("column", "line", "locs")
+    __slots__ = ("at", "locs", "src")
 
-    def __init__(self, line: int | None = None, column: int | None = None) -> None:
+    def __init__(self, at: Any, src: Source | None = None) -> None:
         super().__init__()
-        self.line = line
-        self.column = column
-        self.locs: list[tuple[int, int]] = []
+        self.at = at
+        self.src = src
+        self.locs: list[Any] = []
 
-    def add(self, value: Any, pos: tuple[int, int]) -> None:
-        """Append ``value`` found at ``pos``."""
+    def add(self, value: Any, at: Any) -> None:
+        """Append ``value`` found at ``at``."""
         self.append(value)
-        self.locs.append(pos)
+        self.locs.append(at)
+
+
+def _resolve(node: Any, at: Any) -> Pos:
+    src = node.src
+    return src.pos(at) if src is not None else at
 
 
 def node_pos(node: Any) -> Pos:
     """Where a mapping or list starts."""
-    return getattr(node, "line", None), getattr(node, "column", None)
+    at = getattr(node, "at", None)
+    return NOWHERE if at is None else _resolve(node, at)
 
 
 def value_pos(m: Any, key: str) -> Pos:
     """Where the value of ``key`` starts (the mapping's start if the key is absent)."""
     loc = getattr(m, "locs", {}).get(key)
-    return (loc[2], loc[3]) if loc else node_pos(m)
+    return _resolve(m, loc[1]) if loc else node_pos(m)
 
 
 def key_pos(m: Any, key: str) -> Pos:
     """Where ``key`` itself starts."""
     loc = getattr(m, "locs", {}).get(key)
-    return (loc[0], loc[1]) if loc else node_pos(m)
+    return _resolve(m, loc[0]) if loc else node_pos(m)
+
+
+def dup_pos(m: Any) -> tuple[str, Pos] | None:
+    """The first repeated key of a mapping and where it is repeated, if any."""
+    dup = getattr(m, "dup", None)
+    return None if dup is None else (dup[0], _resolve(m, dup[1]))
 
 
 def raw_text(m: Any, key: str) -> str | None:
     """The source text of a YAML scalar value that did not load as a string."""
     loc = getattr(m, "locs", {}).get(key)
-    return loc[4] if loc else None
+    return loc[2] if loc else None
 
 
 def item_pos(seq: Any, index: int) -> Pos:
     """Where item ``index`` of a list starts."""
     locs = getattr(seq, "locs", None)
     if locs is not None and index < len(locs):
-        return locs[index]
+        return _resolve(seq, locs[index])
     return node_pos(seq)
 
 
@@ -137,7 +166,31 @@ def format_int(value: int) -> str:
     bits = value.bit_length()
     if bits > 96:
         # int -> str is limited to 4300 digits, and such a number is unreadable anyway.
-        return f"{'-' if value < 0 else ''}a {bits}-bit number"
+        return f"a {'negative ' if value < 0 else ''}{bits}-bit number"
     if abs(value) >= 1 << 16:
         return f"{value} ({value:#x})"
     return str(value)
+
+
+def decode(path: str, data: bytes) -> str:
+    """UTF-8 text of ``data`` (a leading byte-order mark is dropped)."""
+    skip = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        start = error.start + skip
+        text = data[:start].decode("utf-8-sig", "replace")
+        line, column = offset_pos(text, len(text))
+        raise TraceError(
+            path,
+            f"invalid UTF-8 (byte {data[start]:#04x} at offset {start}): "
+            "a trace must be UTF-8 text",
+            line=line,
+            column=column,
+        ) from None
+
+
+def offset_pos(text: str, offset: int) -> Pos:
+    """1-based line and column of character ``offset`` in ``text``."""
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1

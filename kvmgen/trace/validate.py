@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kvmgen.errors import TraceError, UsageError
+from kvmgen.errors import UsageError
 from kvmgen.model.versions import era_for_version, lookup_era
 from kvmgen.trace.fields import (
     ADDRESS_SPACES,
@@ -27,7 +27,7 @@ from kvmgen.trace.fields import (
     Where,
     parse_int,
 )
-from kvmgen.trace.layout import Slot, SlotTable
+from kvmgen.trace.layout import GFN_LIMIT, Layout, Slot
 from kvmgen.trace.records import (
     UPDATE_OPS,
     AccessKind,
@@ -51,7 +51,6 @@ from kvmgen.trace.tree import (
 )
 
 FORMAT_VERSION = 1
-GFN_LIMIT = 1 << 40
 
 OPS: dict[str, Op] = {
     "create": Op.CREATE,
@@ -77,6 +76,34 @@ _NO_REPEAT = {
     Op.DELETE: "a delete cannot repeat: the slot no longer exists after the first",
     Op.MOVE: "a move cannot repeat",
 }
+
+
+def _hints(op: Op, inside: bool) -> dict[str, str]:
+    """Messages for keys a user plausibly misplaces, instead of a bare "unknown key"."""
+    hints = {}
+    if not inside:
+        hints["window"] = "window is only allowed on an access inside during"
+    if op in (Op.BUMP, Op.ACCESS):
+        where = "inside during" if inside else f"on {op.name.lower()}"
+        hints["during"] = (
+            f"during is not allowed {where}: only create, delete, move and flags take one"
+        )
+    if op == Op.BUMP:
+        hints["repeat"] = "a bump takes count, not repeat"
+    elif op in (Op.FLAGS, Op.ACCESS):
+        hints["count"] = f"count is only for bump; {op.name.lower()} takes repeat"
+    else:
+        hints["count"] = "count is only for bump"
+    return hints
+
+
+# (op, inside a during list) -> (allowed keys, hints), built once.
+_ALLOWED: dict[tuple[Op, bool], tuple[tuple[str, ...], dict[str, str]]] = {
+    (op, inside): (("op", *keys, *(("window",) if inside else ()), *_COMMON), _hints(op, inside))
+    for op, keys in _KEYS.items()
+    for inside in (False, True)
+}
+_KERNEL_TEXT = 'a version string such as "5.10" (quoted: as a number, 5.10 would read 5.1)'
 _TOP_KEYS = ("kvmgen", "vm", "events")
 _VM_KEYS = ("kernel", "era", "address_spaces", "vcpus", "slots")
 _SLOT_KEYS = ("slot", "as", "gfn", "pages", "flags")
@@ -87,20 +114,12 @@ def build_trace(root: Any, root_pos: Pos, *, path: str, fmt: str, sha256: str) -
     return _Validator(path).trace(root, root_pos, fmt, sha256)
 
 
-def _span(gfn: int, pages: int) -> str:
-    return f"gfn {gfn:#x}-{gfn + pages - 1:#x}"
-
-
-def _seen(slot: Slot) -> str:
-    return f", line {slot.line}" if slot.line else ""
-
-
 class _Validator:
     """One validation pass; replays the slot layout of each address space as it goes."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.tables: dict[int, SlotTable] = {}
+        self.layout = Layout()
         self.vcpus: int | None = None
         self.max_as = 0
         self.max_vcpu = 0
@@ -110,7 +129,9 @@ class _Validator:
     def trace(self, root: Any, root_pos: Pos, fmt: str, sha256: str) -> Trace:
         top = Where(self.path)
         if root is None:
-            top.fail("empty trace: expected a mapping with the keys kvmgen, vm and events", root_pos)
+            top.fail(
+                "empty trace: expected a mapping with the keys kvmgen, vm and events", root_pos
+            )
         if not is_map(root):
             top.fail(
                 f"expected a mapping with the keys kvmgen, vm and events at the top level, "
@@ -118,7 +139,7 @@ class _Validator:
                 root_pos,
             )
         top.check_dup(root)
-        top.require(root, "kvmgen", f" (the trace format version: this kvmgen reads {FORMAT_VERSION})")
+        top.require(root, "kvmgen", f" (the format version; this kvmgen reads {FORMAT_VERSION})")
         try:
             version = parse_int(root["kvmgen"])
         except Problem as problem:
@@ -160,7 +181,7 @@ class _Validator:
         w.check_keys(node, _VM_KEYS)
         kernel = era = None
         if "kernel" in node:
-            kernel = w.text(node, "kernel", yaml_raw=True)
+            kernel = w.text(node, "kernel", yaml_raw=True, expected=_KERNEL_TEXT)
             try:
                 kernel_era = era_for_version(kernel).era.name
             except UsageError as error:
@@ -191,7 +212,9 @@ class _Validator:
     def header_slots(self, w: Where, node: Any) -> tuple[SlotDecl, ...]:
         seq = node["slots"]
         if not is_seq(seq):
-            w.fail(f"expected a list of slots, got {describe(seq)}", value_pos(node, "slots"), "slots")
+            w.fail(
+                f"expected a list of slots, got {describe(seq)}", value_pos(node, "slots"), "slots"
+            )
         decls = []
         for i, item in enumerate(seq):
             sw = w.sub(f"slots[{i}].")
@@ -204,7 +227,7 @@ class _Validator:
             pages = self.pages(sw, item, gfn)
             flags = sw.opt_int(item, "flags", FLAGS, 0)
             line = node_pos(item)[0] or 0
-            self.create(sw, item, a, Slot(slot, gfn, pages, line))
+            self.layout.create(sw, item, a, Slot(slot, gfn, pages, line))
             decls.append(SlotDecl(slot, a, gfn, pages, flags, line))
         return tuple(decls)
 
@@ -215,19 +238,21 @@ class _Validator:
         w = Where(self.path, event=index)
         if not is_map(node):
             w.fail(f"expected an event mapping, got {describe(node)}", item_pos(seq, index))
-        w.check_dup(node)
         op = self.op(w, node)
         w.op = op.name.lower()
+        w.check_dup(node)
         fields = self.fields(w, node, op, inside=False)
         a, slot = fields["address_space"], fields["slot"]
         if op == Op.CREATE:
-            self.create(w, node, a, Slot(slot, fields["gfn"], fields["pages"], fields["line"]))
+            self.layout.create(
+                w, node, a, Slot(slot, fields["gfn"], fields["pages"], fields["line"])
+            )
         elif op == Op.DELETE:
-            self.tables[a].remove(self.existing(w, node, a, slot).slot)
+            self.layout.delete(w, node, a, slot)
         elif op == Op.MOVE:
-            fields["pages"] = self.move(w, node, a, slot, fields["gfn"], fields["line"])
+            fields["pages"] = self.layout.move(w, node, a, slot, fields["gfn"], fields["line"])
         elif op == Op.FLAGS:
-            self.existing(w, node, a, slot)
+            self.layout.existing(w, node, a, slot)
         if "during" in node:
             fields["during"] = self.during(w, node, index, fields["repeat"])
         return Event(index=index, op=op, **fields)
@@ -236,11 +261,11 @@ class _Validator:
         name = w.require(node, "op")
         if isinstance(name, str) and name in OPS:
             return OPS[name]
-        w.fail(
-            f"unknown op {describe(name)}: expected one of {', '.join(OPS)}",
-            value_pos(node, "op"),
-            "op",
-        )
+        if isinstance(name, str):
+            message = f"unknown op {name!r}: expected one of {', '.join(OPS)}"
+        else:
+            message = f"expected an op name ({', '.join(OPS)}), got {describe(name)}"
+        w.fail(message, value_pos(node, "op"), "op")
 
     def during(self, w: Where, node: Any, index: int, repeat: int) -> tuple[Event, ...]:
         seq = node["during"]
@@ -260,9 +285,8 @@ class _Validator:
             sw.check_dup(item)
             name = sw.require(item, "op", " (during entries are accesses: op: access)")
             if name != "access":
-                what = "unknown op" if not (isinstance(name, str) and name in OPS) else "op"
                 sw.fail(
-                    f"{what} {describe(name)}: during entries must be accesses (op: access)",
+                    f"during entries must be accesses (op: access), got {describe(name)}",
                     value_pos(item, "op"),
                     "op",
                 )
@@ -274,8 +298,7 @@ class _Validator:
 
     def fields(self, w: Where, node: Any, op: Op, *, inside: bool) -> dict[str, Any]:
         """Check the keys and values of one event; return Event keyword arguments."""
-        allowed = ("op", *_KEYS[op], *(("window",) if inside else ()), *_COMMON)
-        w.check_keys(node, allowed, self.hints(op, inside))
+        w.check_keys(node, *_ALLOWED[op, inside])
         line, column = node_pos(node)
         out: dict[str, Any] = {"line": line or 0, "column": column or 0, "slot": -1}
         out["address_space"] = self.address_space(w, node)
@@ -308,22 +331,6 @@ class _Validator:
             out["note"] = w.text(node, "note", yaml_raw=True)
         return out
 
-    @staticmethod
-    def hints(op: Op, inside: bool) -> dict[str, str]:
-        hints = {}
-        if not inside:
-            hints["window"] = "window is only allowed on an access inside during"
-        if op in (Op.BUMP, Op.ACCESS):
-            where = "inside during" if inside else f"on {op.name.lower()}"
-            hints["during"] = (
-                f"during is not allowed {where}: only create, delete, move and flags take one"
-            )
-        if op == Op.BUMP:
-            hints["repeat"] = "a bump takes count, not repeat"
-        elif "count" not in _KEYS[op]:
-            hints["count"] = f"count is only for bump; {op.name.lower()} takes repeat"
-        return hints
-
     # --- single values ----------------------------------------------------------
 
     def address_space(self, w: Where, node: Any) -> int:
@@ -335,8 +342,7 @@ class _Validator:
         pages = w.req_int(node, "pages", PAGES)
         if gfn + pages > GFN_LIMIT:
             w.fail(
-                f"the slot ends past the last guest frame: gfn {gfn:#x} + {pages:#x} pages "
-                f"> 2^40",
+                f"the slot ends past the last guest frame: gfn {gfn:#x} + {pages:#x} pages > 2^40",
                 value_pos(node, "pages"),
                 "pages",
             )
@@ -362,87 +368,3 @@ class _Validator:
             )
         self.max_vcpu = max(self.max_vcpu, vcpu)
         return vcpu
-
-    # --- slot layout ------------------------------------------------------------
-
-    def create(self, w: Where, node: Any, a: int, new: Slot) -> None:
-        table = self.tables.setdefault(a, SlotTable())
-        old = table.get(new.slot)
-        if old is not None:
-            w.fail(
-                f"slot {new.slot} already exists in address space {a} ({_span(old.gfn, old.pages)}"
-                f"{_seen(old)})",
-                value_pos(node, "slot"),
-                "slot",
-            )
-        self.no_overlap(w, node, a, table, new)
-        table.add(new)
-
-    def move(self, w: Where, node: Any, a: int, slot: int, gfn: int, line: int) -> int:
-        old = self.existing(w, node, a, slot)
-        if gfn + old.pages > GFN_LIMIT:
-            w.fail(
-                f"slot {slot} has {old.pages:#x} pages: moved to gfn {gfn:#x} it would end "
-                f"past the last guest frame (2^40)",
-                value_pos(node, "gfn"),
-                "gfn",
-            )
-        table = self.tables[a]
-        table.remove(slot)
-        new = Slot(slot, gfn, old.pages, line)
-        self.no_overlap(w, node, a, table, new)
-        table.add(new)
-        return old.pages
-
-    def no_overlap(self, w: Where, node: Any, a: int, table: SlotTable, new: Slot) -> None:
-        other = table.overlapping(new.gfn, new.pages)
-        if other is not None:
-            w.fail(
-                f"slot {new.slot} ({_span(new.gfn, new.pages)}) overlaps slot {other.slot} "
-                f"({_span(other.gfn, other.pages)}{_seen(other)}) in address space {a}",
-                value_pos(node, "gfn"),
-                "gfn",
-            )
-
-    def existing(self, w: Where, node: Any, a: int, slot: int) -> Slot:
-        table = self.tables.get(a)
-        found = table.get(slot) if table is not None else None
-        if found is None:
-            w.fail(f"unknown slot {slot} in address space {a}", value_pos(node, "slot"), "slot")
-        return found
-
-
-def trace_error_for_as(trace: Trace, address_spaces: int) -> TraceError | None:
-    """The error for the first header slot or event naming an address space >= ``address_spaces``."""
-    if trace.max_address_space < address_spaces:
-        return None
-    if address_spaces == 1:
-        have = "which has only address space 0"
-    else:
-        have = f"which has address spaces 0..{address_spaces - 1}"
-    for i, decl in enumerate(trace.vm.slots):
-        if decl.address_space >= address_spaces:
-            return TraceError(
-                trace.path,
-                f"address space {decl.address_space} does not exist in this run, {have}",
-                line=decl.line or None,
-                field=f"vm.slots[{i}].as",
-            )
-    for event in trace.iter_all():
-        if event.address_space >= address_spaces:
-            return TraceError(
-                trace.path,
-                f"address space {event.address_space} does not exist in this run, {have}",
-                line=event.line or None,
-                column=event.column or None,
-                event=event.index,
-                op=_parent_op(trace, event),
-                field="as" if event.sub < 0 else f"during[{event.sub}].as",
-            )
-    return None
-
-
-def _parent_op(trace: Trace, event: Event) -> str:
-    if event.sub < 0:
-        return event.op.name.lower()
-    return trace.events[event.index].op.name.lower()

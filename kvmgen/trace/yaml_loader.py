@@ -19,21 +19,22 @@ import yaml
 
 from kvmgen.errors import TraceError
 from kvmgen.trace.records import Trace
-from kvmgen.trace.tree import NOWHERE, Map, Pos, Seq
+from kvmgen.trace.tree import NOWHERE, Map, Pos, Seq, decode, offset_pos
 from kvmgen.trace.validate import build_trace
 
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_C_PARSER = _Loader is not yaml.SafeLoader
 _RESOLVER = yaml.resolver.Resolver()
 
 _CORE = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_CORE + name for name in ("str", "int", "float", "bool", "null")}
 _MAP_TAG = _CORE + "map"
 _SEQ_TAG = _CORE + "seq"
+_CORE_ONLY = "only the core tags !!str, !!int, !!float, !!bool, !!null, !!map and !!seq"
 _INT_TEXT = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)")
 _TRUE = {"true", "yes", "on", "y"}
 _FALSE = {"false", "no", "off", "n"}
 _MAX_INT_CHARS = 200
+_PLAIN_CACHE = 4096
 
 
 def load_yaml(path: str, data: bytes, sha256: str) -> Trace:
@@ -45,16 +46,19 @@ def load_yaml(path: str, data: bytes, sha256: str) -> Trace:
 def parse_yaml(path: str, data: bytes) -> tuple[Any, Pos]:
     """The located tree of a one-document YAML text, and where its root starts."""
     text = decode(path, data)
+    loader = None
     try:
-        return _Builder(path).build(yaml.parse(text, Loader=_Loader))
+        loader = _Loader(text)
+        return _Builder(path).build(loader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        reason = f"{error.problem} ({error.context})" if error.context else str(error.problem)
+        parts = (error.problem, f"({error.context})" if error.context else None)
+        reason = " ".join(part for part in parts if part) or "invalid YAML"
         _fail(path, f"YAML syntax error: {reason}", _mark_pos(mark) if mark else NOWHERE)
     except yaml.reader.ReaderError as error:
         # libyaml counts this position in UTF-8 bytes, the pure-Python reader in characters.
         prefix = text.encode("utf-8")[: error.position].decode("utf-8", "ignore")
-        offset = len(prefix) if _C_PARSER else error.position
+        offset = error.position if issubclass(_Loader, yaml.reader.Reader) else len(prefix)
         _fail(
             path,
             f"YAML syntax error: character {error.character:#06x} is not allowed",
@@ -62,26 +66,9 @@ def parse_yaml(path: str, data: bytes) -> tuple[Any, Pos]:
         )
     except yaml.YAMLError as error:
         _fail(path, f"YAML syntax error: {' '.join(str(error).split())}", NOWHERE)
-
-
-def decode(path: str, data: bytes) -> str:
-    """UTF-8 text of ``data`` (a leading byte-order mark is dropped)."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        start = error.start
-        text = data[:start].decode("utf-8-sig", "replace")
-        _fail(
-            path,
-            f"invalid UTF-8 (byte {data[start]:#04x} at offset {start}): a trace must be UTF-8 text",
-            offset_pos(text, len(text)),
-        )
-
-
-def offset_pos(text: str, offset: int) -> Pos:
-    """1-based line and column of character ``offset`` in ``text``."""
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def _fail(path: str, message: str, pos: Pos) -> NoReturn:
@@ -105,67 +92,84 @@ class _Builder:
     def fail(self, message: str, event: Any) -> NoReturn:
         _fail(self.path, message, _mark_pos(event.start_mark))
 
-    def build(self, events: Any) -> tuple[Any, Pos]:
+    def build(self, loader: Any) -> tuple[Any, Pos]:
         root: Any = None
         root_pos: Pos = (1, 1)
         documents = 0
+        # Plain scalars repeat a lot ("access", "gfn", 0, ...): resolve each text once.
+        plain: dict[str, tuple[Any, str | None]] = {}
         # Open collections; for a mapping, the pending key (None until its key is read).
         stack: list[list[Any]] = []
-        for event in events:
-            if isinstance(event, yaml.DocumentStartEvent):
+        get_event = loader.get_event
+        while True:
+            event = get_event()
+            kind = type(event)
+            raw: str | None = None
+            if kind is yaml.ScalarEvent:
+                if event.anchor is not None:
+                    self.fail(f"anchor &{event.anchor}: anchors and aliases are not allowed", event)
+                mark = event.start_mark
+                pos = (mark.line + 1, mark.column + 1)
+                if event.tag is not None:
+                    value, raw = self.scalar(event)
+                elif event.implicit[0]:
+                    text = event.value
+                    hit = plain.get(text)
+                    if hit is None:
+                        hit = self.scalar(event)
+                        if len(plain) < _PLAIN_CACHE:
+                            plain[text] = hit
+                    value, raw = hit
+                else:
+                    value = event.value
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                value = stack.pop()[0]
+                pos = value.at
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if event.anchor is not None:
+                    self.fail(f"anchor &{event.anchor}: anchors and aliases are not allowed", event)
+                if kind is yaml.MappingStartEvent:
+                    self.check_tag(event, _MAP_TAG, "mapping")
+                    node: Map | Seq = Map(_mark_pos(event.start_mark))
+                else:
+                    self.check_tag(event, _SEQ_TAG, "sequence")
+                    node = Seq(_mark_pos(event.start_mark))
+                if stack and stack[-1][1] is None and type(stack[-1][0]) is Map:
+                    self.fail("mapping keys must be plain scalars, not collections", event)
+                stack.append([node, None])
+                continue
+            elif kind is yaml.AliasEvent:
+                self.fail(f"alias *{event.anchor}: aliases are not allowed", event)
+            elif kind is yaml.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
                     self.fail("a trace is one YAML document; found a second one", event)
                 continue
-            if isinstance(event, (yaml.StreamStartEvent, yaml.StreamEndEvent)):
+            elif kind is yaml.StreamStartEvent or kind is yaml.DocumentEndEvent:
                 continue
-            if isinstance(event, yaml.DocumentEndEvent):
-                continue
-            if isinstance(event, yaml.AliasEvent):
-                self.fail(f"alias *{event.anchor}: aliases are not allowed", event)
-            raw: str | None = None
-            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                value = stack.pop()[0]
-                pos = (value.line, value.column)
-            else:
-                if event.anchor is not None:
-                    self.fail(f"anchor &{event.anchor}: anchors and aliases are not allowed", event)
-                pos = _mark_pos(event.start_mark)
-                if isinstance(event, yaml.MappingStartEvent):
-                    self.check_tag(event, _MAP_TAG, "mapping")
-                    self.expect_value(stack, event)
-                    stack.append([Map(*pos), None])
-                    continue
-                if isinstance(event, yaml.SequenceStartEvent):
-                    self.check_tag(event, _SEQ_TAG, "sequence")
-                    self.expect_value(stack, event)
-                    stack.append([Seq(*pos), None])
-                    continue
-                value, raw = self.scalar(event)
+            else:  # the stream's end (a parser may also answer None past it)
+                return root, root_pos
             if not stack:
                 root, root_pos = value, pos
                 continue
             frame = stack[-1]
             parent = frame[0]
-            if isinstance(parent, Seq):
+            if type(parent) is Seq:
                 parent.add(value, pos)
             elif frame[1] is None:
-                key = value if isinstance(value, str) else raw
-                frame[1] = (key, pos)
+                frame[1] = (value if isinstance(value, str) else raw, pos)
             else:
                 key, key_at = frame[1]
                 parent.put(key, value, key_at, pos, raw)
                 frame[1] = None
-        return root, root_pos
-
-    def expect_value(self, stack: list[list[Any]], event: Any) -> None:
-        if stack and isinstance(stack[-1][0], Map) and stack[-1][1] is None:
-            self.fail("mapping keys must be plain scalars, not collections", event)
 
     def check_tag(self, event: Any, allowed: str, kind: str) -> None:
         tag = event.tag
-        if tag is not None and tag != allowed:
-            self.fail(f"tag {_show_tag(tag)} is not allowed on a {kind}", event)
+        if tag is None or tag == allowed:
+            return
+        if tag in (_MAP_TAG, _SEQ_TAG):
+            self.fail(f"tag {_show_tag(tag)} does not fit a {kind}", event)
+        self.fail(f"tag {_show_tag(tag)} is not allowed: {_CORE_ONLY}", event)
 
     def scalar(self, event: Any) -> tuple[Any, str | None]:
         """The value of a scalar and, unless it is a string, its source text."""
@@ -173,11 +177,7 @@ class _Builder:
         tag = event.tag
         if tag is not None:
             if tag not in _SCALAR_TAGS:
-                self.fail(
-                    f"tag {_show_tag(tag)} is not allowed: only the core tags "
-                    "!!str, !!int, !!float, !!bool, !!null, !!map and !!seq",
-                    event,
-                )
+                self.fail(f"tag {_show_tag(tag)} is not allowed: {_CORE_ONLY}", event)
         elif event.implicit[0]:
             tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
         else:
