@@ -95,37 +95,42 @@ def encode(trace: Trace) -> EncodedTrace:
         cover[decl.address_space, lo:hi] = 1
 
     n = len(trace.events)
-    ev_op = np.empty(n, dtype=np.int8)
-    ev_as = np.empty(n, dtype=np.int8)
-    ev_vcpu = np.zeros(n, dtype=np.int16)
-    ev_x = np.zeros(n, dtype=np.int64)
-    ev_rep = np.empty(n, dtype=np.int64)
-    ev_index = np.empty(n, dtype=np.int64)
+    # Plain lists while walking the Python records, one numpy conversion at the end:
+    # per-element numpy calls would dominate the cost of encoding.
+    ops = [0] * n
+    spaces = [0] * n
+    vcpu_col = [0] * n
+    x_col = [0] * n
+    reps = [1] * n
+    access_rows: list[int] = []
+    access_gfns: list[int] = []
     upd_rows: list[list[int]] = []
     during: list[list[int]] = []
+    during_gfns: list[int] = []
     max_vcpu = 0
     for i, event in enumerate(trace.events):
-        ev_op[i] = int(event.op)
-        ev_as[i] = event.address_space
-        ev_rep[i] = event.repeat
-        ev_index[i] = event.index
-        if event.op == Op.ACCESS:
-            ev_x[i] = int(np.searchsorted(gfns, event.gfn))
-            ev_vcpu[i] = event.vcpu
+        op = event.op
+        ops[i] = int(op)
+        spaces[i] = event.address_space
+        reps[i] = event.repeat
+        if op == Op.ACCESS:
+            access_rows.append(i)
+            access_gfns.append(event.gfn)
+            vcpu_col[i] = event.vcpu
             max_vcpu = max(max_vcpu, event.vcpu)
             continue
-        if event.op == Op.BUMP:
+        if op == Op.BUMP:
             continue
         row = [0] * k.N_UCOLS
         a = event.address_space
         bumping = _bumping_reps(event, slots)
-        if event.op == Op.CREATE:
+        if op == Op.CREATE:
             slots.add(a, event.slot, event.gfn, event.pages, event.flags or 0)
             row[k.U_LO], row[k.U_HI] = span(event.gfn, event.pages)
-        elif event.op == Op.DELETE:
+        elif op == Op.DELETE:
             gfn, pages, _ = slots.remove(a, event.slot)
             row[k.U_OLO], row[k.U_OHI] = span(gfn, pages)
-        elif event.op == Op.MOVE:
+        elif op == Op.MOVE:
             entry = slots.get(a, event.slot)
             row[k.U_OLO], row[k.U_OHI] = span(entry[0], entry[1])
             row[k.U_LO], row[k.U_HI] = span(event.gfn, entry[1])
@@ -136,26 +141,32 @@ def encode(trace: Trace) -> EncodedTrace:
             entry = [0] * k.N_DFIELDS
             entry[k.D_AS] = sub.address_space
             entry[k.D_VCPU] = sub.vcpu
-            entry[k.D_GID] = int(np.searchsorted(gfns, sub.gfn))
             entry[k.D_REP] = sub.repeat
             entry[k.D_WINDOW] = int(sub.window)
             entry[k.D_SUB] = sub.sub
             during.append(entry)
+            during_gfns.append(sub.gfn)
             max_vcpu = max(max_vcpu, sub.vcpu)
         row[k.U_DEND] = len(during)
-        ev_x[i] = len(upd_rows)
+        x_col[i] = len(upd_rows)
         upd_rows.append(row)
 
+    ev_x = np.array(x_col, dtype=np.int64)
+    if access_rows:
+        ev_x[np.array(access_rows)] = np.searchsorted(gfns, np.array(access_gfns, dtype=np.int64))
+    ev_index = np.array([e.index for e in trace.events], dtype=np.int64)
     upd = np.array(upd_rows, dtype=np.int64).reshape(len(upd_rows), k.N_UCOLS)
     dur = np.array(during, dtype=np.int64).reshape(len(during), k.N_DFIELDS)
+    if during:
+        dur[:, k.D_GID] = np.searchsorted(gfns, np.array(during_gfns, dtype=np.int64))
     vcpus = max(trace.vm.vcpus or 0, max_vcpu + 1)
     return EncodedTrace(
         gfns=gfns,
-        ev_op=ev_op,
-        ev_as=ev_as,
-        ev_vcpu=ev_vcpu,
+        ev_op=np.array(ops, dtype=np.int8),
+        ev_as=np.array(spaces, dtype=np.int8),
+        ev_vcpu=np.array(vcpu_col, dtype=np.int16),
         ev_x=ev_x,
-        ev_rep=ev_rep,
+        ev_rep=np.array(reps, dtype=np.int64),
         ev_index=ev_index,
         upd=np.ascontiguousarray(upd),
         dur=np.ascontiguousarray(dur),

@@ -5,8 +5,15 @@ never Python objects. All 64-bit generations are held as int64 bit patterns
 and handled with explicit masks, so additions wrap mod 2^64 exactly as the
 kernel's u64 does (numba's int64 add wraps; mixing in uint64 would promote).
 
-Run state travels as one tuple ``st = (params, gen, cover, spte, cache, ctr,
-last, stale_rec, wrap_rec, zap_rec)`` built by ``replay.py``.
+A run's state is five arrays, passed explicitly in this order to every kernel
+that needs them: ``params`` (read-only), ``ctr`` (counters, generations and
+scratch), ``spte`` (SPTEs and the slot layout per address space and gfn index),
+``cache`` (vCPU MMIO caches) and ``rec`` (wrap, zap and stale-hit records).
+Explicit arrays, not a tuple of them: passing a tuple costs ~65 ns per call
+(measured), turning a 1-2 ns access path into a 150 ns one. For the same reason
+every kernel is compiled with ``_nrt=False``: no kernel allocates, and numba's
+reference counting of array arguments on each call cost ~30 ns per access (a
+RAM access went from 62 ns to 5.5 ns without it, ``make bench``).
 
 Numba's cache only notices edits to this file (numba caching notes), which is
 why every constant a kernel reads is defined here and nowhere else; the Python
@@ -62,7 +69,10 @@ C_MMIO_EPOCH = 25
 C_LIVE_RAM = 26  # two slots
 C_LIVE_MMIO = 28  # two slots
 C_ZAP_SEEN = 30  # two slots: a wrap zap fired on this AS since its last wrap
-N_COUNTERS = 32
+C_GEN = 32  # two slots: the full generation of each address space (int64 bit pattern)
+C_LAST = 34  # N_RFIELDS slots: the last stale-hit record made, for merging repeats
+C_IDENT = 51  # four slots: (update, event, sub, race) of the access being replayed
+N_COUNTERS = 55
 
 # ---- access outcomes (offsets from C_OUTCOME)
 O_RAM_FAULT = 0
@@ -100,7 +110,8 @@ S_EPOCH = 1  # whole-MMU zap epoch at install; -1 once a slot zap dropped it
 S_MEPOCH = 2  # MMIO zap epoch at install
 S_STORED = 3
 S_MADE = 4
-N_SFIELDS = 5
+S_COVER = 5  # 1 while the gfn lies in a slot of this address space (the layout)
+N_SFIELDS = 6
 KIND_NONE = 0
 KIND_RAM = 1
 KIND_MMIO = 2
@@ -139,7 +150,10 @@ V_OLD_LAYOUT = 0
 V_ODD = 1
 V_BIT63 = 2
 
-# ---- records
+# ---- records: rec[kind, i, field], the first record_limit of each kind
+REC_STALE = 0
+REC_WRAP = 1
+REC_ZAP = 2
 R_UPDATE = 0
 R_EVENT = 1
 R_SUB = 2
@@ -183,7 +197,7 @@ LAYOUT_SET = 1
 LAYOUT_CLEAR = 2
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def next_generation(params, old):  # type: ignore[no-untyped-def]
     """The value a bump leaves (docs/model.md section 3)."""
     scheme = params[P_BUMP_SCHEME]
@@ -196,19 +210,19 @@ def next_generation(params, old):  # type: ignore[no-untyped-def]
     return (old & LOW63) + params[P_NAS]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def nominal(params, g):  # type: ignore[no-untyped-def]
     """The truncated generation whose wrap is reported."""
     return (g + params[P_MMIO_OFFSET]) & params[P_NOMINAL_MASK]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def mmio_generation(params, g):  # type: ignore[no-untyped-def]
     """The MMIO generation the check compares (section 2)."""
     return (g + params[P_MMIO_OFFSET]) & params[P_CHECK_MASK]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def in_progress(params, g):  # type: ignore[no-untyped-def]
     """Whether ``g`` carries the era's update-in-progress marker."""
     scheme = params[P_BUMP_SCHEME]
@@ -219,7 +233,7 @@ def in_progress(params, g):  # type: ignore[no-untyped-def]
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def wrap_test(params, new):  # type: ignore[no-untyped-def]
     """The kernel's wrap-zap condition on the new generation."""
     test = params[P_WRAP_TEST]
@@ -232,8 +246,8 @@ def wrap_test(params, new):  # type: ignore[no-untyped-def]
     return False
 
 
-@njit(cache=True)
-def spte_live(spte, ctr, a, x):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False, inline="always")
+def spte_live(ctr, spte, a, x):  # type: ignore[no-untyped-def]
     """Whether (a, x) holds an SPTE that no zap has dropped."""
     kind = spte[a, x, S_KIND]
     if kind == KIND_NONE or spte[a, x, S_EPOCH] != ctr[C_ZAP_EPOCH]:
@@ -241,27 +255,30 @@ def spte_live(spte, ctr, a, x):  # type: ignore[no-untyped-def]
     return kind == KIND_RAM or spte[a, x, S_MEPOCH] == ctr[C_MMIO_EPOCH]
 
 
-@njit(cache=True)
-def zap(params, spte, ctr, zap_rec, kind, scope, a, bump, olo, ohi):  # type: ignore[no-untyped-def]
-    """Drop SPTEs per ``scope``, count and record it (section 5)."""
-    nas = params[P_NAS]
+@njit(cache=True, _nrt=False)
+def zap(params, ctr, spte, rec, kind, scope, a, bump, olo, ohi):  # type: ignore[no-untyped-def]
+    """Drop SPTEs per ``scope``, count and record it (section 5).
+
+    Whole-MMU and MMIO-only zaps bump an epoch instead of touching every SPTE, so
+    a zap costs O(1); an SPTE installed under an older epoch is gone.
+    """
     ram = 0
     mmio = 0
     if scope == Z_ALL:
-        for b in range(nas):
+        for b in range(params[P_NAS]):
             ram += ctr[C_LIVE_RAM + b]
             mmio += ctr[C_LIVE_MMIO + b]
             ctr[C_LIVE_RAM + b] = 0
             ctr[C_LIVE_MMIO + b] = 0
         ctr[C_ZAP_EPOCH] += 1
     elif scope == Z_MMIO:
-        for b in range(nas):
+        for b in range(params[P_NAS]):
             mmio += ctr[C_LIVE_MMIO + b]
             ctr[C_LIVE_MMIO + b] = 0
         ctr[C_MMIO_EPOCH] += 1
     elif scope == Z_SLOT_RAM:
         for x in range(olo, ohi):
-            if spte[a, x, S_KIND] == KIND_RAM and spte_live(spte, ctr, a, x):
+            if spte[a, x, S_KIND] == KIND_RAM and spte_live(ctr, spte, a, x):
                 spte[a, x, S_EPOCH] = -1
                 ram += 1
         ctr[C_LIVE_RAM + a] -= ram
@@ -275,22 +292,23 @@ def zap(params, spte, ctr, zap_rec, kind, scope, a, bump, olo, ohi):  # type: ig
         ctr[C_DROP_FLUSH_RAM] += ram
         ctr[C_DROP_FLUSH_MMIO] += mmio
     i = ctr[C_ZAP_RECORDS]
-    if i < zap_rec.shape[0]:
-        zap_rec[i, ZR_KIND] = kind
-        zap_rec[i, ZR_SCOPE] = scope
-        zap_rec[i, ZR_AS] = a
-        zap_rec[i, ZR_UPDATE] = ctr[C_UPDATES]
-        zap_rec[i, ZR_BUMP] = bump
-        zap_rec[i, ZR_RAM] = ram
-        zap_rec[i, ZR_MMIO] = mmio
+    if i < rec.shape[1]:
+        rec[REC_ZAP, i, ZR_KIND] = kind
+        rec[REC_ZAP, i, ZR_SCOPE] = scope
+        rec[REC_ZAP, i, ZR_AS] = a
+        rec[REC_ZAP, i, ZR_UPDATE] = ctr[C_UPDATES]
+        rec[REC_ZAP, i, ZR_BUMP] = bump
+        rec[REC_ZAP, i, ZR_RAM] = ram
+        rec[REC_ZAP, i, ZR_MMIO] = mmio
     ctr[C_ZAP_RECORDS] = i + 1
 
 
-@njit(cache=True)
-def install(params, gen, spte, ctr, a, x, ram):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def install(params, ctr, spte, a, x, ram):  # type: ignore[no-untyped-def]
     """Install a RAM or MMIO SPTE at (a, x); return whether a zap had dropped the last one."""
-    was_dropped = spte[a, x, S_KIND] != KIND_NONE and not spte_live(spte, ctr, a, x)
-    if spte_live(spte, ctr, a, x):
+    live = spte_live(ctr, spte, a, x)
+    was_dropped = spte[a, x, S_KIND] != KIND_NONE and not live
+    if live:
         if spte[a, x, S_KIND] == KIND_RAM:
             ctr[C_LIVE_RAM + a] -= 1
         else:
@@ -301,7 +319,7 @@ def install(params, gen, spte, ctr, a, x, ram):  # type: ignore[no-untyped-def]
         spte[a, x, S_KIND] = KIND_RAM
         ctr[C_LIVE_RAM + a] += 1
     else:
-        g = gen[a]
+        g = ctr[C_GEN + a]
         spte[a, x, S_KIND] = KIND_MMIO
         spte[a, x, S_MADE] = g
         spte[a, x, S_STORED] = mmio_generation(params, g) & params[P_STAMP_MASK]
@@ -309,52 +327,56 @@ def install(params, gen, spte, ctr, a, x, ram):  # type: ignore[no-untyped-def]
     return was_dropped
 
 
-@njit(cache=True)
-def fill_cache(params, gen, cache, v, a, x):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def fill_cache(params, ctr, cache, v, a, x):  # type: ignore[no-untyped-def]
     """Cache MMIO info for vCPU v; return whether the cache changed."""
-    if params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, gen[0]):
+    g0 = ctr[C_GEN]
+    if params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, g0):
         return False
+    ga = ctr[C_GEN + a]
     same = (
         cache[v, K_HAS] == 1
         and cache[v, K_GID] == x
         and cache[v, K_FILL_AS] == a
-        and cache[v, K_FILL_GEN] == gen[a]
-        and cache[v, K_FILL_AS0] == gen[0]
+        and cache[v, K_FILL_GEN] == ga
+        and cache[v, K_FILL_AS0] == g0
     )
     cache[v, K_HAS] = 1
     cache[v, K_GID] = x
     cache[v, K_FILL_AS] = a
-    cache[v, K_FILL_GEN] = gen[a]
-    cache[v, K_FILL_AS0] = gen[0]
+    cache[v, K_FILL_GEN] = ga
+    cache[v, K_FILL_AS0] = g0
     return not same
 
 
-@njit(cache=True)
-def record_stale(st, n, ident, a, x, v, source, kind):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def record_stale(params, ctr, spte, cache, rec, n, a, x, v, source, kind):  # type: ignore[no-untyped-def]
     """Count ``n`` stale hits and record them, merging with the previous record when equal.
 
-    ``ident`` holds (update, event, sub, race) of the access.
+    The access's (update, event, sub, race) are in ``ctr[C_IDENT:]``; the record
+    being built goes into ``ctr[C_LAST:]`` once it differs from the last one.
     """
-    params, gen, _, spte, cache, ctr, last, stale_rec, _, _ = st
-    rec = np.empty(N_RFIELDS, dtype=np.int64)
-    rec[R_UPDATE] = ident[0]
-    rec[R_EVENT] = ident[1]
-    rec[R_SUB] = ident[2]
-    rec[R_RACE] = ident[3]
-    rec[R_AS] = a
-    rec[R_GID] = x
-    rec[R_VCPU] = v
-    rec[R_SOURCE] = source
-    rec[R_KIND] = kind
-    rec[R_COUNT] = n
-    rec[R_SPTE_MADE] = spte[a, x, S_MADE]
-    rec[R_SPTE_STORED] = spte[a, x, S_STORED]
     from_cache = source == 1
-    rec[R_CACHE_AS] = cache[v, K_FILL_AS] if from_cache else 0
-    rec[R_CACHE_GEN] = cache[v, K_FILL_GEN] if from_cache else 0
-    rec[R_CACHE_AS0] = cache[v, K_FILL_AS0] if from_cache else 0
-    rec[R_CUR_GEN] = gen[a]
-    rec[R_CUR_MMIO] = mmio_generation(params, gen[a])
+    ga = ctr[C_GEN + a]
+    fields = (
+        ctr[C_IDENT],
+        ctr[C_IDENT + 1],
+        ctr[C_IDENT + 2],
+        a,
+        x,
+        v,
+        source,
+        kind,
+        ctr[C_IDENT + 3],
+        n,
+        spte[a, x, S_MADE],
+        spte[a, x, S_STORED],
+        cache[v, K_FILL_AS] if from_cache else 0,
+        cache[v, K_FILL_GEN] if from_cache else 0,
+        cache[v, K_FILL_AS0] if from_cache else 0,
+        ga,
+        mmio_generation(params, ga),
+    )
     if kind == 0:
         ctr[C_HARMFUL] += n
     else:
@@ -363,137 +385,168 @@ def record_stale(st, n, ident, a, x, v, source, kind):  # type: ignore[no-untype
     merge = i > 0
     if merge:
         for f in range(N_RFIELDS):
-            if f != R_COUNT and last[f] != rec[f]:
+            if f != R_COUNT and ctr[C_LAST + f] != fields[f]:
                 merge = False
                 break
     if merge:
-        last[R_COUNT] += n
-        if i - 1 < stale_rec.shape[0]:
-            stale_rec[i - 1, R_COUNT] = last[R_COUNT]
+        ctr[C_LAST + R_COUNT] += n
+        if i - 1 < rec.shape[1]:
+            rec[REC_STALE, i - 1, R_COUNT] = ctr[C_LAST + R_COUNT]
         return
-    last[:] = rec
-    if i < stale_rec.shape[0]:
-        stale_rec[i, :] = rec
+    for f in range(N_RFIELDS):
+        ctr[C_LAST + f] = fields[f]
+        if i < rec.shape[1]:
+            rec[REC_STALE, i, f] = fields[f]
     ctr[C_STALE_RECORDS] = i + 1
 
 
-@njit(cache=True)
-def slow_path(st, a, x, v):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def slow_path(params, ctr, spte, cache, a, x, v):  # type: ignore[no-untyped-def]
     """Fault with no usable SPTE: install RAM or MMIO (section 6 step 1); return the outcome."""
-    params, gen, cover, spte, cache, ctr, _, _, _, _ = st
-    if cover[a, x] == 1:
-        dropped = install(params, gen, spte, ctr, a, x, True)
+    if spte[a, x, S_COVER] == 1:
+        dropped = install(params, ctr, spte, a, x, True)
         return O_RAM_REFAULT if dropped else O_RAM_FAULT
-    install(params, gen, spte, ctr, a, x, False)
-    fill_cache(params, gen, cache, v, a, x)
+    install(params, ctr, spte, a, x, False)
+    fill_cache(params, ctr, cache, v, a, x)
     return O_MMIO_SLOW
 
 
-@njit(cache=True)
-def access_once(st, ident, a, x, v):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def stale_kind(params, ctr, spte, cache, a, x, v, from_cache):  # type: ignore[no-untyped-def]
+    """0 harmful, 1 benign, -1 not stale, for a cache hit or a passed check (section 6)."""
+    if spte[a, x, S_COVER] == 1:
+        return 0
+    ga = ctr[C_GEN + a]
+    if from_cache:
+        if params[P_CACHE_HAS_GEN] == 1 and (
+            cache[v, K_FILL_AS] != a or cache[v, K_FILL_GEN] != ga
+        ):
+            return 1
+    elif params[P_HAS_GEN] == 1 and spte[a, x, S_MADE] != ga:
+        return 1
+    return -1
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def access_once(params, ctr, spte, cache, rec, a, x, v):  # type: ignore[no-untyped-def]
     """One guest access (section 6). Returns (outcome, stale kind or -1, source, changed)."""
-    params, gen, cover, spte, cache, ctr, _, _, _, _ = st
-    if not spte_live(spte, ctr, a, x):
-        return slow_path(st, a, x, v), -1, 0, True
+    if not spte_live(ctr, spte, a, x):
+        return slow_path(params, ctr, spte, cache, a, x, v), -1, 0, True
     if spte[a, x, S_KIND] == KIND_RAM:
         return O_RAM_ACCESS, -1, 0, False
     cache_valid = cache[v, K_HAS] == 1 and cache[v, K_GID] == x
     if cache_valid and params[P_CACHE_HAS_GEN] == 1:
-        cache_valid = cache[v, K_FILL_AS0] == gen[0]
+        cache_valid = cache[v, K_FILL_AS0] == ctr[C_GEN]
     if cache_valid:
-        kind = -1
-        if cover[a, x] == 1:
-            kind = 0
-        elif params[P_CACHE_HAS_GEN] == 1 and (
-            cache[v, K_FILL_AS] != a or cache[v, K_FILL_GEN] != gen[a]
-        ):
-            kind = 1
+        kind = stale_kind(params, ctr, spte, cache, a, x, v, True)
         if kind >= 0:
-            record_stale(st, 1, ident, a, x, v, 1, kind)
+            record_stale(params, ctr, spte, cache, rec, 1, a, x, v, 1, kind)
         return O_CACHE_HIT, kind, 1, False
+    ga = ctr[C_GEN + a]
     passed = True
     if params[P_HAS_GEN] == 1:
-        if params[P_BUMP_SCHEME] == B_BIT63 and gen[a] < 0:
+        if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
             passed = False
         else:
-            passed = mmio_generation(params, gen[a]) == spte[a, x, S_STORED]
+            passed = mmio_generation(params, ga) == spte[a, x, S_STORED]
     if not passed:
-        slow_path(st, a, x, v)
+        slow_path(params, ctr, spte, cache, a, x, v)
         return O_MMIO_REFAULT, -1, 0, True
-    kind = -1
-    if cover[a, x] == 1:
-        kind = 0
-    elif params[P_HAS_GEN] == 1 and spte[a, x, S_MADE] != gen[a]:
-        kind = 1
+    kind = stale_kind(params, ctr, spte, cache, a, x, v, False)
     if kind >= 0:
-        record_stale(st, 1, ident, a, x, v, 0, kind)
-    changed = fill_cache(params, gen, cache, v, a, x)
+        record_stale(params, ctr, spte, cache, rec, 1, a, x, v, 0, kind)
+    changed = fill_cache(params, ctr, cache, v, a, x)
     return O_MMIO_FAST, kind, 0, changed
 
 
-@njit(cache=True)
-def access(st, ident, a, x, v, reps):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False, inline="always")
+def access(params, ctr, spte, cache, rec, a, x, v, reps):  # type: ignore[no-untyped-def]
     """``reps`` identical accesses; once one leaves the state unchanged, the rest repeat it."""
-    ctr = st[5]
     done = 0
     while done < reps:
-        outcome, kind, source, changed = access_once(st, ident, a, x, v)
+        outcome, kind, source, changed = access_once(params, ctr, spte, cache, rec, a, x, v)
         ctr[C_OUTCOME + outcome] += 1
         done += 1
         if not changed and done < reps:
             rest = reps - done
             ctr[C_OUTCOME + outcome] += rest
             if kind >= 0:
-                record_stale(st, rest, ident, a, x, v, source, kind)
+                record_stale(params, ctr, spte, cache, rec, rest, a, x, v, source, kind)
             return
 
 
-@njit(cache=True)
-def run_window(st, dur, start, end, window, event):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def run_window(params, ctr, spte, cache, rec, dur, start, end, window, event):  # type: ignore[no-untyped-def]
     """Run the ``during`` accesses of one window, in order."""
-    ident = np.empty(4, dtype=np.int64)
     for j in range(start, end):
         if dur[j, D_WINDOW] != window:
             continue
-        ident[0] = st[5][C_UPDATES]
-        ident[1] = event
-        ident[2] = dur[j, D_SUB]
-        ident[3] = window
-        access(st, ident, dur[j, D_AS], dur[j, D_GID], dur[j, D_VCPU], dur[j, D_REP])
+        ctr[C_IDENT] = ctr[C_UPDATES]
+        ctr[C_IDENT + 1] = event
+        ctr[C_IDENT + 2] = dur[j, D_SUB]
+        ctr[C_IDENT + 3] = window
+        access(
+            params,
+            ctr,
+            spte,
+            cache,
+            rec,
+            dur[j, D_AS],
+            dur[j, D_GID],
+            dur[j, D_VCPU],
+            dur[j, D_REP],
+        )
 
 
-@njit(cache=True)
-def set_layout(cover, a, lo, hi, value):  # type: ignore[no-untyped-def]
-    """Mark gfn indices [lo, hi) of address space a as inside (1) or outside (0) a slot."""
+@njit(cache=True, _nrt=False)
+def set_layout(spte, a, lo, hi, layout):  # type: ignore[no-untyped-def]
+    """Mark gfn indices [lo, hi) of address space a as inside or outside a slot."""
+    if layout == LAYOUT_NONE:
+        return
+    value = 1 if layout == LAYOUT_SET else 0
     for x in range(lo, hi):
-        cover[a, x] = value
+        spte[a, x, S_COVER] = value
 
 
-@njit(cache=True)
-def record_wrap(st, a, bump_no, old, new):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def record_wrap(params, ctr, rec, a, bump_no, old, new):  # type: ignore[no-untyped-def]
     """Count and record a wrap of ``a``; detected if a wrap zap of ``a`` came since the last."""
-    params, _, _, _, _, ctr, _, _, wrap_rec, _ = st
     detected = ctr[C_ZAP_SEEN + a]
     ctr[C_WRAPS] += 1
     if detected == 0:
         ctr[C_WRAPS_UNDETECTED] += 1
     i = ctr[C_WRAP_RECORDS]
-    if i < wrap_rec.shape[0]:
-        wrap_rec[i, W_AS] = a
-        wrap_rec[i, W_UPDATE] = ctr[C_UPDATES]
-        wrap_rec[i, W_BUMP] = bump_no
-        wrap_rec[i, W_DETECTED] = detected
-        wrap_rec[i, W_BEFORE] = nominal(params, old)
-        wrap_rec[i, W_AFTER] = nominal(params, new)
+    if i < rec.shape[1]:
+        rec[REC_WRAP, i, W_AS] = a
+        rec[REC_WRAP, i, W_UPDATE] = ctr[C_UPDATES]
+        rec[REC_WRAP, i, W_BUMP] = bump_no
+        rec[REC_WRAP, i, W_DETECTED] = detected
+        rec[REC_WRAP, i, W_BEFORE] = nominal(params, old)
+        rec[REC_WRAP, i, W_AFTER] = nominal(params, new)
     ctr[C_WRAP_RECORDS] = i + 1
     ctr[C_ZAP_SEEN + a] = 0
 
 
-@njit(cache=True)
-def bump(st, dur, a, layout, lo, hi, dstart, dend, event, ends_ioctl, create_flush):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def bump(
+    params,
+    ctr,
+    spte,
+    cache,
+    rec,
+    dur,
+    a,
+    layout,
+    lo,
+    hi,
+    dstart,
+    dend,
+    event,
+    ends_ioctl,
+    create_flush,
+):  # type: ignore[no-untyped-def]
     """One memslot install in address space ``a``, in the order of docs/model.md section 4.1."""
-    params, gen, cover, spte, _, ctr, _, _, _, zap_rec = st
-    old = gen[a]
+    old = ctr[C_GEN + a]
     new = next_generation(params, old)
     ctr[C_BUMPS + a] += 1
     bump_no = ctr[C_BUMPS + a]
@@ -501,29 +554,27 @@ def bump(st, dur, a, layout, lo, hi, dstart, dend, event, ends_ioctl, create_flu
     wrap_scope = params[P_WRAP_SCOPE]
     if params[P_INPROG_VIEW] == V_OLD_LAYOUT:
         # E0-E2: a vCPU can resolve the gfn on the old layout yet read the new generation.
-        gen[a] = new
-        run_window(st, dur, dstart, dend, WIN_IN_PROGRESS, event)
-        if layout != LAYOUT_NONE:
-            set_layout(cover, a, lo, hi, 1 if layout == LAYOUT_SET else 0)
+        ctr[C_GEN + a] = new
+        run_window(params, ctr, spte, cache, rec, dur, dstart, dend, WIN_IN_PROGRESS, event)
+        set_layout(spte, a, lo, hi, layout)
     else:
-        gen[a] = old + 1 if params[P_INPROG_VIEW] == V_ODD else old | BIT63
-        if layout != LAYOUT_NONE:
-            set_layout(cover, a, lo, hi, 1 if layout == LAYOUT_SET else 0)
+        ctr[C_GEN + a] = old + 1 if params[P_INPROG_VIEW] == V_ODD else old | BIT63
+        set_layout(spte, a, lo, hi, layout)
         if timing == T_BEFORE and wrap_test(params, new):
-            zap(params, spte, ctr, zap_rec, 0, wrap_scope, a, bump_no, 0, 0)
-        run_window(st, dur, dstart, dend, WIN_IN_PROGRESS, event)
-        gen[a] = new
-    run_window(st, dur, dstart, dend, WIN_BEFORE_ZAP, event)
+            zap(params, ctr, spte, rec, 0, wrap_scope, a, bump_no, 0, 0)
+        run_window(params, ctr, spte, cache, rec, dur, dstart, dend, WIN_IN_PROGRESS, event)
+        ctr[C_GEN + a] = new
+    run_window(params, ctr, spte, cache, rec, dur, dstart, dend, WIN_BEFORE_ZAP, event)
     if (timing == T_AFTER or (timing == T_PER_IOCTL and ends_ioctl)) and wrap_test(params, new):
-        zap(params, spte, ctr, zap_rec, 0, wrap_scope, a, bump_no, 0, 0)
+        zap(params, ctr, spte, rec, 0, wrap_scope, a, bump_no, 0, 0)
     if create_flush and params[P_CREATE_FLUSH_SCOPE] != Z_NOTHING:
-        zap(params, spte, ctr, zap_rec, 1, params[P_CREATE_FLUSH_SCOPE], a, bump_no, 0, 0)
+        zap(params, ctr, spte, rec, 1, params[P_CREATE_FLUSH_SCOPE], a, bump_no, 0, 0)
     if params[P_HAS_GEN] == 1 and nominal(params, new) < nominal(params, old):
-        record_wrap(st, a, bump_no, old, new)
+        record_wrap(params, ctr, rec, a, bump_no, old, new)
 
 
-@njit(cache=True)
-def quiet_bumps(params, gen, a, remaining):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def quiet_bumps(params, ctr, a, remaining):  # type: ignore[no-untyped-def]
     """How many of the next ``remaining`` bumps of ``a`` provably neither wrap nor zap.
 
     Those bumps only move the counters, so the caller applies them at once; this is
@@ -534,7 +585,7 @@ def quiet_bumps(params, gen, a, remaining):  # type: ignore[no-untyped-def]
     if params[P_HAS_GEN] == 0:
         return remaining
     step = next_generation(params, np.int64(0))
-    g = gen[a]
+    g = ctr[C_GEN + a]
     if params[P_BUMP_SCHEME] == B_BIT63 and g < 0:
         return 0
     p = nominal(params, g)
@@ -548,16 +599,15 @@ def quiet_bumps(params, gen, a, remaining):  # type: ignore[no-untyped-def]
     return min(k, remaining)
 
 
-@njit(cache=True)
-def raw_bumps(st, dur, a, count, numbered, event):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def raw_bumps(params, ctr, spte, cache, rec, dur, a, count, numbered, event):  # type: ignore[no-untyped-def]
     """``count`` plain bumps of ``a`` with no accesses (flags repeats, ``bump`` events)."""
-    params, gen, _, _, _, ctr, _, _, _, _ = st
     done = 0
     step = next_generation(params, np.int64(0))
     while done < count:
-        k = quiet_bumps(params, gen, a, count - done)
+        k = quiet_bumps(params, ctr, a, count - done)
         if k > 0:
-            gen[a] = gen[a] + k * step
+            ctr[C_GEN + a] += k * step
             ctr[C_BUMPS + a] += k
             if numbered:
                 ctr[C_UPDATES] += k
@@ -565,14 +615,13 @@ def raw_bumps(st, dur, a, count, numbered, event):  # type: ignore[no-untyped-de
             continue
         if numbered:
             ctr[C_UPDATES] += 1
-        bump(st, dur, a, LAYOUT_NONE, 0, 0, 0, 0, event, True, False)
+        bump(params, ctr, spte, cache, rec, dur, a, LAYOUT_NONE, 0, 0, 0, 0, event, True, False)
         done += 1
 
 
-@njit(cache=True)
-def update(st, dur, op, a, row, reps, event):  # type: ignore[no-untyped-def]
+@njit(cache=True, _nrt=False)
+def update(params, ctr, spte, cache, rec, dur, op, a, row, reps, event):  # type: ignore[no-untyped-def]
     """One memslot update event (create, delete, move, flags) with its repetitions."""
-    params, _, _, spte, _, ctr, _, _, _, zap_rec = st
     dstart = row[U_DSTART]
     dend = row[U_DEND]
     bumping = row[U_BUMP_REPS]
@@ -580,46 +629,86 @@ def update(st, dur, op, a, row, reps, event):  # type: ignore[no-untyped-def]
         # Nothing changes (flags to the same value, move to the same gfn): the
         # ordinals are still used, and during accesses run as plain accesses.
         ctr[C_UPDATES] += reps
-        run_window(st, dur, dstart, dend, WIN_IN_PROGRESS, event)
-        run_window(st, dur, dstart, dend, WIN_BEFORE_ZAP, event)
+        run_window(params, ctr, spte, cache, rec, dur, dstart, dend, WIN_IN_PROGRESS, event)
+        run_window(params, ctr, spte, cache, rec, dur, dstart, dend, WIN_BEFORE_ZAP, event)
         return
     if op == OP_FLAGS and dstart == dend:
-        raw_bumps(st, dur, a, bumping, True, event)
+        raw_bumps(params, ctr, spte, cache, rec, dur, a, bumping, True, event)
         ctr[C_UPDATES] += reps - bumping
         return
     ctr[C_UPDATES] += 1
     layout = LAYOUT_SET if op == OP_CREATE or op == OP_MOVE else LAYOUT_NONE
     if op == OP_DELETE or op == OP_MOVE:
         # The slot is first published as invalid, then the MMU is flushed (section 4).
-        bump(st, dur, a, LAYOUT_CLEAR, row[U_OLO], row[U_OHI], 0, 0, event, False, False)
-        bump_no = ctr[C_BUMPS + a]
-        zap(
-            params, spte, ctr, zap_rec, 1, params[P_FLUSH_SCOPE], a, bump_no, row[U_OLO], row[U_OHI]
+        bump(
+            params,
+            ctr,
+            spte,
+            cache,
+            rec,
+            dur,
+            a,
+            LAYOUT_CLEAR,
+            row[U_OLO],
+            row[U_OHI],
+            0,
+            0,
+            event,
+            False,
+            False,
         )
-    bump(st, dur, a, layout, row[U_LO], row[U_HI], dstart, dend, event, True, layout == LAYOUT_SET)
+        zap(
+            params,
+            ctr,
+            spte,
+            rec,
+            1,
+            params[P_FLUSH_SCOPE],
+            a,
+            ctr[C_BUMPS + a],
+            row[U_OLO],
+            row[U_OHI],
+        )
+    bump(
+        params,
+        ctr,
+        spte,
+        cache,
+        rec,
+        dur,
+        a,
+        layout,
+        row[U_LO],
+        row[U_HI],
+        dstart,
+        dend,
+        event,
+        True,
+        layout == LAYOUT_SET,
+    )
 
 
-@njit(cache=True)
-def replay_events(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, ev_index, upd, dur, st):  # type: ignore[no-untyped-def]
-    """Replay a block of events, carrying all state in ``st`` (see replay.py).
+@njit(cache=True, _nrt=False)
+def replay_events(
+    ev_op, ev_as, ev_vcpu, ev_x, ev_rep, ev_index, upd, dur, params, ctr, spte, cache, rec
+):  # type: ignore[no-untyped-def]
+    """Replay a block of events into the state arrays (``params`` .. ``rec``).
 
     Top-level rows: ``ev_*``; an update's ``ev_x`` indexes ``upd``, an access's is
     its gfn index, a bump's is unused. ``during`` accesses are rows of ``dur``.
     """
-    ctr = st[5]
-    ident = np.empty(4, dtype=np.int64)
     for i in range(ev_op.shape[0]):
         op = ev_op[i]
         a = np.int64(ev_as[i])
         event = ev_index[i]
         ctr[C_EVENTS] += 1
         if op == OP_ACCESS:
-            ident[0] = ctr[C_UPDATES]
-            ident[1] = event
-            ident[2] = -1
-            ident[3] = WIN_NONE
-            access(st, ident, a, ev_x[i], np.int64(ev_vcpu[i]), ev_rep[i])
+            ctr[C_IDENT] = ctr[C_UPDATES]
+            ctr[C_IDENT + 1] = event
+            ctr[C_IDENT + 2] = -1
+            ctr[C_IDENT + 3] = WIN_NONE
+            access(params, ctr, spte, cache, rec, a, ev_x[i], np.int64(ev_vcpu[i]), ev_rep[i])
         elif op == OP_BUMP:
-            raw_bumps(st, dur, a, ev_rep[i], False, event)
+            raw_bumps(params, ctr, spte, cache, rec, dur, a, ev_rep[i], False, event)
         else:
-            update(st, dur, op, a, upd[ev_x[i]], ev_rep[i], event)
+            update(params, ctr, spte, cache, rec, dur, op, a, upd[ev_x[i]], ev_rep[i], event)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,51 +49,34 @@ def _signed(value: int) -> int:
 
 @dataclass
 class EngineState:
-    """Everything a replay carries from one block of events to the next."""
+    """Everything a replay carries from one block of events to the next (kernels.py layout)."""
 
     params: I64
-    gen: I64
-    cover: NDArray[np.int8]
+    ctr: I64
     spte: I64
     cache: I64
-    ctr: I64
-    last: I64
-    stale_rec: I64
-    wrap_rec: I64
-    zap_rec: I64
+    rec: I64
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        """The state tuple the kernels take, in kernels.py's documented order."""
-        return (
-            self.params,
-            self.gen,
-            self.cover,
-            self.spte,
-            self.cache,
-            self.ctr,
-            self.last,
-            self.stale_rec,
-            self.wrap_rec,
-            self.zap_rec,
-        )
+    def arrays(self) -> tuple[I64, I64, I64, I64, I64]:
+        """The state arrays in the order the kernels take them."""
+        return self.params, self.ctr, self.spte, self.cache, self.rec
 
 
 def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineState:
     """Fresh state for a run: generations at their start, header slots in place."""
     nas = spec.address_spaces
-    ngfn = max(len(enc.gfns), 1)
-    gen = np.array([_signed(g) for g in spec.init_generations], dtype=np.int64)
+    ctr = np.zeros(k.N_COUNTERS, dtype=np.int64)
+    for a, g in enumerate(spec.init_generations):
+        ctr[k.C_GEN + a] = _signed(g)
+    spte = np.zeros((nas, max(len(enc.gfns), 1), k.N_SFIELDS), dtype=np.int64)
+    spte[:, :, k.S_COVER] = enc.initial_cover[:nas]
+    width = max(k.N_RFIELDS, k.N_WFIELDS, k.N_ZFIELDS)
     return EngineState(
         params=engine_params(spec, record_limit),
-        gen=gen,
-        cover=np.ascontiguousarray(enc.initial_cover[:nas]),
-        spte=np.zeros((nas, ngfn, k.N_SFIELDS), dtype=np.int64),
+        ctr=ctr,
+        spte=spte,
         cache=np.zeros((max(enc.vcpus, 1), k.N_KFIELDS), dtype=np.int64),
-        ctr=np.zeros(k.N_COUNTERS, dtype=np.int64),
-        last=np.zeros(k.N_RFIELDS, dtype=np.int64),
-        stale_rec=np.zeros((record_limit, k.N_RFIELDS), dtype=np.int64),
-        wrap_rec=np.zeros((record_limit, k.N_WFIELDS), dtype=np.int64),
-        zap_rec=np.zeros((record_limit, k.N_ZFIELDS), dtype=np.int64),
+        rec=np.zeros((3, record_limit, width), dtype=np.int64),
     )
 
 
@@ -109,7 +91,7 @@ def run_block(enc: EncodedTrace, state: EngineState) -> None:
         enc.ev_index,
         enc.upd,
         enc.dur,
-        state.as_tuple(),
+        *state.arrays(),
     )
 
 
@@ -119,9 +101,9 @@ def _u64(value: np.int64) -> int:
 
 def _stale_hits(enc: EncodedTrace, spec: RunSpec, state: EngineState) -> tuple[StaleHit, ...]:
     has_gen = spec.era.has_mmio_generation
-    kept = min(int(state.ctr[k.C_STALE_RECORDS]), state.stale_rec.shape[0])
+    kept = min(int(state.ctr[k.C_STALE_RECORDS]), state.rec.shape[1])
     hits = []
-    for row in state.stale_rec[:kept]:
+    for row in state.rec[k.REC_STALE, :kept]:
         from_cache = row[k.R_SOURCE] == 1
         hits.append(
             StaleHit(
@@ -151,7 +133,7 @@ def to_result(enc: EncodedTrace, spec: RunSpec, state: EngineState) -> ReplayRes
     """Read the counters and records out of ``state``."""
     ctr = state.ctr
     nas = spec.address_spaces
-    limit = state.stale_rec.shape[0]
+    limit = state.rec.shape[1]
     wraps = tuple(
         WrapEvent(
             address_space=int(r[k.W_AS]),
@@ -161,7 +143,7 @@ def to_result(enc: EncodedTrace, spec: RunSpec, state: EngineState) -> ReplayRes
             before=int(r[k.W_BEFORE]),
             after=int(r[k.W_AFTER]),
         )
-        for r in state.wrap_rec[: min(int(ctr[k.C_WRAP_RECORDS]), limit)]
+        for r in state.rec[k.REC_WRAP, : min(int(ctr[k.C_WRAP_RECORDS]), limit)]
     )
     zaps = tuple(
         ZapEvent(
@@ -173,12 +155,12 @@ def to_result(enc: EncodedTrace, spec: RunSpec, state: EngineState) -> ReplayRes
             dropped_ram=int(r[k.ZR_RAM]),
             dropped_mmio=int(r[k.ZR_MMIO]),
         )
-        for r in state.zap_rec[: min(int(ctr[k.C_ZAP_RECORDS]), limit)]
+        for r in state.rec[k.REC_ZAP, : min(int(ctr[k.C_ZAP_RECORDS]), limit)]
     )
     return ReplayResult(
         updates=int(ctr[k.C_UPDATES]),
         bumps=tuple(int(ctr[k.C_BUMPS + a]) for a in range(nas)),
-        final_generation=tuple(_u64(g) for g in state.gen),
+        final_generation=tuple(_u64(ctr[k.C_GEN + a]) for a in range(nas)),
         accesses=tuple(int(ctr[k.C_OUTCOME + i]) for i in range(7)),
         wrap_zaps=int(ctr[k.C_WRAP_ZAPS]),
         flush_zaps=int(ctr[k.C_FLUSH_ZAPS]),

@@ -1,0 +1,225 @@
+"""kvmgen benchmarks: ratios measured in one run on this machine (``make bench``).
+
+Not a test: it times things and reports ratios against baselines measured in the
+same process run, never absolute thresholds. Inputs are generated here; sizes are
+arguments. Writes ``bench/results/latest.json``.
+
+    python bench/run.py [--accesses 10000000] [--reference-events 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kvmgen.engine import kernels as k  # noqa: E402
+from kvmgen.engine.encode import EncodedTrace, encode  # noqa: E402
+from kvmgen.engine.replay import new_state, replay_engine, run_block, to_result  # noqa: E402
+from kvmgen.model.eras import ERAS  # noqa: E402
+from kvmgen.model.policy import parse_policy, resolve_runs  # noqa: E402
+from kvmgen.model.reference import replay_reference  # noqa: E402
+from kvmgen.trace.records import Event, Op, SlotDecl, Trace, VmHeader  # noqa: E402
+
+GFNS = 4096  # distinct accessed pages; half of them RAM, half MMIO
+VCPUS = 4
+UPDATE_EVERY = 1000  # one dirty-log toggle per 1000 accesses
+
+
+def synthetic_events(n: int, seed: int = 1) -> tuple[np.ndarray, ...]:
+    """A guest that mostly accesses a 4096-page working set while QEMU toggles dirty logging."""
+    rng = np.random.default_rng(seed)
+    op = np.full(n, k.OP_ACCESS, dtype=np.int8)
+    op[UPDATE_EVERY - 1 :: UPDATE_EVERY] = k.OP_FLAGS
+    gid = rng.integers(0, GFNS, n, dtype=np.int64)
+    vcpu = rng.integers(0, VCPUS, n).astype(np.int16)
+    return op, gid, vcpu
+
+
+def encoded(n: int) -> EncodedTrace:
+    """Kernel arrays for ``n`` synthetic events, built directly (10M records would not fit)."""
+    op, gid, vcpu = synthetic_events(n)
+    is_update = op == k.OP_FLAGS
+    n_upd = int(is_update.sum())
+    upd = np.zeros((n_upd, k.N_UCOLS), dtype=np.int64)
+    upd[:, k.U_BUMP_REPS] = 1
+    ev_x = gid.copy()
+    ev_x[is_update] = np.arange(n_upd)
+    cover = np.zeros((2, GFNS), dtype=np.int8)
+    cover[0, : GFNS // 2] = 1  # slot 0 covers the first half of the working set
+    return EncodedTrace(
+        gfns=np.arange(GFNS, dtype=np.int64),
+        ev_op=op,
+        ev_as=np.zeros(n, dtype=np.int8),
+        ev_vcpu=vcpu,
+        ev_x=ev_x,
+        ev_rep=np.ones(n, dtype=np.int64),
+        ev_index=np.arange(n, dtype=np.int64),
+        upd=upd,
+        dur=np.zeros((0, k.N_DFIELDS), dtype=np.int64),
+        initial_cover=cover,
+        vcpus=VCPUS,
+    )
+
+
+def as_trace(n: int) -> Trace:
+    """The same workload as Python records, for the reference model and encode()."""
+    op, gid, vcpu = synthetic_events(n)
+    events = []
+    for i in range(n):
+        if op[i] == k.OP_FLAGS:
+            events.append(Event(index=i, op=Op.FLAGS, slot=0))
+        else:
+            events.append(Event(index=i, op=Op.ACCESS, gfn=int(gid[i]), vcpu=int(vcpu[i])))
+    vm = VmHeader(vcpus=VCPUS, slots=(SlotDecl(slot=0, address_space=0, gfn=0, pages=GFNS // 2),))
+    return Trace(path="<bench>", format="yaml", version=1, vm=vm, events=tuple(events))
+
+
+@njit(cache=True)
+def memory_floor(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, ev_index):  # type: ignore[no-untyped-def]
+    """Read every input column once: the least any replay of these arrays must cost."""
+    total = 0
+    for i in range(ev_op.shape[0]):
+        total += ev_op[i] + ev_as[i] + ev_vcpu[i] + ev_x[i] + ev_rep[i] + ev_index[i]
+    return total
+
+
+def best_of(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def wall(cmd: list[str], repeat: int = 5, env: dict[str, str] | None = None) -> float:
+    """Median wall time of a command, in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_engine(n: int, spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    enc = encoded(n)
+    warm = encoded(2000)
+    run_block(warm, new_state(warm, spec, 100))
+    memory_floor(enc.ev_op, enc.ev_as, enc.ev_vcpu, enc.ev_x, enc.ev_rep, enc.ev_index)
+
+    def engine() -> None:
+        state = new_state(enc, spec, 10_000)
+        run_block(enc, state)
+        to_result(enc, spec, state)
+
+    t_engine = best_of(engine)
+    t_floor = best_of(
+        lambda: memory_floor(enc.ev_op, enc.ev_as, enc.ev_vcpu, enc.ev_x, enc.ev_rep, enc.ev_index)
+    )
+    return {
+        "events": n,
+        "engine_seconds": t_engine,
+        "engine_events_per_s": n / t_engine,
+        "floor_seconds": t_floor,
+        "engine_vs_floor": t_engine / t_floor,
+    }
+
+
+def bench_reference(n: int, spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    trace = as_trace(n)
+    start = time.perf_counter()
+    ref = replay_reference(trace, spec)
+    t_ref = time.perf_counter() - start
+    enc_start = time.perf_counter()
+    eng = replay_engine(trace, spec)
+    t_eng_total = time.perf_counter() - enc_start
+    assert ref == eng, "engine and reference disagree on the benchmark trace"
+    t_encode = best_of(lambda: encode(trace))
+    enc = encode(trace)
+    t_kernel = best_of(lambda: run_block(enc, new_state(enc, spec, 10_000)))
+    return {
+        "events": n,
+        "reference_seconds": t_ref,
+        "reference_events_per_s": n / t_ref,
+        "engine_with_encode_seconds": t_eng_total,
+        "engine_speedup_over_reference": t_ref / t_eng_total,
+        "encode_seconds": t_encode,
+        "kernel_seconds": t_kernel,
+        "kernel_speedup_over_reference": t_ref / t_kernel,
+    }
+
+
+def bench_startup() -> dict[str, float]:
+    py = sys.executable
+    sample = str(ROOT / "traces" / "smm-cache-as0.yaml")
+    code = (
+        "import time; t=time.perf_counter();"
+        "from kvmgen.runner import run_session, resolve_target;"
+        "from kvmgen.trace import load_trace;"
+        f"tr=load_trace({sample!r});"
+        "run_session(tr,[resolve_target(tr,None,None)]);"
+        "print(time.perf_counter()-t)"
+    )
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        cold = subprocess.run(
+            [py, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=ROOT
+        )
+        warm = subprocess.run(
+            [py, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=ROOT
+        )
+        cached_cli = wall([py, "-m", "kvmgen", "replay", sample, "-q"], env=env)
+    help_s = wall([py, "-m", "kvmgen", "--help"])
+    pass_s = wall([py, "-c", "pass"])
+    numba_s = wall([py, "-c", "import numba"])
+    return {
+        "first_call_compile_seconds": float(cold.stdout.strip()),
+        "cached_first_call_seconds": float(warm.stdout.strip()),
+        "cached_cli_replay_seconds": cached_cli,
+        "help_seconds": help_s,
+        "python_pass_seconds": pass_s,
+        "help_vs_python_pass": help_s / pass_s,
+        "import_numba_seconds": numba_s,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--accesses", type=int, default=10_000_000)
+    parser.add_argument("--reference-events", type=int, default=200_000)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+    (spec,) = resolve_runs(ERAS["E5"], 2, [parse_policy("historical")])
+    results = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "engine": bench_engine(args.accesses, spec),
+        "reference": bench_reference(args.reference_events, spec),
+        "startup": bench_startup(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    for group, values in results.items():
+        print(f"[{group}]")
+        for key, value in values.items():
+            shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+            print(f"  {key:34} {shown}")
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
