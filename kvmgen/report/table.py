@@ -31,38 +31,61 @@ def _signed(value: int) -> str:
     return f"{value:+d}" if value else "0"
 
 
-def _replay_rows(run: RunOutcome) -> list[tuple[str, str]]:
+def _replay_rows(run: RunOutcome) -> list[tuple[str, str, int | None]]:
+    """(label, shown value, raw value for the difference column or None)."""
     r = run.result
     counts = r.access_counts()
-    rows = [
-        ("address spaces", str(run.spec.address_spaces)),
-        ("updates", f"{r.updates:,}"),
-        ("bumps per AS", " / ".join(f"{b:,}" for b in r.bumps)),
-        ("final generation", " / ".join(f"{g:#x}" for g in r.final_generation)),
-        ("wraps (undetected)", f"{r.wraps_total:,} ({r.wraps_undetected:,})"),
-        ("wrap zaps", f"{r.wrap_zaps:,}"),
-        ("memslot-flush zaps", f"{r.flush_zaps:,}"),
-        ("SPTEs dropped", f"{metrics(run)['sptes_dropped']:,}"),
+    dropped = metrics(run)["sptes_dropped"]
+    rows: list[tuple[str, str, int | None]] = [
+        ("address spaces", str(run.spec.address_spaces), None),
+        ("updates", f"{r.updates:,}", None),
+        ("bumps per AS", " / ".join(f"{b:,}" for b in r.bumps), None),
+        ("final generation", " / ".join(f"{g:#x}" for g in r.final_generation), None),
+        ("wraps", f"{r.wraps_total:,}", r.wraps_total),
+        ("  undetected", f"{r.wraps_undetected:,}", r.wraps_undetected),
+        ("wrap zaps", f"{r.wrap_zaps:,}", r.wrap_zaps),
+        ("memslot-flush zaps", f"{r.flush_zaps:,}", r.flush_zaps),
+        ("SPTEs dropped", f"{dropped:,}", dropped),
     ]
-    rows += [(name.replace("_", " "), f"{counts[name]:,}") for name in OUTCOMES]
+    rows += [(name.replace("_", " "), f"{counts[name]:,}", counts[name]) for name in OUTCOMES]
     rows += [
-        ("stale hits: harmful", f"{r.stale_harmful:,}"),
-        ("stale hits: benign", f"{r.stale_benign:,}"),
-        ("invalidation cycles", _cycles(run.costs.invalidation)),
-        ("total cycles", _cycles(run.costs.total)),
+        ("stale hits: harmful", f"{r.stale_harmful:,}", r.stale_harmful),
+        ("stale hits: benign", f"{r.stale_benign:,}", r.stale_benign),
+        ("invalidation cycles", _cycles(run.costs.invalidation), run.costs.invalidation),
+        ("total cycles", _cycles(run.costs.total), run.costs.total),
     ]
     return rows
 
 
+def _bias_pair(session: Session) -> tuple[int, int] | None:
+    """Indices of the historical and no-bias runs when the session is exactly that pair."""
+    runs = session.runs
+    if len(runs) != 2 or runs[0].spec.era != runs[1].spec.era:
+        return None
+    names = [run.spec.policies for run in runs]
+    if "historical" in names[0] and "none" in names[1]:
+        return 0, 1
+    if "historical" in names[1] and "none" in names[0]:
+        return 1, 0
+    return None
+
+
 def render_runs(session: Session, console: Console) -> None:
-    """Metrics down, runs across (``replay``)."""
+    """Metrics down, runs across (``replay``), with the bias's difference when both ran."""
     table = Table(title=f"kvmgen replay: {session.trace.path}", title_justify="left")
     table.add_column("")
     for run in session.runs:
         table.add_column(_label(run), justify="right")
+    pair = _bias_pair(session)
+    if pair:
+        table.add_column("bias\n- none", justify="right")
     columns = [_replay_rows(run) for run in session.runs]
-    for i, (name, _) in enumerate(columns[0] if columns else []):
-        table.add_row(name, *(col[i][1] for col in columns))
+    for i, (name, _, _) in enumerate(columns[0] if columns else []):
+        cells = [col[i][1] for col in columns]
+        if pair:
+            a, b = columns[pair[0]][i][2], columns[pair[1]][i][2]
+            cells.append("" if a is None or b is None else _signed(a - b))
+        table.add_row(name, *cells)
     console.print(table)
 
 
