@@ -32,7 +32,7 @@ def parse_version(text: str) -> tuple[int, int, int]:
             f"kernel version {text!r}: expected MAJOR.MINOR[.PATCH] such as 4.19 or 5.2.1"
         )
     major, minor, patch = int(match[1]), int(match[2]), int(match[3] or 0)
-    if major < 2 or major > 99:
+    if major > 99:
         raise UsageError(f"kernel version {text!r}: no Linux release has major version {major}")
     return major, minor, patch
 

@@ -1,0 +1,97 @@
+"""Engine-specific behaviour: O(1) repeats, encoding, record limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kvmgen.engine.encode import encode
+from kvmgen.engine.replay import replay_engine
+from kvmgen.model.eras import ERAS
+from kvmgen.model.policy import parse_policy, resolve_runs
+from kvmgen.trace.records import Event, Op, SlotDecl, Trace, VmHeader, Window
+
+pytestmark = pytest.mark.usefixtures("warm_engine")
+
+
+def _trace(*events, slots=()):
+    return Trace(
+        path="t", format="yaml", version=1, vm=VmHeader(slots=tuple(slots)), events=tuple(events)
+    )
+
+
+def _spec(era, nas, policy="none"):
+    return resolve_runs(ERAS[era], nas, [parse_policy(policy)])[0]
+
+
+def test_a_billion_flags_updates_replay_without_looping():
+    n = 1_000_000_000
+    trace = _trace(
+        Event(index=0, op=Op.CREATE, slot=0, gfn=0, pages=1),
+        Event(index=1, op=Op.FLAGS, slot=0, repeat=n),
+    )
+    result = replay_engine(trace, _spec("E12", 1))
+    assert result.updates == n + 1
+    assert result.wraps_total == (n + 1) // 2**19 == result.wrap_zaps
+    assert result.wraps_undetected == 0
+    assert result.final_generation == (n + 1,)
+    assert [w.update for w in result.wraps[:2]] == [2**19, 2**20]
+
+
+def test_a_billion_identical_accesses_cost_two_steps():
+    trace = _trace(Event(index=0, op=Op.ACCESS, gfn=7, repeat=10**9))
+    result = replay_engine(trace, _spec("E10", 2))
+    counts = result.access_counts()
+    assert counts["mmio_slow_path"] == 1
+    assert counts["cache_hit"] == 10**9 - 1
+
+
+def test_set_flags_repeat_bumps_once():
+    trace = _trace(
+        Event(index=0, op=Op.FLAGS, slot=0, flags=1, repeat=5),
+        slots=[SlotDecl(slot=0, address_space=0, gfn=0, pages=1)],
+    )
+    result = replay_engine(trace, _spec("E3", 1))
+    assert result.updates == 5 and result.bumps == (1,)
+
+
+def test_raw_bumps_are_not_updates_and_e1_checks_each():
+    trace = _trace(Event(index=0, op=Op.BUMP, repeat=200))
+    result = replay_engine(trace, _spec("E1", 1, "historical"))
+    assert result.updates == 0 and result.bumps == (200,)
+    assert [(z.update, z.bump) for z in result.zap_events] == [(0, 149), (0, 150)]
+    assert [(w.update, w.bump, w.detected) for w in result.wraps] == [(0, 151, True)]
+
+
+def test_encode_maps_only_accessed_gfns():
+    trace = _trace(
+        Event(index=0, op=Op.CREATE, slot=0, gfn=0x100, pages=0x1000000),
+        Event(index=1, op=Op.ACCESS, gfn=0x5000),
+        Event(
+            index=2,
+            op=Op.MOVE,
+            slot=0,
+            gfn=0x2000000,
+            during=(Event(index=2, op=Op.ACCESS, gfn=0x2000001, sub=0, window=Window.BEFORE_ZAP),),
+        ),
+        Event(index=3, op=Op.ACCESS, gfn=0x10),
+    )
+    enc = encode(trace)
+    assert enc.gfns.tolist() == [0x10, 0x5000, 0x2000001]
+    assert enc.ev_x[1] == 1 and enc.ev_x[3] == 0
+    create, move = enc.upd
+    assert (create[0], create[1]) == (1, 2)  # covers 0x5000 only
+    assert (move[0], move[1], move[2], move[3]) == (2, 3, 1, 2)
+    assert enc.dur[:, 2].tolist() == [2]
+    assert enc.ev_op.dtype == np.int8
+
+
+def test_record_limit_keeps_counts_exact():
+    events = [Event(index=0, op=Op.CREATE, slot=0, gfn=0, pages=1)]
+    events += [Event(index=i, op=Op.ACCESS, gfn=0x100 + i, repeat=1) for i in range(1, 6)]
+    events.append(Event(index=6, op=Op.BUMP, repeat=2**19))
+    events += [Event(index=7 + i, op=Op.ACCESS, gfn=0x101 + i) for i in range(5)]
+    result = replay_engine(_trace(*events), _spec("E5", 2, "historical"), record_limit=2)
+    # AS 0 of E5 never zaps with the bias: 2^19 bumps later all five stamps match again.
+    assert result.stale_benign == result.stale_records == 5
+    assert len(result.stale_hits) == 2 and len(result.wraps) == result.wraps_total == 2
