@@ -1,6 +1,7 @@
-"""The ``kvmgen`` command: parse options, call the library, render.
+"""The ``kvmgen`` click group, shared option helpers, and ``main``.
 
-Heavy modules (numba, numpy, rich, the engine) are imported inside the commands
+Commands live in sibling modules (one per family) and register on ``cli``;
+heavy modules (numba, numpy, rich, the engine) are imported inside the commands
 that need them, so ``kvmgen --help`` and ``kvmgen eras`` start fast.
 """
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 FAIL_ON = ("harmful", "stale", "undetected-wrap")
 
 
-def _console(stderr: bool = False) -> Console:
+def make_console(stderr: bool = False) -> Console:
+    """A rich console; piped output gets a fixed wide width instead of 80 columns."""
     from rich.console import Console
 
     console = Console(stderr=stderr, highlight=False, soft_wrap=False)
@@ -34,12 +36,13 @@ def _console(stderr: bool = False) -> Console:
     return console
 
 
-def _split(values: Sequence[str]) -> list[str]:
+def split_values(values: Sequence[str]) -> list[str]:
     """Accept both ``--bias a --bias b`` and ``--bias a,b``."""
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
-def _load(path: str, fmt: str | None) -> Any:
+def load_input(path: str, fmt: str | None) -> Any:
+    """Load a trace from a path, or from standard input for ``-``."""
     from kvmgen.trace import load_trace
 
     if path == "-":
@@ -49,7 +52,8 @@ def _load(path: str, fmt: str | None) -> Any:
     return load_trace(path, fmt=fmt)
 
 
-def _write(target: str, data: bytes) -> None:
+def write_output(target: str, data: bytes) -> None:
+    """Write bytes to a file, or to standard output for ``-``."""
     if target == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -58,7 +62,7 @@ def _write(target: str, data: bytes) -> None:
         handle.write(data)
 
 
-def _emit(
+def emit_reports(
     session: Session, *, json_path: str | None, events_path: str | None, matrix: bool, quiet: bool
 ) -> None:
     """Write machine outputs and, unless stdout carries one of them, the human report."""
@@ -68,20 +72,20 @@ def _emit(
     from kvmgen.report.table import render
 
     if json_path:
-        _write(json_path, dumps(build_document(session)))
+        write_output(json_path, dumps(build_document(session)))
     if events_path:
         notes = {e.index: e.note for e in session.trace.events if e.note}
         lines = b"".join(
             dumps_line(rec) for run in session.runs for rec in event_records(run, notes)
         )
-        _write(events_path, lines)
+        write_output(events_path, lines)
     if quiet:
         return
     to_stderr = "-" in (json_path, events_path)
-    render(session, _console(stderr=to_stderr), matrix=matrix)
+    render(session, make_console(stderr=to_stderr), matrix=matrix)
 
 
-def _gate(session: Session, fail_on: Sequence[str]) -> int:
+def gate_exit_code(session: Session, fail_on: Sequence[str]) -> int:
     """Exit status for ``--fail-on``: 1 if any run trips a requested gate."""
     failed = []
     for run in session.runs:
@@ -98,7 +102,8 @@ def _gate(session: Session, fail_on: Sequence[str]) -> int:
     return ExitCode.GATE_FAILED if failed else ExitCode.OK
 
 
-def _common(func: Any) -> Any:
+def common_options(func: Any) -> Any:
+    """The options ``replay`` and ``compare`` share."""
     options = [
         click.option(
             "--bias",
@@ -146,7 +151,7 @@ def _common(func: Any) -> Any:
     return func
 
 
-def _session(
+def build_session(
     trace_path: str,
     fmt: str | None,
     targets_fn: Any,
@@ -158,13 +163,14 @@ def _session(
     record_limit: int,
     compare: bool,
 ) -> Session:
+    """Load the trace, resolve targets and policies from options, and replay."""
     from kvmgen.model.costs import load_costs
     from kvmgen.model.policy import parse_policy
     from kvmgen.runner import run_session
 
-    policies = [parse_policy(b) for b in _split(biases)] or None
+    policies = [parse_policy(b) for b in split_values(biases)] or None
     cost_model = load_costs(costs_path) if costs_path else None
-    trace = _load(trace_path, fmt)
+    trace = load_input(trace_path, fmt)
     return run_session(
         trace,
         targets_fn(trace),
@@ -188,135 +194,10 @@ def cli() -> None:
     """
 
 
-@cli.command()
-@click.argument("trace", metavar="TRACE")
-@click.option("--kernel", help="Mainline kernel version, e.g. 4.19 or 6.18.")
-@click.option("--era", help="Era name E0..E12 (see `kvmgen eras`).")
-@_common
-@click.option(
-    "--events",
-    "events_path",
-    metavar="PATH|-",
-    help="Write one JSON line per stale hit, wrap and zap, each with its reason.",
-)
-@click.option(
-    "--fail-on",
-    type=click.Choice(FAIL_ON),
-    multiple=True,
-    help="Exit 1 if any run has harmful stale hits, any stale hits, or an undetected wrap.",
-)
-def replay(
-    trace: str,
-    kernel: str | None,
-    era: str | None,
-    fmt: str | None,
-    events_path: str | None,
-    fail_on: Sequence[str],
-    json_path: str | None,
-    quiet: bool,
-    **options: Any,
-) -> int:
-    """Replay TRACE (YAML or JSON; - for stdin) under one kernel era."""
-    from kvmgen.runner import resolve_target
-
-    session = _session(
-        trace, fmt, lambda t: [resolve_target(t, kernel, era)], compare=False, **options
-    )
-    _emit(session, json_path=json_path, events_path=events_path, matrix=False, quiet=quiet)
-    return _gate(session, fail_on)
-
-
-@cli.command()
-@click.argument("trace", metavar="TRACE")
-@click.option(
-    "--kernel", "kernels", multiple=True, help="Kernel versions, comma-separated or repeated."
-)
-@click.option("--era", "eras", multiple=True, help="Eras, comma-separated or repeated; 'all'.")
-@_common
-def compare(
-    trace: str,
-    kernels: Sequence[str],
-    eras: Sequence[str],
-    fmt: str | None,
-    json_path: str | None,
-    quiet: bool,
-    **options: Any,
-) -> int:
-    """Replay TRACE under several eras: a matrix of eras x bias policies."""
-    from kvmgen.runner import targets_for
-
-    chosen = targets_for(_split(kernels), _split(eras))
-    session = _session(trace, fmt, lambda t: chosen, compare=True, **options)
-    _emit(session, json_path=json_path, events_path=None, matrix=True, quiet=quiet)
-    return ExitCode.OK
-
-
-@cli.command()
-def eras() -> int:
-    """The era registry: what each kernel era does."""
-    from rich.table import Table
-
-    from kvmgen.model.eras import ERAS
-
-    table = Table(title="kvmgen eras (kernel-semantics.md section 9)", title_justify="left")
-    for name in (
-        "era",
-        "kernels",
-        "NAS",
-        "bias",
-        "gen bits (stored)",
-        "in progress",
-        "wrap zap",
-        "memslot flush",
-        "summary",
-    ):
-        table.add_column(name)
-    for era in ERAS.values():
-        stored = bin(era.stamp_mask).count("1")
-        table.add_row(
-            era.name,
-            era.versions,
-            "/".join(str(n) for n in sorted(era.allowed_address_spaces)),
-            str(era.historical_bias),
-            f"{era.nominal_width} ({stored})" if era.has_mmio_generation else "-",
-            era.bump_scheme.name.lower(),
-            f"{era.wrap_zap_scope.name.lower()} ({era.wrap_zap_style.name.lower()})"
-            if era.has_mmio_generation
-            else "-",
-            era.flush_scope.name.lower(),
-            era.summary,
-        )
-    _console().print(table)
-    click.echo("5.1 and 5.2 (--kernel 5.1/5.2) flush only the slot's RAM SPTEs; --era E6 is 5.3.")
-    return ExitCode.OK
-
-
-@cli.command()
-@click.option(
-    "--costs",
-    "costs_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Show the unit costs with this YAML file's overrides applied.",
-)
-def costs(costs_path: str | None) -> int:
-    """Unit costs, their cycle equivalents and where each number comes from."""
-    from rich.table import Table
-
-    from kvmgen.model.costs import COST_KEYS, SOURCES, CostModel, load_costs
-
-    model = load_costs(costs_path) if costs_path else CostModel()
-    table = Table(title="kvmgen unit costs (override with --costs FILE.yaml)", title_justify="left")
-    for name in ("name", "value", "cycles", "source"):
-        table.add_column(name)
-    for key in COST_KEYS:
-        cycles = "" if key == "clock_ghz" else f"{model.cycles(key):,.0f}"
-        table.add_row(key, f"{getattr(model, key):g}", cycles, SOURCES[key])
-    _console().print(table)
-    return ExitCode.OK
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising."""
+    from kvmgen.cli import commands  # noqa: F401  (registers the commands on ``cli``)
+
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None, prog_name="kvmgen", standalone_mode=False

@@ -1,0 +1,82 @@
+"""``kvmgen replay`` and ``kvmgen compare``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from kvmgen.cli.app import (
+    FAIL_ON,
+    build_session,
+    cli,
+    common_options,
+    emit_reports,
+    gate_exit_code,
+    split_values,
+)
+from kvmgen.errors import ExitCode
+
+
+@cli.command()
+@click.argument("trace", metavar="TRACE")
+@click.option("--kernel", help="Mainline kernel version, e.g. 4.19 or 6.18.")
+@click.option("--era", help="Era name E0..E12 (see `kvmgen eras`).")
+@common_options
+@click.option(
+    "--events",
+    "events_path",
+    metavar="PATH|-",
+    help="Write one JSON line per stale hit, wrap and zap, each with its reason.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_ON),
+    multiple=True,
+    help="Exit 1 if any run has harmful stale hits, any stale hits, or an undetected wrap.",
+)
+def replay(
+    trace: str,
+    kernel: str | None,
+    era: str | None,
+    fmt: str | None,
+    events_path: str | None,
+    fail_on: Sequence[str],
+    json_path: str | None,
+    quiet: bool,
+    **options: Any,
+) -> int:
+    """Replay TRACE (YAML or JSON; - for stdin) under one kernel era."""
+    from kvmgen.runner import resolve_target
+
+    session = build_session(
+        trace, fmt, lambda t: [resolve_target(t, kernel, era)], compare=False, **options
+    )
+    emit_reports(session, json_path=json_path, events_path=events_path, matrix=False, quiet=quiet)
+    return gate_exit_code(session, fail_on)
+
+
+@cli.command()
+@click.argument("trace", metavar="TRACE")
+@click.option(
+    "--kernel", "kernels", multiple=True, help="Kernel versions, comma-separated or repeated."
+)
+@click.option("--era", "eras", multiple=True, help="Eras, comma-separated or repeated; 'all'.")
+@common_options
+def compare(
+    trace: str,
+    kernels: Sequence[str],
+    eras: Sequence[str],
+    fmt: str | None,
+    json_path: str | None,
+    quiet: bool,
+    **options: Any,
+) -> int:
+    """Replay TRACE under several eras: a matrix of eras x bias policies."""
+    from kvmgen.runner import targets_for
+
+    chosen = targets_for(split_values(kernels), split_values(eras))
+    session = build_session(trace, fmt, lambda t: chosen, compare=True, **options)
+    emit_reports(session, json_path=json_path, events_path=None, matrix=True, quiet=quiet)
+    return ExitCode.OK
