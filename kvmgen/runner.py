@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from kvmgen.errors import KvmgenError, UsageError
 from kvmgen.model.costs import CostBreakdown, CostModel, run_costs
@@ -24,7 +25,11 @@ from kvmgen.model.policy import (
 from kvmgen.model.versions import KernelChoice, era_for_version, lookup_era
 from kvmgen.stats import DEFAULT_RECORD_LIMIT, ReplayResult
 from kvmgen.trace import check_trace_for_run
+from kvmgen.trace.jsonl import StreamedTrace, check_streamed_for_run
 from kvmgen.trace.records import Trace
+
+AnyTrace = Trace | StreamedTrace
+"""An in-memory trace, or a JSON Lines trace replayed block by block."""
 
 Replayer = Callable[..., ReplayResult]
 
@@ -57,15 +62,37 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Session:
-    """All runs of one trace, in the order requested."""
+    """All runs of one trace, in the order requested.
 
-    trace: Trace
+    ``partial`` is set when Ctrl-C stopped a run: that run is the last one, marked
+    partial with the events it replayed, and the runs after it were not started.
+    """
+
+    trace: AnyTrace
     cost_model: CostModel
     runs: tuple[RunOutcome, ...]
     skipped: tuple[Skipped, ...] = field(default=())
+    partial: bool = False
+
+    def event_count(self) -> int:
+        """Top-level events in the trace."""
+        return event_count(self.trace)
+
+    def notes(self) -> dict[int, str]:
+        """Event index -> the event's ``note``, for per-event output."""
+        if isinstance(self.trace, StreamedTrace):
+            return dict(self.trace.notes)
+        return {e.index: e.note for e in self.trace.events if e.note}
 
 
-def resolve_target(trace: Trace, kernel: str | None, era: str | None) -> Target:
+def event_count(trace: AnyTrace) -> int:
+    """Top-level events in ``trace``."""
+    if isinstance(trace, StreamedTrace):
+        return trace.event_count
+    return len(trace.events)
+
+
+def resolve_target(trace: AnyTrace, kernel: str | None, era: str | None) -> Target:
     """Pick the era from the command line, falling back to the trace header."""
     kernel = kernel or (None if era else trace.vm.kernel)
     era = era or (None if kernel else trace.vm.era)
@@ -96,22 +123,34 @@ def targets_for(kernels: Sequence[str], eras: Sequence[str]) -> list[Target]:
 
 
 def _engine() -> Replayer:
-    from kvmgen.engine.replay import replay_engine
+    from kvmgen.engine.replay import replay_engine, replay_streamed
 
-    return replay_engine
+    def replay(trace: AnyTrace, spec: RunSpec, **options: object) -> ReplayResult:
+        if isinstance(trace, StreamedTrace):
+            return replay_streamed(trace, [spec], **options)[0]  # type: ignore[arg-type]
+        return replay_engine(trace, spec, **options)  # type: ignore[arg-type]
+
+    return replay
 
 
 def _reference() -> Replayer:
     from kvmgen.model.reference import replay_reference
 
-    return replay_reference
+    def replay(trace: AnyTrace, spec: RunSpec, **options: object) -> ReplayResult:
+        # The oracle is for checking, not for scale: it takes the trace in memory.
+        if isinstance(trace, StreamedTrace):
+            trace = trace.materialize()
+        options.pop("progress", None)
+        return replay_reference(trace, spec, **options)  # type: ignore[arg-type]
+
+    return replay
 
 
 REPLAYERS: dict[str, Callable[[], Replayer]] = {"engine": _engine, "reference": _reference}
 
 
 def plan_runs(
-    trace: Trace,
+    trace: AnyTrace,
     target: Target,
     address_spaces: int | None,
     policies: Sequence[Policy],
@@ -128,12 +167,38 @@ def plan_runs(
     if header_is_hint and not address_spaces and nas not in era.allowed_address_spaces:
         nas = era.default_address_spaces
     check_address_spaces(era, nas, target.choice)
-    check_trace_for_run(trace, nas)
+    if isinstance(trace, StreamedTrace):
+        check_streamed_for_run(trace, nas)
+    else:
+        check_trace_for_run(trace, nas)
     return resolve_runs(era, nas, list(policies), target.choice)
 
 
+def plan_session(
+    trace: AnyTrace,
+    targets: Sequence[Target],
+    address_spaces: int | None,
+    policies: Sequence[Policy],
+    skip_unrunnable: bool,
+) -> tuple[list[RunSpec], list[Skipped]]:
+    """Every run the targets ask for; unrunnable targets fail, or are skipped for compare."""
+    specs: list[RunSpec] = []
+    skipped: list[Skipped] = []
+    for target in targets:
+        try:
+            specs.extend(
+                plan_runs(trace, target, address_spaces, policies, header_is_hint=skip_unrunnable)
+            )
+        except KvmgenError as exc:
+            if not skip_unrunnable:
+                raise
+            kernel = target.choice.kernel if target.choice else None
+            skipped.append(Skipped(target.era.name, kernel, str(exc)))
+    return specs, skipped
+
+
 def run_session(
-    trace: Trace,
+    trace: AnyTrace,
     targets: Sequence[Target],
     *,
     address_spaces: int | None = None,
@@ -142,29 +207,38 @@ def run_session(
     implementation: str = "engine",
     record_limit: int = DEFAULT_RECORD_LIMIT,
     skip_unrunnable: bool = False,
+    progress: Callable[..., None] | None = None,
 ) -> Session:
     """Replay ``trace`` for every target and policy.
 
     With ``skip_unrunnable`` (``compare``), a target whose address-space count
     cannot hold the trace is listed in ``skipped`` instead of failing the session.
+    ``progress(label, events_done, total=events_total)`` is called as runs advance.
+    A JSON Lines trace is replayed under all runs in one pass over the file.
     """
     policies = list(policies or [parse_policy(p) for p in DEFAULT_POLICIES])
     model = cost_model or CostModel()
-    replayer = REPLAYERS[implementation]()
-    runs: list[RunOutcome] = []
-    skipped: list[Skipped] = []
-    for target in targets:
-        try:
-            specs = plan_runs(
-                trace, target, address_spaces, policies, header_is_hint=skip_unrunnable
-            )
-        except KvmgenError as exc:
-            if not skip_unrunnable:
-                raise
-            kernel = target.choice.kernel if target.choice else None
-            skipped.append(Skipped(target.era.name, kernel, str(exc)))
-            continue
+    specs, skipped = plan_session(trace, targets, address_spaces, policies, skip_unrunnable)
+    total = event_count(trace)
+    if isinstance(trace, StreamedTrace) and implementation == "engine":
+        from kvmgen.engine.replay import replay_streamed
+
+        label = f"{len(specs)} run{'s' if len(specs) != 1 else ''}"
+        tick = partial(progress, label, total=total) if progress else None
+        results = replay_streamed(trace, specs, record_limit=record_limit, progress=tick)
+    else:
+        replayer = REPLAYERS[implementation]()
+        results = []
         for spec in specs:
-            result = replayer(trace, spec, record_limit=record_limit)
-            runs.append(RunOutcome(spec, result, run_costs(model, spec.era, result)))
-    return Session(trace, model, tuple(runs), tuple(skipped))
+            tick = partial(progress, spec.label, total=total) if progress else None
+            options: dict[str, object] = {"record_limit": record_limit}
+            if tick is not None:
+                options["progress"] = tick
+            results.append(replayer(trace, spec, **options))
+            if results[-1].partial:
+                break
+    runs = tuple(
+        RunOutcome(spec, result, run_costs(model, spec.era, result))
+        for spec, result in zip(specs, results, strict=False)
+    )
+    return Session(trace, model, runs, tuple(skipped), partial=any(r.partial for r in results))

@@ -42,14 +42,57 @@ def split_values(values: Sequence[str]) -> list[str]:
 
 
 def load_input(path: str, fmt: str | None) -> Any:
-    """Load a trace from a path, or from standard input for ``-``."""
+    """Load a trace from a path, or from standard input for ``-``.
+
+    A JSON Lines trace (``.jsonl`` or ``--format jsonl``, or sniffed on stdin) is
+    only scanned here and read again block by block while it replays; on stdin it
+    is first copied to a temporary file, so memory stays bounded either way.
+    """
     from kvmgen.trace import load_trace
+    from kvmgen.trace.jsonl import looks_like_jsonl, scan_jsonl, spool
 
     if path == "-":
-        return load_trace("<stdin>", data=sys.stdin.buffer.read(), fmt=fmt)
+        head = sys.stdin.buffer.readline()
+        if fmt == "jsonl" or (fmt is None and looks_like_jsonl(head)):
+            return scan_jsonl(spool(head, sys.stdin.buffer), name="<stdin>")
+        return load_trace("<stdin>", data=head + sys.stdin.buffer.read(), fmt=fmt)
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
+    if fmt == "jsonl" or (fmt is None and path.lower().endswith(".jsonl")):
+        return scan_jsonl(path)
     return load_trace(path, fmt=fmt)
+
+
+def progress_callback(quiet: bool) -> Any:
+    """A rich progress bar on stderr for long replays, or None.
+
+    None when stderr is not a terminal, when ``CI`` is set, or with ``--quiet``:
+    logs and pipes get no control sequences.
+    """
+    if quiet or os.environ.get("CI") or not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress(
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=make_console(stderr=True),
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=total)
+        bar.update(tasks[label], completed=done)
+        if all(bar.tasks[t].finished for t in tasks.values()):
+            bar.stop()
+
+    return update
 
 
 def write_output(target: str, data: bytes) -> None:
@@ -74,7 +117,7 @@ def emit_reports(
     if json_path:
         write_output(json_path, dumps(build_document(session)))
     if events_path:
-        notes = {e.index: e.note for e in session.trace.events if e.note}
+        notes = session.notes()
         lines = b"".join(
             dumps_line(rec) for run in session.runs for rec in event_records(run, notes)
         )
@@ -129,7 +172,7 @@ def common_options(func: Any) -> Any:
         click.option(
             "--format",
             "fmt",
-            type=click.Choice(["yaml", "json"]),
+            type=click.Choice(["yaml", "json", "jsonl"]),
             help="Trace format [default: from the file name, else sniffed].",
         ),
         click.option(
@@ -162,6 +205,7 @@ def build_session(
     reference: bool,
     record_limit: int,
     compare: bool,
+    quiet: bool = False,
 ) -> Session:
     """Load the trace, resolve targets and policies from options, and replay."""
     from kvmgen.model.costs import load_costs
@@ -180,7 +224,21 @@ def build_session(
         implementation="reference" if reference else "engine",
         record_limit=record_limit,
         skip_unrunnable=compare,
+        progress=progress_callback(quiet),
     )
+
+
+def interrupted_exit(session: Session) -> int | None:
+    """Exit 130 with a note when Ctrl-C cut the session short; None otherwise."""
+    if not session.partial:
+        return None
+    done = session.runs[-1].result.events_replayed if session.runs else 0
+    click.echo(
+        f"kvmgen: interrupted after {done:,} of {session.event_count():,} events; "
+        "any report written is marked partial",
+        err=True,
+    )
+    return ExitCode.INTERRUPTED
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -14,6 +14,7 @@ from kvmgen.cli.app import (
     common_options,
     emit_reports,
     gate_exit_code,
+    interrupted_exit,
     split_values,
 )
 from kvmgen.errors import ExitCode
@@ -47,14 +48,19 @@ def replay(
     quiet: bool,
     **options: Any,
 ) -> int:
-    """Replay TRACE (YAML or JSON; - for stdin) under one kernel era."""
+    """Replay TRACE (YAML, JSON or JSON Lines; - for stdin) under one kernel era."""
     from kvmgen.runner import resolve_target
 
     session = build_session(
-        trace, fmt, lambda t: [resolve_target(t, kernel, era)], compare=False, **options
+        trace,
+        fmt,
+        lambda t: [resolve_target(t, kernel, era)],
+        compare=False,
+        quiet=quiet,
+        **options,
     )
     emit_reports(session, json_path=json_path, events_path=events_path, matrix=False, quiet=quiet)
-    return gate_exit_code(session, fail_on)
+    return interrupted_exit(session) or gate_exit_code(session, fail_on)
 
 
 @cli.command()
@@ -77,6 +83,6 @@ def compare(
     from kvmgen.runner import targets_for
 
     chosen = targets_for(split_values(kernels), split_values(eras))
-    session = build_session(trace, fmt, lambda t: chosen, compare=True, **options)
+    session = build_session(trace, fmt, lambda t: chosen, compare=True, quiet=quiet, **options)
     emit_reports(session, json_path=json_path, events_path=None, matrix=True, quiet=quiet)
-    return ExitCode.OK
+    return interrupted_exit(session) or ExitCode.OK

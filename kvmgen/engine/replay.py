@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from kvmgen.engine import kernels as k
-from kvmgen.engine.encode import EncodedTrace, encode
+from kvmgen.engine.encode import EncodedTrace, Encoder, encode
 from kvmgen.model.policy import U64, RunSpec
 from kvmgen.stats import DEFAULT_RECORD_LIMIT, ReplayResult, StaleHit, WrapEvent, ZapEvent
+from kvmgen.trace.jsonl import StreamedTrace
 from kvmgen.trace.records import Trace
 
 I64 = NDArray[np.int64]
@@ -80,6 +82,13 @@ def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineStat
     )
 
 
+BLOCK_EVENTS = 1 << 20
+"""Events per kernel call: the granularity of progress updates and of Ctrl-C."""
+
+Progress = Callable[[int], None]
+"""Called after each block with the number of events replayed so far."""
+
+
 def run_block(enc: EncodedTrace, state: EngineState) -> None:
     """Replay every event of ``enc`` into ``state``."""
     k.replay_events(
@@ -129,7 +138,9 @@ def _stale_hits(enc: EncodedTrace, spec: RunSpec, state: EngineState) -> tuple[S
     return tuple(hits)
 
 
-def to_result(enc: EncodedTrace, spec: RunSpec, state: EngineState) -> ReplayResult:
+def to_result(
+    enc: EncodedTrace, spec: RunSpec, state: EngineState, *, partial: bool = False
+) -> ReplayResult:
     """Read the counters and records out of ``state``."""
     ctr = state.ctr
     nas = spec.address_spaces
@@ -178,15 +189,75 @@ def to_result(enc: EncodedTrace, spec: RunSpec, state: EngineState) -> ReplayRes
         stale_hits=_stale_hits(enc, spec, state),
         record_limit=limit,
         events_replayed=int(ctr[k.C_EVENTS]),
-        partial=False,
+        partial=partial,
     )
 
 
+def run_blocks(
+    blocks: Iterable[EncodedTrace], state: EngineState, progress: Progress | None = None
+) -> bool:
+    """Replay blocks in order; return False if Ctrl-C stopped it between two blocks.
+
+    A kernel call cannot be interrupted, so the interrupt is honoured once the
+    current block returns: the state then holds exactly the events replayed.
+    """
+    try:
+        for enc in blocks:
+            run_block(enc, state)
+            if progress is not None:
+                progress(int(state.ctr[k.C_EVENTS]))
+    except KeyboardInterrupt:
+        return False
+    return True
+
+
+def _split(enc: EncodedTrace, size: int) -> Iterator[EncodedTrace]:
+    for start in range(0, max(len(enc), 1), size):
+        yield enc.block(start, min(start + size, len(enc)))
+
+
 def replay_engine(
-    trace: Trace, spec: RunSpec, *, record_limit: int = DEFAULT_RECORD_LIMIT
+    trace: Trace,
+    spec: RunSpec,
+    *,
+    record_limit: int = DEFAULT_RECORD_LIMIT,
+    progress: Progress | None = None,
 ) -> ReplayResult:
-    """Replay ``trace`` under ``spec`` with the jitted engine."""
+    """Replay an in-memory ``trace`` under ``spec`` with the jitted engine."""
     enc = encode(trace)
     state = new_state(enc, spec, record_limit)
-    run_block(enc, state)
-    return to_result(enc, spec, state)
+    complete = run_blocks(_split(enc, BLOCK_EVENTS), state, progress)
+    return to_result(enc, spec, state, partial=not complete)
+
+
+def replay_streamed(
+    trace: StreamedTrace,
+    specs: Sequence[RunSpec],
+    *,
+    record_limit: int = DEFAULT_RECORD_LIMIT,
+    progress: Progress | None = None,
+) -> list[ReplayResult]:
+    """Replay a JSON Lines trace under every spec in one pass, block by block.
+
+    Each block is read, validated and encoded once and then replayed into every
+    run's state, so memory stays bounded and the file is read once for all runs.
+    """
+    gfns = np.array(sorted(trace.access_gfns), dtype=np.int64)
+    vcpus = max(trace.vm.vcpus or 0, trace.max_vcpu + 1)
+    encoder = Encoder(gfns, trace.vm.slots, vcpus)
+    first = encoder.encode([])
+    states = [new_state(first, spec, record_limit) for spec in specs]
+    complete = True
+    try:
+        for events in trace.blocks():
+            enc = encoder.encode(events)
+            for state in states:
+                run_block(enc, state)
+            if progress is not None and states:
+                progress(int(states[0].ctr[k.C_EVENTS]))
+    except KeyboardInterrupt:
+        complete = False
+    return [
+        to_result(first, spec, state, partial=not complete)
+        for spec, state in zip(specs, states, strict=True)
+    ]

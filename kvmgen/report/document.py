@@ -198,7 +198,7 @@ def build_document(session: Session, *, partial: bool = False) -> dict[str, Any]
             "path": trace.path,
             "format": trace.format,
             "sha256": trace.sha256,
-            "events": len(trace.events),
+            "events": session.event_count(),
         },
         "outcomes": list(OUTCOMES),
         "cost_model": cost_model_dict(session),
@@ -207,5 +207,5 @@ def build_document(session: Session, *, partial: bool = False) -> dict[str, Any]
         "skipped": [
             {"era": s.era, "kernel": s.kernel, "reason": s.reason} for s in session.skipped
         ],
-        "partial": partial or any(run.result.partial for run in session.runs),
+        "partial": partial or session.partial or any(run.result.partial for run in session.runs),
     }

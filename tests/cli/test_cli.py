@@ -224,3 +224,41 @@ def test_real_subprocess_exit_codes(tmp_path):
         cwd=ROOT,
     )
     assert bad.returncode == 2 and b"Traceback" not in bad.stderr
+
+
+def test_jsonl_trace_from_file_and_stdin(run_cli, tmp_path):
+    from tests.unit.test_trace_jsonl import yaml_to_jsonl
+
+    path = yaml_to_jsonl(TRACES / "seed-stale-gen0.yaml", tmp_path / "seed.jsonl")
+    from_file = json.loads(run_cli("replay", str(path), "--json", "-").stdout)
+    from_stdin = json.loads(run_cli("replay", "-", "--json", "-", input=path.read_text()).stdout)
+    assert from_file["trace"]["format"] == from_stdin["trace"]["format"] == "jsonl"
+    assert from_file["runs"] == from_stdin["runs"]
+    assert from_file["runs"][1]["stale_hits"]["harmful"] == 1
+
+
+def test_ctrl_c_writes_a_partial_report_and_exits_130(run_cli, tmp_path, monkeypatch):
+    import kvmgen.cli.app as app
+
+    def interrupting(quiet):
+        def tick(label, done, total):
+            raise KeyboardInterrupt
+
+        return tick
+
+    monkeypatch.setattr(app, "progress_callback", interrupting)
+    out = tmp_path / "partial.json"
+    result = run_cli("replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q")
+    assert result.exit_code == 130
+    assert "interrupted after" in result.stderr and "partial" in result.stderr
+    doc = json.loads(out.read_text())
+    assert doc["partial"] is True and doc["runs"][0]["partial"] is True
+    assert len(doc["runs"]) == 1
+
+
+def test_no_progress_bar_without_a_terminal(monkeypatch):
+    from kvmgen.cli.app import progress_callback
+
+    monkeypatch.delenv("CI", raising=False)
+    assert progress_callback(quiet=False) is None  # pytest's stderr is not a terminal
+    assert progress_callback(quiet=True) is None

@@ -1,0 +1,165 @@
+"""JSON Lines traces: same events and reports as format v1, errors with lines, streaming."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+
+from kvmgen.errors import TraceError
+from kvmgen.report.document import build_document
+from kvmgen.runner import resolve_target, run_session
+from kvmgen.trace import load_trace
+from kvmgen.trace.jsonl import check_streamed_for_run, looks_like_jsonl, scan_jsonl
+from kvmgen.trace.records import Event, Op, Trace
+from tests.conftest import TRACES
+from tests.property.strategies import runs, traces
+
+pytestmark = pytest.mark.usefixtures("warm_engine")
+SAMPLES = sorted(TRACES.glob("*.yaml"))
+
+
+def yaml_to_jsonl(path: Path, out: Path) -> Path:
+    doc = yaml.safe_load(path.read_text())
+    lines = [json.dumps({"kvmgen": 1, **({"vm": doc["vm"]} if "vm" in doc else {})})]
+    lines += [json.dumps(event) for event in doc["events"]]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _event_dict(e: Event) -> dict:
+    out: dict = {"op": e.op.name.lower()}
+    if e.op != Op.BUMP and e.op != Op.ACCESS:
+        out["slot"] = e.slot
+    if e.address_space:
+        out["as"] = e.address_space
+    if e.op in (Op.CREATE, Op.MOVE, Op.ACCESS):
+        out["gfn"] = e.gfn
+    if e.op == Op.CREATE:
+        out["pages"] = e.pages
+    if e.op in (Op.CREATE, Op.FLAGS) and e.flags is not None:
+        out["flags"] = e.flags
+    if e.op == Op.ACCESS:
+        out.update(vcpu=e.vcpu, kind=e.kind.name.lower())
+    if e.op == Op.BUMP:
+        out["count"] = e.repeat
+    elif e.repeat != 1:
+        out["repeat"] = e.repeat
+    if e.during:
+        out["during"] = [{**_event_dict(d), "window": d.window.name.lower()}
+                         for d in sorted(e.during, key=lambda d: d.sub)]
+    return out
+
+
+def trace_to_jsonl(trace: Trace, out: Path) -> Path:
+    vm = {"address_spaces": trace.vm.address_spaces, "vcpus": trace.vm.vcpus,
+          "slots": [{"slot": s.slot, "as": s.address_space, "gfn": s.gfn, "pages": s.pages}
+                    for s in trace.vm.slots]}
+    lines = [json.dumps({"kvmgen": 1, "vm": vm})]
+    lines += [json.dumps(_event_dict(e)) for e in trace.events]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _strip(events):
+    """Events without source positions (and a move's pages, which loaders fill in)."""
+    return [replace(e, line=0, column=0, pages=0 if e.op == Op.MOVE else e.pages,
+                    during=tuple(replace(d, line=0, column=0) for d in e.during))
+            for e in events]
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+def test_sample_as_jsonl_gives_the_same_runs(path, tmp_path):
+    streamed = scan_jsonl(str(yaml_to_jsonl(path, tmp_path / "t.jsonl")))
+    in_memory = load_trace(path)
+    a = run_session(streamed, [resolve_target(streamed, None, None)])
+    b = run_session(in_memory, [resolve_target(in_memory, None, None)])
+    assert build_document(a)["runs"] == build_document(b)["runs"]
+    assert _strip(streamed.materialize().events) == _strip(in_memory.events)
+
+
+@settings(max_examples=60)
+@given(spec=runs(), data=traces(2))
+def test_streamed_equals_in_memory_on_generated_traces(tmp_path_factory, spec, data):
+    path = trace_to_jsonl(data, tmp_path_factory.mktemp("g") / "t.jsonl")
+    streamed = scan_jsonl(str(path))
+    assert _strip(streamed.materialize().events) == _strip(data.events)
+    if spec.address_spaces == 2:
+        from kvmgen.engine.replay import replay_engine, replay_streamed
+
+        (got,) = replay_streamed(streamed, [spec])
+        assert got == replay_engine(data, spec)
+
+
+def test_bad_event_names_its_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"kvmgen": 1}\n{"op": "access", "gfn": 1}\n\n{"op": "access", "gfn": -4}\n')
+    streamed = scan_jsonl(str(path))
+    with pytest.raises(TraceError) as info:
+        streamed.materialize()
+    assert str(info.value).startswith(f"{path}:4: event 1 (access): gfn: ")
+
+
+def test_syntax_error_names_its_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"kvmgen": 1}\n{"op": "access", "gfn": 1\n')
+    with pytest.raises(TraceError, match=r"bad\.jsonl:2: not valid JSON"):
+        scan_jsonl(str(path)).materialize()
+
+
+def test_header_rules(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"kvmgen": 1, "events": []}\n')
+    with pytest.raises(TraceError, match="no events key"):
+        scan_jsonl(str(path))
+    path.write_text('{"kvmgen": 2}\n')
+    with pytest.raises(TraceError, match="unsupported format version 2"):
+        scan_jsonl(str(path))
+    path.write_text("\n\n")
+    with pytest.raises(TraceError, match="empty trace"):
+        scan_jsonl(str(path))
+
+
+def test_address_space_check_names_first_event(tmp_path):
+    path = tmp_path / "as.jsonl"
+    path.write_text('{"kvmgen": 1}\n{"op": "access", "gfn": 1}\n{"op": "bump", "as": 1, "count": 2}\n')
+    streamed = scan_jsonl(str(path))
+    check_streamed_for_run(streamed, 2)
+    with pytest.raises(TraceError, match=r"as\.jsonl:3: event 1 \(bump\): as: address space 1"):
+        check_streamed_for_run(streamed, 1)
+
+
+def test_sniffing():
+    assert looks_like_jsonl(b'{"kvmgen": 1, "vm": {"era": "E5"}}\n')
+    assert not looks_like_jsonl(b'{"kvmgen": 1, "events": [\n')
+    assert not looks_like_jsonl(b"kvmgen: 1\n")
+
+
+def test_interrupt_gives_a_partial_session(tmp_path):
+    streamed = scan_jsonl(str(yaml_to_jsonl(TRACES / "vga-dirty-log.yaml", tmp_path / "v.jsonl")))
+
+    def stop(label, done, total):
+        raise KeyboardInterrupt
+
+    session = run_session(streamed, [resolve_target(streamed, None, None)], progress=stop)
+    assert session.partial
+    assert all(run.result.partial for run in session.runs)
+    doc = build_document(session)
+    assert doc["partial"] is True
+    assert doc["runs"][0]["events_replayed"] == streamed.event_count  # one block: all of it
+
+
+def test_interrupt_in_memory_stops_after_the_first_run():
+    trace = load_trace(TRACES / "vga-dirty-log.yaml")
+    calls = []
+
+    def stop(label, done, total):
+        calls.append(label)
+        raise KeyboardInterrupt
+
+    session = run_session(trace, [resolve_target(trace, None, None)], progress=stop)
+    assert session.partial and len(session.runs) == 1 and len(calls) == 1
