@@ -25,6 +25,7 @@ from kvmgen.model.policy import (
 from kvmgen.model.versions import KernelChoice, era_for_version, lookup_era
 from kvmgen.stats import DEFAULT_RECORD_LIMIT, ReplayResult
 from kvmgen.trace import check_trace_for_run
+from kvmgen.trace.digest import content_digest
 from kvmgen.trace.jsonl import StreamedTrace, check_streamed_for_run
 from kvmgen.trace.records import Trace
 
@@ -77,6 +78,12 @@ class Session:
     def event_count(self) -> int:
         """Top-level events in the trace."""
         return event_count(self.trace)
+
+    def digest(self) -> str:
+        """The trace's content digest: the same whatever format it was read from."""
+        if isinstance(self.trace, StreamedTrace):
+            return self.trace.content_digest()
+        return content_digest(self.trace.vm, self.trace.events)
 
     def notes(self) -> dict[int, str]:
         """Event index -> the event's ``note``, for per-event output."""

@@ -190,16 +190,12 @@ def cost_model_dict(session: Session) -> dict[str, Any]:
 
 def build_document(session: Session, *, partial: bool = False) -> dict[str, Any]:
     """The whole report for one session."""
-    trace = session.trace
     return {
         "kvmgen_report": REPORT_VERSION,
         "generator": f"kvmgen {__version__}",
-        "trace": {
-            "path": trace.path,
-            "format": trace.format,
-            "sha256": trace.sha256,
-            "events": session.event_count(),
-        },
+        # Content identity only (no path, no format): the same trace gives the same
+        # bytes whether read as YAML, JSON, JSON Lines, from stdin or compiled.
+        "trace": {"sha256": session.digest(), "events": session.event_count()},
         "outcomes": list(OUTCOMES),
         "cost_model": cost_model_dict(session),
         "runs": [run_dict(run) for run in session.runs],

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from kvmgen.errors import TraceError
+from kvmgen.trace.digest import TraceDigest
 from kvmgen.trace.fields import Problem, parse_int
 from kvmgen.trace.records import Event, Op, Trace, VmHeader
 from kvmgen.trace.tree import Map, Seq
@@ -94,6 +95,7 @@ class StreamedTrace:
     first_use_of_as: dict[int, tuple[int, int, str]]
     notes: dict[int, str] = field(default_factory=dict)
     file: str = ""  # where the bytes are (a spooled copy for stdin); path names it
+    digest: str | None = None  # content digest, known once a pass has read every event
     format: str = "jsonl"
     version: int = FORMAT_VERSION
 
@@ -103,6 +105,7 @@ class StreamedTrace:
         number, raw = next(lines)
         validator, vm = _header(self.path, raw, number)
         vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
+        digest = TraceDigest(vm)
         block: list[Event] = []
         for index, (number, raw) in enumerate(lines):
             value = _parse_line(self.path, raw, number)
@@ -112,10 +115,21 @@ class StreamedTrace:
                 event = validator.event(index, _OneEvent(node, number))
             block.append(event)
             if len(block) >= size:
+                digest.update(block)
                 yield block
                 block = []
+        digest.update(block)
         if block:
             yield block
+        self.digest = digest.hexdigest()
+
+    def content_digest(self) -> str:
+        """The trace's content digest (reads the file once more if no pass finished)."""
+        if self.digest is None:
+            for _ in self.blocks():
+                pass
+        assert self.digest is not None
+        return self.digest
 
     def materialize(self) -> Trace:
         """The whole trace in memory (for the reference model and small files)."""

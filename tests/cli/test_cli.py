@@ -189,7 +189,8 @@ def test_stdin_trace(run_cli):
     text = (TRACES / "smm-cache-as0.yaml").read_text()
     result = run_cli("replay", "-", "--json", "-", input=text)
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["trace"]["path"] == "<stdin>"
+    from_file = run_cli("replay", str(TRACES / "smm-cache-as0.yaml"), "--json", "-").stdout
+    assert result.stdout == from_file
 
 
 def test_no_era_anywhere_is_usage_error(run_cli, tmp_path):
@@ -226,15 +227,25 @@ def test_real_subprocess_exit_codes(tmp_path):
     assert bad.returncode == 2 and b"Traceback" not in bad.stderr
 
 
-def test_jsonl_trace_from_file_and_stdin(run_cli, tmp_path):
+@pytest.mark.parametrize("name", ["seed-stale-gen0.yaml", "churn-delete-move.yaml"])
+def test_same_report_bytes_from_yaml_json_jsonl_and_stdin(run_cli, tmp_path, name):
+    import yaml
+
     from tests.unit.test_trace_jsonl import yaml_to_jsonl
 
-    path = yaml_to_jsonl(TRACES / "seed-stale-gen0.yaml", tmp_path / "seed.jsonl")
-    from_file = json.loads(run_cli("replay", str(path), "--json", "-").stdout)
-    from_stdin = json.loads(run_cli("replay", "-", "--json", "-", input=path.read_text()).stdout)
-    assert from_file["trace"]["format"] == from_stdin["trace"]["format"] == "jsonl"
-    assert from_file["runs"] == from_stdin["runs"]
-    assert from_file["runs"][1]["stale_hits"]["harmful"] == 1
+    source = TRACES / name
+    jsonl = yaml_to_jsonl(source, tmp_path / "t.jsonl")
+    as_json = tmp_path / "t.json"
+    as_json.write_text(json.dumps(yaml.safe_load(source.read_text())))
+    reports = [
+        run_cli("replay", str(source), "--json", "-").stdout,
+        run_cli("replay", str(as_json), "--json", "-").stdout,
+        run_cli("replay", str(jsonl), "--json", "-").stdout,
+        run_cli("replay", "-", "--json", "-", input=jsonl.read_text()).stdout,
+        run_cli("replay", "-", "--json", "-", input=source.read_text()).stdout,
+    ]
+    assert len(set(reports)) == 1
+    assert json.loads(reports[0])["runs"]
 
 
 def test_ctrl_c_writes_a_partial_report_and_exits_130(run_cli, tmp_path, monkeypatch):
