@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING, Union
 
 from kvmgen.errors import KvmgenError, UsageError
 from kvmgen.model.costs import CostBreakdown, CostModel, run_costs
@@ -29,8 +30,20 @@ from kvmgen.trace.digest import content_digest
 from kvmgen.trace.jsonl import StreamedTrace, check_streamed_for_run
 from kvmgen.trace.records import Trace
 
-AnyTrace = Trace | StreamedTrace
-"""An in-memory trace, or a JSON Lines trace replayed block by block."""
+if TYPE_CHECKING:
+    from kvmgen.engine.compiled import CompiledTrace
+
+AnyTrace = Union[Trace, StreamedTrace, "CompiledTrace"]
+"""An in-memory trace, a JSON Lines trace replayed block by block, or a compiled one.
+
+Compiled traces are told apart by ``format == "compiled"`` so that importing this
+module does not import the engine (and numba).
+"""
+
+
+def _compiled(trace: AnyTrace) -> bool:
+    return trace.format == "compiled"
+
 
 Replayer = Callable[..., ReplayResult]
 
@@ -81,22 +94,22 @@ class Session:
 
     def digest(self) -> str:
         """The trace's content digest: the same whatever format it was read from."""
-        if isinstance(self.trace, StreamedTrace):
-            return self.trace.content_digest()
-        return content_digest(self.trace.vm, self.trace.events)
+        if isinstance(self.trace, Trace):
+            return content_digest(self.trace.vm, self.trace.events)
+        return self.trace.content_digest()
 
     def notes(self) -> dict[int, str]:
         """Event index -> the event's ``note``, for per-event output."""
-        if isinstance(self.trace, StreamedTrace):
-            return dict(self.trace.notes)
-        return {e.index: e.note for e in self.trace.events if e.note}
+        if isinstance(self.trace, Trace):
+            return {e.index: e.note for e in self.trace.events if e.note}
+        return dict(self.trace.notes)
 
 
 def event_count(trace: AnyTrace) -> int:
     """Top-level events in ``trace``."""
-    if isinstance(trace, StreamedTrace):
-        return trace.event_count
-    return len(trace.events)
+    if isinstance(trace, Trace):
+        return len(trace.events)
+    return trace.event_count
 
 
 def resolve_target(trace: AnyTrace, kernel: str | None, era: str | None) -> Target:
@@ -130,11 +143,13 @@ def targets_for(kernels: Sequence[str], eras: Sequence[str]) -> list[Target]:
 
 
 def _engine() -> Replayer:
-    from kvmgen.engine.replay import replay_engine, replay_streamed
+    from kvmgen.engine.replay import replay_encoded, replay_engine, replay_streamed
 
     def replay(trace: AnyTrace, spec: RunSpec, **options: object) -> ReplayResult:
         if isinstance(trace, StreamedTrace):
             return replay_streamed(trace, [spec], **options)[0]  # type: ignore[arg-type]
+        if _compiled(trace):
+            return replay_encoded(trace.encoded, spec, **options)  # type: ignore[union-attr,arg-type]
         return replay_engine(trace, spec, **options)  # type: ignore[arg-type]
 
     return replay
@@ -145,6 +160,11 @@ def _reference() -> Replayer:
 
     def replay(trace: AnyTrace, spec: RunSpec, **options: object) -> ReplayResult:
         # The oracle is for checking, not for scale: it takes the trace in memory.
+        if _compiled(trace):
+            raise UsageError(
+                f"{trace.path}: --reference needs the source trace; a compiled trace holds "
+                "only the engine's arrays"
+            )
         if isinstance(trace, StreamedTrace):
             trace = trace.materialize()
         options.pop("progress", None)
@@ -174,10 +194,10 @@ def plan_runs(
     if header_is_hint and not address_spaces and nas not in era.allowed_address_spaces:
         nas = era.default_address_spaces
     check_address_spaces(era, nas, target.choice)
-    if isinstance(trace, StreamedTrace):
-        check_streamed_for_run(trace, nas)
-    else:
+    if isinstance(trace, Trace):
         check_trace_for_run(trace, nas)
+    else:
+        check_streamed_for_run(trace, nas)
     return resolve_runs(era, nas, list(policies), target.choice)
 
 

@@ -60,7 +60,20 @@ def load_input(path: str, fmt: str | None) -> Any:
         raise UsageError(f"{path}: no such file")
     if fmt == "jsonl" or (fmt is None and path.lower().endswith(".jsonl")):
         return scan_jsonl(path)
+    if fmt is None and is_zip(path):
+        from kvmgen.engine.compiled import load_compiled
+
+        return load_compiled(path)
     return load_trace(path, fmt=fmt)
+
+
+def is_zip(path: str) -> bool:
+    """Whether ``path`` starts like a zip archive (a compiled trace)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def progress_callback(quiet: bool) -> Any:

@@ -224,7 +224,17 @@ def replay_engine(
     progress: Progress | None = None,
 ) -> ReplayResult:
     """Replay an in-memory ``trace`` under ``spec`` with the jitted engine."""
-    enc = encode(trace)
+    return replay_encoded(encode(trace), spec, record_limit=record_limit, progress=progress)
+
+
+def replay_encoded(
+    enc: EncodedTrace,
+    spec: RunSpec,
+    *,
+    record_limit: int = DEFAULT_RECORD_LIMIT,
+    progress: Progress | None = None,
+) -> ReplayResult:
+    """Replay already-encoded arrays (a whole trace, or a compiled one) under ``spec``."""
     state = new_state(enc, spec, record_limit)
     complete = run_blocks(_split(enc, BLOCK_EVENTS), state, progress)
     return to_result(enc, spec, state, partial=not complete)

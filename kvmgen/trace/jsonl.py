@@ -292,8 +292,12 @@ def scan_jsonl(file: str, name: str | None = None) -> StreamedTrace:
     )
 
 
-def check_streamed_for_run(trace: StreamedTrace, address_spaces: int) -> None:
-    """Refuse a run whose address-space count the trace exceeds (names the first event)."""
+def check_streamed_for_run(trace: Any, address_spaces: int) -> None:
+    """Refuse a run whose address-space count the trace exceeds (names the first event).
+
+    For any trace not held as events (streamed or compiled): it needs ``path``,
+    ``vm`` and ``first_use_of_as``.
+    """
     for decl in trace.vm.slots:
         if decl.address_space >= address_spaces:
             raise TraceError(

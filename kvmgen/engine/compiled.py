@@ -1,0 +1,250 @@
+"""Compiled traces: the engine's arrays saved once, replayed many times.
+
+``kvmgen compile TRACE -o FILE`` writes a NumPy ``.npz`` archive holding the
+encoded event arrays plus a JSON manifest: the header, the notes, the trace's
+content digest, the source file's path and SHA-256, a fingerprint of the array
+layout and a SHA-256 of the arrays. Loading checks all of it: a compiled file
+whose source changed since (stale), whose layout this kvmgen does not use, or
+whose bytes do not match their hash (corrupt) is refused with one clear line,
+never replayed into a wrong report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kvmgen import __version__
+from kvmgen.engine import kernels as k
+from kvmgen.engine.encode import EncodedTrace, Encoder, encode
+from kvmgen.errors import TraceError
+from kvmgen.trace.jsonl import StreamedTrace
+from kvmgen.trace.records import Event, SlotDecl, Trace, VmHeader
+
+COMPILED_VERSION = 1
+_ARRAYS = (
+    "gfns",
+    "ev_op",
+    "ev_as",
+    "ev_vcpu",
+    "ev_x",
+    "ev_rep",
+    "ev_index",
+    "upd",
+    "dur",
+    "initial_cover",
+)
+
+
+def layout_fingerprint() -> str:
+    """Identifies the kernels' array layout; a compiled file is only valid for its own."""
+    names = sorted(n for n in dir(k) if n.isupper() and isinstance(getattr(k, n), int))
+    text = ",".join(f"{n}={getattr(k, n)}" for n in names)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class CompiledTrace:
+    """A compiled trace, ready for the engine (no events in memory)."""
+
+    path: str
+    vm: VmHeader
+    digest: str
+    event_count: int
+    encoded: EncodedTrace
+    first_use_of_as: dict[int, tuple[int, int, str]]
+    notes: dict[int, str] = field(default_factory=dict)
+    source_path: str = ""
+    source_sha256: str = ""
+    format: str = "compiled"
+
+    @property
+    def max_address_space(self) -> int:
+        """The largest address space any event names."""
+        return max(self.first_use_of_as, default=0)
+
+    def content_digest(self) -> str:
+        """The source trace's content digest, recorded when it was compiled."""
+        return self.digest
+
+
+def _first_use(events: list[Event]) -> dict[int, tuple[int, int, str]]:
+    first: dict[int, tuple[int, int, str]] = {}
+    for event in events:
+        for item in (event, *event.during):
+            if item.address_space not in first:
+                first[item.address_space] = (event.index, event.line, event.op.name.lower())
+    return first
+
+
+def _vm_json(vm: VmHeader) -> dict[str, Any]:
+    return {
+        "kernel": vm.kernel,
+        "era": vm.era,
+        "address_spaces": vm.address_spaces,
+        "vcpus": vm.vcpus,
+        "line": vm.line,
+        "slots": [[s.slot, s.address_space, s.gfn, s.pages, s.flags, s.line] for s in vm.slots],
+    }
+
+
+def _vm_from_json(data: dict[str, Any]) -> VmHeader:
+    return VmHeader(
+        kernel=data["kernel"],
+        era=data["era"],
+        address_spaces=data["address_spaces"],
+        vcpus=data["vcpus"],
+        line=data["line"],
+        slots=tuple(SlotDecl(*row) for row in data["slots"]),
+    )
+
+
+def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in _ARRAYS:
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _encode_streamed(trace: StreamedTrace) -> tuple[EncodedTrace, dict[int, tuple[int, int, str]]]:
+    gfns = np.array(sorted(trace.access_gfns), dtype=np.int64)
+    encoder = Encoder(gfns, trace.vm.slots, max(trace.vm.vcpus or 0, trace.max_vcpu + 1))
+    parts = [encoder.encode(events) for events in trace.blocks()]
+    upd_base = dur_base = 0
+    ev_x, upd, dur = [], [], []
+    for part in parts:
+        x = part.ev_x.copy()
+        is_update = (part.ev_op != k.OP_ACCESS) & (part.ev_op != k.OP_BUMP)
+        x[is_update] += upd_base
+        rows = part.upd.copy()
+        rows[:, k.U_DSTART] += dur_base
+        rows[:, k.U_DEND] += dur_base
+        ev_x.append(x)
+        upd.append(rows)
+        dur.append(part.dur)
+        upd_base += len(part.upd)
+        dur_base += len(part.dur)
+    empty = encoder.encode([])
+    joined = EncodedTrace(
+        gfns=gfns,
+        ev_op=np.concatenate([p.ev_op for p in parts] or [empty.ev_op]),
+        ev_as=np.concatenate([p.ev_as for p in parts] or [empty.ev_as]),
+        ev_vcpu=np.concatenate([p.ev_vcpu for p in parts] or [empty.ev_vcpu]),
+        ev_x=np.concatenate(ev_x or [empty.ev_x]),
+        ev_rep=np.concatenate([p.ev_rep for p in parts] or [empty.ev_rep]),
+        ev_index=np.concatenate([p.ev_index for p in parts] or [empty.ev_index]),
+        upd=np.concatenate(upd or [empty.upd]),
+        dur=np.concatenate(dur or [empty.dur]),
+        initial_cover=encoder.initial_cover,
+        vcpus=encoder.vcpus,
+    )
+    return joined, dict(trace.first_use_of_as)
+
+
+def compile_trace(trace: Trace | StreamedTrace, out: str) -> CompiledTrace:
+    """Encode ``trace`` and write it to ``out``; return what a later load will give."""
+    if isinstance(trace, StreamedTrace):
+        enc, first_use = _encode_streamed(trace)
+        notes, count = dict(trace.notes), trace.event_count
+        digest, source_sha = trace.content_digest(), _file_sha256(trace.file or trace.path)
+    else:
+        enc, first_use = encode(trace), _first_use(list(trace.events))
+        notes = {e.index: e.note for e in trace.events if e.note}
+        count = len(trace.events)
+        from kvmgen.trace.digest import content_digest
+
+        digest, source_sha = content_digest(trace.vm, trace.events), trace.sha256
+    arrays = {name: getattr(enc, name) for name in _ARRAYS}
+    manifest = {
+        "kvmgen_compiled": COMPILED_VERSION,
+        "generator": f"kvmgen {__version__}",
+        "layout": layout_fingerprint(),
+        "source": {"path": trace.path, "sha256": source_sha},
+        "digest": digest,
+        "events": count,
+        "vcpus": enc.vcpus,
+        "vm": _vm_json(trace.vm),
+        "notes": {str(i): note for i, note in notes.items()},
+        "first_use_of_as": {str(a): list(v) for a, v in first_use.items()},
+        "arrays_sha256": _arrays_sha256(arrays),
+    }
+    with open(out, "wb") as handle:
+        np.savez(handle, manifest=np.frombuffer(json.dumps(manifest).encode(), np.uint8), **arrays)
+    return _from_parts(out, manifest, arrays)
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _from_parts(
+    path: str, manifest: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> CompiledTrace:
+    enc = EncodedTrace(vcpus=int(manifest["vcpus"]), **arrays)  # type: ignore[arg-type]
+    return CompiledTrace(
+        path=path,
+        vm=_vm_from_json(manifest["vm"]),
+        digest=manifest["digest"],
+        event_count=int(manifest["events"]),
+        encoded=enc,
+        first_use_of_as={int(a): tuple(v) for a, v in manifest["first_use_of_as"].items()},
+        notes={int(i): note for i, note in manifest["notes"].items()},
+        source_path=manifest["source"]["path"],
+        source_sha256=manifest["source"]["sha256"],
+    )
+
+
+def load_compiled(path: str, *, check_source: bool = True) -> CompiledTrace:
+    """Load a compiled trace, refusing stale, foreign or corrupt files."""
+
+    def corrupt(why: str) -> TraceError:
+        return TraceError(path, f"corrupt compiled trace ({why}): compile it again")
+
+    try:
+        # Our own handle: np.load leaks its file when the archive is damaged.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
+            if "manifest" not in archive.files:
+                raise corrupt("no manifest")
+            manifest = json.loads(archive["manifest"].tobytes().decode())
+            if manifest.get("kvmgen_compiled") != COMPILED_VERSION:
+                raise TraceError(
+                    path,
+                    f"compiled trace format {manifest.get('kvmgen_compiled')!r} is not the one "
+                    f"this kvmgen reads ({COMPILED_VERSION}): compile the trace again",
+                )
+            if manifest.get("layout") != layout_fingerprint():
+                raise TraceError(
+                    path,
+                    f"compiled by {manifest.get('generator')} for another engine layout: "
+                    "compile the trace again",
+                )
+            arrays = {name: archive[name] for name in _ARRAYS}
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as error:
+        raise corrupt(type(error).__name__) from None
+    if _arrays_sha256(arrays) != manifest["arrays_sha256"]:
+        raise corrupt("the arrays do not match their recorded SHA-256")
+    source = manifest["source"]
+    source_changed = (
+        check_source
+        and os.path.isfile(source["path"])
+        and _file_sha256(source["path"]) != source["sha256"]
+    )
+    if source_changed:
+        raise TraceError(
+            path,
+            f"stale compiled trace: {source['path']} changed since it was compiled "
+            f"(kvmgen compile {source['path']} -o {path})",
+        )
+    return _from_parts(path, manifest, arrays)
