@@ -22,6 +22,7 @@ from kvmgen.trace.records import (
     Window,
 )
 from kvmgen.trace.runcheck import trace_error_for_as
+from kvmgen.trace.yaml_fast import load_yaml_fast
 from kvmgen.trace.yaml_loader import load_yaml
 
 __all__ = [
@@ -72,6 +73,12 @@ def load_trace(
             raise TraceError(name, f"cannot read the trace: {error.strerror or error}") from None
     kind = detect_format(name, data, fmt)
     sha256 = hashlib.sha256(data).hexdigest()
+    if kind == "yaml":
+        # One flow-style event per line (what kvmgen's generators write) has a strict
+        # fast path; anything it does not handle, valid or not, takes the full loader.
+        fast = load_yaml_fast(name, data, sha256)
+        if fast is not None:
+            return fast
     load = load_json if kind == "json" else load_yaml
     try:
         return load(name, data, sha256)

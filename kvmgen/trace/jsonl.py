@@ -23,8 +23,9 @@ import orjson
 
 from kvmgen.errors import TraceError
 from kvmgen.trace.digest import TraceDigest
+from kvmgen.trace.fastpath import VCPU_LIMIT, plain_access
 from kvmgen.trace.fields import Problem, parse_int
-from kvmgen.trace.records import Event, Op, Trace, VmHeader
+from kvmgen.trace.records import Event, Trace, VmHeader
 from kvmgen.trace.tree import Map, Seq
 from kvmgen.trace.validate import FORMAT_VERSION, _Validator
 
@@ -109,7 +110,7 @@ class StreamedTrace:
         block: list[Event] = []
         for index, (number, raw) in enumerate(lines):
             value = _parse_line(self.path, raw, number)
-            event = _plain_access(value, index, number, vcpus)
+            event = plain_access(value, index, number, 0, vcpus)
             if event is None:
                 node = _locate(value, number)
                 event = validator.event(index, _OneEvent(node, number))
@@ -144,45 +145,6 @@ class StreamedTrace:
             max_address_space=self.max_address_space,
             max_vcpu=self.max_vcpu,
         )
-
-
-VCPU_LIMIT = 4096
-_GFN_END = 1 << 40
-_REPEAT_MAX = 1 << 62
-_PLAIN_ACCESS_KEYS = frozenset({"op", "gfn", "as", "vcpu", "repeat"})
-
-
-def _plain_access(value: Any, index: int, line: int, vcpus: int) -> Event | None:
-    """The common line, an access with plain in-range integers, without the full validator.
-
-    Anything else (another op, gpa, kind, note, hex strings, an out-of-range or
-    non-integer value) returns None and goes through the format-v1 validator, which
-    gives the same event for valid input and the one-line error for invalid input.
-    """
-    if (
-        type(value) is not dict
-        or value.get("op") != "access"
-        or not (value.keys() <= _PLAIN_ACCESS_KEYS)
-    ):
-        return None
-    gfn = value.get("gfn")
-    a = value.get("as", 0)
-    vcpu = value.get("vcpu", 0)
-    repeat = value.get("repeat", 1)
-    if not (
-        type(gfn) is int
-        and type(a) is int
-        and type(vcpu) is int
-        and type(repeat) is int
-        and 0 <= gfn < _GFN_END
-        and 0 <= a <= 1
-        and 0 <= vcpu < vcpus
-        and 1 <= repeat <= _REPEAT_MAX
-    ):
-        return None
-    return Event(
-        index=index, op=Op.ACCESS, line=line, address_space=a, gfn=gfn, vcpu=vcpu, repeat=repeat
-    )
 
 
 def _header(path: str, raw: bytes, number: int) -> tuple[_Validator, VmHeader]:

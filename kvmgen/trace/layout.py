@@ -119,7 +119,8 @@ class Layout:
 
     def delete(self, w: Where, node: Any, a: int, slot: int) -> None:
         """Remove an existing slot."""
-        self._tables[a].remove(self.existing(w, node, a, slot).slot)
+        found = self.existing(w, node, a, slot)  # first: the table may not exist yet
+        self._tables[a].remove(found.slot)
 
     def existing(self, w: Where, node: Any, a: int, slot: int) -> Slot:
         """The live slot ``slot`` of address space ``a``; an error if there is none."""

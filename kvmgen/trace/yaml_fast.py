@@ -1,0 +1,198 @@
+"""A strict fast path for the common YAML layout: one flow-style event per line.
+
+Generated and imported traces look like ``  - {op: access, gfn: 0xfebf1, vcpu: 0}``,
+one event per line after the header. Parsing those lines with a small tokenizer
+instead of a YAML parser is an order of magnitude faster. The path is strict: the
+header still goes through the full YAML loader, and any line it does not fully
+understand (block style, ``during`` lists, quotes with escapes, YAML's special words,
+comments after data, ...) makes :func:`load_yaml_fast` return None so the caller
+uses the full loader for the whole file. Invalid input is also handed back, so
+errors always come from the full loader, with its exact messages and positions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kvmgen.errors import TraceError
+from kvmgen.trace.fastpath import VCPU_LIMIT, plain_access
+from kvmgen.trace.records import Event, Trace
+from kvmgen.trace.tree import Map, decode
+from kvmgen.trace.validate import _Validator
+from kvmgen.trace.yaml_loader import parse_yaml
+
+_EVENTS_KEY = re.compile(r"^events:\s*$")
+_EVENT = re.compile(r"^( *)- \{(.*)\}[ \t]*$")
+_PAIR = re.compile(r'\s*([A-Za-z_]+): ("[^"\\]*"|[^,"{}\[\]#&*!|>\'%@`]*?)\s*(,|$)')
+_INT = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"[+-]?[0-9]+\.[0-9]+")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Plain scalars YAML would not read as plain text.
+_SPECIAL = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ""})
+_TEXT_KEYS = frozenset({"note"})
+
+
+def _scalar(key: str, text: str) -> Any:
+    """The value of one plain or double-quoted flow scalar; raise ValueError to give up."""
+    if text.startswith('"'):
+        return text[1:-1]
+    if text.lower() in _SPECIAL:
+        raise ValueError(text)
+    if key in _TEXT_KEYS:
+        return text  # an unquoted note is its source text, as in the full loader
+    if _INT.fullmatch(text):
+        return int(text, 0)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if _WORD.fullmatch(text):
+        return text
+    raise ValueError(text)
+
+
+_UNQUOTED_UNSAFE = re.compile(r"[{}\[\]#&*!|>'%@`\"]")
+
+
+# Every key format v1 allows in an event; any other word goes to the full loader.
+_KEYS = frozenset(
+    {
+        "op",
+        "slot",
+        "as",
+        "gfn",
+        "gpa",
+        "pages",
+        "flags",
+        "repeat",
+        "count",
+        "vcpu",
+        "kind",
+        "t",
+        "note",
+        "window",
+        "during",
+    }
+)
+_MEMO_LIMIT = 1 << 16
+
+
+def _parse_event(inside: str, memo: dict[str, Any]) -> dict[str, Any] | None:
+    """``key: value`` pairs of one flow mapping, or None if any part is unusual.
+
+    ``memo`` caches typed values by their text: traces repeat the same gfns, ops
+    and vCPU numbers on many lines.
+    """
+    if _UNQUOTED_UNSAFE.search(inside):
+        return _parse_pairs(inside)
+    # No quotes or flow punctuation inside: commas split pairs, ": " splits each.
+    out: dict[str, Any] = {}
+    try:
+        for part in inside.split(","):
+            key, sep, text = part.partition(": ")
+            key = key.strip()
+            if not sep or key in out or key not in _KEYS:
+                return None
+            text = text.strip()
+            if key in _TEXT_KEYS:
+                out[key] = _scalar(key, text)
+                continue
+            value = memo.get(text, memo)
+            if value is memo:
+                value = _scalar(key, text)
+                if len(memo) < _MEMO_LIMIT:
+                    memo[text] = value
+            out[key] = value
+    except ValueError:
+        return None
+    return out
+
+
+def _parse_pairs(inside: str) -> dict[str, Any] | None:
+    """The general tokenizer, for lines with quoted strings."""
+    out: dict[str, Any] = {}
+    end = 0
+    for match in _PAIR.finditer(inside):
+        if match.start() != end:
+            return None
+        key, text = match.group(1), match.group(2)
+        if key in out:
+            return None
+        try:
+            out[key] = _scalar(key, text)
+        except ValueError:
+            return None
+        end = match.end()
+        if match.group(3) == "":
+            break
+    return out if end == len(inside) and out else None
+
+
+def load_yaml_fast(path: str, data: bytes, sha256: str) -> Trace | None:
+    """The trace, if the file has the one-event-per-line layout and is valid; else None."""
+    text = decode(path, data)
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if _EVENTS_KEY.match(line)), None)
+    if start is None:
+        return None
+    header = "\n".join(lines[: start + 1]) + " []\n"
+    try:
+        root, pos = parse_yaml(path, header.encode())
+        validator = _Validator(path)
+        vm = validator.trace(root, pos, "yaml", sha256).vm
+    except TraceError:
+        return None
+    vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
+    events: list[Event] = []
+    memo: dict[str, Any] = {}
+    indent: str | None = None
+    try:
+        for number in range(start + 2, len(lines) + 1):
+            line = lines[number - 1]
+            stripped = line.strip()
+            if not stripped or (stripped.startswith("#") and indent is not None):
+                continue
+            match = _EVENT.match(line)
+            if match is None or (indent is not None and match.group(1) != indent):
+                return None
+            indent = match.group(1)
+            value = _parse_event(match.group(2), memo)
+            if value is None or "during" in value:
+                return None
+            column = match.start(2)
+            index = len(events)
+            event = plain_access(value, index, number, column, vcpus)
+            if event is None:
+                node = Map((number, column))
+                for key, item in value.items():
+                    node.put(key, item, (number, None), (number, None))
+                event = validator.event(index, _One(node))
+            else:
+                validator.max_as = max(validator.max_as, event.address_space)
+                validator.max_vcpu = max(validator.max_vcpu, event.vcpu)
+            events.append(event)
+    except TraceError:
+        return None
+    if not events:
+        return None  # "events:" with no list is null, an error only the full loader words
+    return Trace(
+        path=path,
+        format="yaml",
+        version=1,
+        vm=vm,
+        events=tuple(events),
+        sha256=sha256,
+        max_address_space=validator.max_as,
+        max_vcpu=validator.max_vcpu,
+    )
+
+
+class _One:
+    """Stands in for the events list so the validator can check one line's event."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.at = node.at
+        self.src = None
+
+    def __getitem__(self, index: int) -> Any:
+        return self.node

@@ -1,0 +1,129 @@
+"""The one-event-per-line YAML fast path gives exactly what the full loader gives."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvmgen.errors import TraceError
+from kvmgen.trace import load_trace
+from kvmgen.trace.records import Trace
+from kvmgen.trace.yaml_fast import load_yaml_fast
+from kvmgen.trace.yaml_loader import load_yaml
+from tests.conftest import TRACES
+from tests.property.strategies import traces
+from tests.unit.test_trace_jsonl import _event_dict
+
+
+def _both(text: str) -> tuple[Trace | None, Trace]:
+    data = text.encode()
+    sha = hashlib.sha256(data).hexdigest()
+    return load_yaml_fast("t.yaml", data, sha), load_yaml("t.yaml", data, sha)
+
+
+def _flow(value: object) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return hex(value) if value > 255 else str(value)
+    return str(value)
+
+
+def _as_flow_yaml(trace: Trace) -> str:
+    head = ["kvmgen: 1", "vm:", f"  vcpus: {trace.vm.vcpus}"]
+    if trace.vm.address_spaces:
+        head.append(f"  address_spaces: {trace.vm.address_spaces}")
+    if trace.vm.slots:
+        head.append("  slots:")
+        head += [f"    - {{slot: {s.slot}, as: {s.address_space}, gfn: {s.gfn}, "
+                 f"pages: {s.pages}}}" for s in trace.vm.slots]
+    head.append("events:")
+    return "\n".join(head + [f"  - {_flow(_event_dict(e))}" for e in trace.events]) + "\n"
+
+
+@pytest.mark.parametrize("path", sorted(TRACES.glob("*.yaml")), ids=lambda p: p.name)
+def test_samples_fast_path_or_fallback(path):
+    fast, full = _both(path.read_text())
+    assert fast is None or fast == full
+
+
+def test_wrap_probe_sample_takes_the_fast_path():
+    fast, full = _both((TRACES / "wrap-probe-6.18.yaml").read_text())
+    assert fast is not None and fast == full
+
+
+@settings(max_examples=80)
+@given(trace=traces(2))
+def test_generated_flow_traces_load_identically(trace):
+    if any(e.during for e in trace.events) or not trace.events:
+        return
+    fast, full = _both(_as_flow_yaml(trace))
+    assert fast is not None
+    assert fast == full
+
+
+HEAD = "kvmgen: 1\nvm: {era: E5, vcpus: 2}\nevents:\n"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '  - {op: access, gpa: "0xfebf1000", vcpu: 1, kind: write, note: "a, b: c"}',
+        "  - {op: access, gfn: 0x10, t: 12.5, note: dirty logging on}",
+        "  - {op: create, slot: 0, gfn: 0x100, pages: 16, note: 42}",
+        "  - {op: bump, as: 1, count: 3}",
+        "  - {op: access, gfn: 5, repeat: 7}   ",
+    ],
+)
+def test_quoted_notes_times_and_other_ops(line):
+    fast, full = _both(HEAD + line + "\n")
+    assert fast is not None and fast == full
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "  - {op: access, gfn: 0x10}  # trailing comment",
+        "  - {op: access, gfn: 010}",
+        "  - {op: access, gfn: yes}",
+        "  - {op: access, gfn: 1, gfn: 2}",
+        "  - op: access\n    gfn: 3",
+        "  - {op: access, gfn: &a 3}",
+        "  - {op: access, gfn: 'x'}",
+    ],
+)
+def test_unusual_lines_fall_back(line):
+    data = (HEAD + line + "\n").encode()
+    assert load_yaml_fast("t.yaml", data, hashlib.sha256(data).hexdigest()) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "  - {op: access, gfn: -1}",
+        "  - {op: access, gfn: 0x10, vcpu: 2}",
+        "  - {op: delete, slot: 4}",
+        "  - {op: acces, gfn: 1}",
+        "  - {op: access, gfn: 1, bogus: 1}",
+    ],
+)
+def test_errors_are_the_full_loaders(tmp_path, line):
+    path = tmp_path / "bad.yaml"
+    path.write_text(HEAD + "  - {op: access, gfn: 1}\n" + line + "\n")
+    with pytest.raises(TraceError) as via_load:
+        load_trace(path)
+    data = path.read_bytes()
+    with pytest.raises(TraceError) as via_full:
+        load_yaml(str(path), data, hashlib.sha256(data).hexdigest())
+    assert str(via_load.value) == str(via_full.value)
+    assert ":5:" in str(via_load.value)
+
+
+@given(st.lists(st.integers(0, 4095), min_size=1, max_size=30))
+def test_integer_spellings(values):
+    lines = [f"  - {{op: access, gfn: {v if i % 2 else hex(v)}}}" for i, v in enumerate(values)]
+    fast, full = _both(HEAD + "\n".join(lines) + "\n")
+    assert fast is not None and fast == full
