@@ -31,11 +31,18 @@ def test_readme_shows_commands():
     assert len(COMMANDS) >= 6 and PYTHON_BLOCKS
 
 
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """One directory for all README commands, in order: later ones use earlier outputs."""
+    path = tmp_path_factory.mktemp("readme")
+    (path / "traces").symlink_to(ROOT / "traces")
+    return path
+
+
 @pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command(command, tmp_path):
-    (tmp_path / "traces").symlink_to(ROOT / "traces")
+def test_readme_command(command, workdir):
     argv = [sys.executable, "-m", "kvmgen", *shlex.split(command)[1:]]
-    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True)
     assert done.returncode == EXPECTED_CODE.get(command, 0), done.stderr
     assert "Traceback" not in done.stderr
 
