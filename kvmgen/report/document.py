@@ -16,8 +16,11 @@ from kvmgen.model.policy import HISTORICAL, NONE
 from kvmgen.runner import RunOutcome, Session
 from kvmgen.stats import OUTCOMES, StaleHit
 
-REPORT_VERSION = 1
-"""Bumped whenever a key is removed or changes meaning (adding keys does not bump it)."""
+REPORT_VERSION = 2
+"""Bumped whenever a key is removed or changes meaning (adding keys does not bump it).
+
+2: ``trace`` lost ``path`` and ``format``; ``trace.sha256`` is the content digest.
+"""
 
 # Metrics compared between the historical-bias run and the no-bias run.
 DELTA_METRICS: tuple[str, ...] = (

@@ -1,0 +1,280 @@
+"""``kvmgen check``, ``kvmgen diff`` and ``kvmgen schema``: the CI regression gate.
+
+Only click and kvmgen's error types are imported here; the gate package (and
+with it the report and replay modules) is imported inside each command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from kvmgen.cli.app import cli, make_console, split_values
+from kvmgen.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from kvmgen.gate.check import CheckOutcome, TraceRun
+
+SCHEMAS = ("report", "check", "baseline")
+
+
+def _write(target: str, data: bytes, what: str) -> None:
+    """Write an output file (``-`` is stdout); an unwritable path is a usage error."""
+    from kvmgen.cli.app import write_output
+
+    try:
+        write_output(target, data)
+    except OSError as exc:
+        raise UsageError(f"{what} {target}: cannot write: {exc.strerror or exc}") from None
+
+
+@cli.command()
+@click.argument("traces", nargs=-1, metavar="[TRACE]...")
+@click.option(
+    "--kernel", "kernels", multiple=True, help="Kernel version(s); several run like compare."
+)
+@click.option("--era", "eras", multiple=True, help="Era(s) E0..E12, or 'all'.")
+@click.option(
+    "--bias",
+    "biases",
+    multiple=True,
+    metavar="POLICY",
+    help="historical, none or an integer B; repeat or comma-separate "
+    "[default: historical and none].",
+)
+@click.option(
+    "--address-spaces",
+    type=click.IntRange(1, 2),
+    default=None,
+    help="Memslot address spaces (1 or 2) [default: trace header, else era].",
+)
+@click.option(
+    "--costs",
+    "costs_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML file overriding unit costs.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json", "jsonl"]),
+    help="Trace format [default: from the file name, else sniffed].",
+)
+@click.option("--reference", is_flag=True, help="Replay with the plain-Python reference model.")
+@click.option(
+    "--record-limit",
+    type=click.IntRange(1, 10**7),
+    default=None,
+    help="Records kept per run in saved reports [default: 10000]; counts stay exact.",
+)
+@click.option(
+    "--max",
+    "max_limits",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Fail when a run's METRIC is above VALUE (repeatable).",
+)
+@click.option(
+    "--max-regression",
+    "regressions",
+    multiple=True,
+    metavar="METRIC=PCT",
+    help="Fail when METRIC grew more than PCT % over the baseline run; all=PCT for every metric.",
+)
+@click.option("--baseline", metavar="FILE", help="Reports to compare with (--save-baseline).")
+@click.option(
+    "--allow-changed-traces/--no-allow-changed-traces",
+    default=None,
+    help="Compare with a baseline saved for other trace content instead of failing.",
+)
+@click.option("--save-baseline", metavar="FILE", help="Write this run's reports as a baseline.")
+@click.option("--junit", "junit_path", metavar="FILE", help="Write JUnit XML.")
+@click.option("--markdown", "markdown_path", metavar="FILE|-", help="Write a Markdown summary.")
+@click.option("--json", "json_path", metavar="PATH|-", help="Write the check result as JSON.")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="YAML settings file [default: [tool.kvmgen.check] in the nearest pyproject.toml].",
+)
+@click.option("--no-config", is_flag=True, help="Ignore pyproject.toml.")
+@click.option("-q", "--quiet", is_flag=True, help="No tables; failures still go to stderr.")
+def check(
+    traces: Sequence[str],
+    kernels: Sequence[str],
+    eras: Sequence[str],
+    biases: Sequence[str],
+    address_spaces: int | None,
+    costs_path: str | None,
+    fmt: str | None,
+    reference: bool,
+    record_limit: int | None,
+    max_limits: Sequence[str],
+    regressions: Sequence[str],
+    baseline: str | None,
+    allow_changed_traces: bool | None,
+    save_baseline: str | None,
+    junit_path: str | None,
+    markdown_path: str | None,
+    json_path: str | None,
+    config_path: str | None,
+    no_config: bool,
+    quiet: bool,
+) -> int:
+    """Replay TRACEs and fail (exit 1) when a run breaks a limit.
+
+    Limits: --max METRIC=VALUE on every run, --max-regression METRIC=PCT against
+    the same run in --baseline. Metrics: wrap_zaps, memslot_flush_zaps,
+    sptes_dropped, ram_refaults, mmio_refaults, mmio_slow_paths, wraps,
+    undetected_wraps, harmful_stale_hits, benign_stale_hits,
+    invalidation_cycles, total_cycles. Settings may also come from
+    [tool.kvmgen.check] in pyproject.toml or --config FILE.yaml; the command
+    line wins.
+    """
+    from kvmgen.cli.app import load_input
+    from kvmgen.gate.baseline import read_reports
+    from kvmgen.gate.check import ReplayRequest, evaluate, replay_traces
+    from kvmgen.gate.config import load_config
+    from kvmgen.gate.limits import MAX, MAX_REGRESSION, merge_limits, parse_options
+
+    if config_path and no_config:
+        raise UsageError("--config and --no-config contradict each other")
+    config = load_config(config_path, discover=not no_config)
+    limits = merge_limits(
+        (config.max, config.max_regression),
+        (parse_options(max_limits, MAX), parse_options(regressions, MAX_REGRESSION)),
+    )
+    paths = list(traces) or list(config.traces)
+    if not paths:
+        raise UsageError("check needs TRACE... (or traces = [...] in [tool.kvmgen.check])")
+    baseline = baseline or config.baseline
+    regression = any(limit.kind == MAX_REGRESSION for limit in limits)
+    if regression and not baseline:
+        raise UsageError("--max-regression needs --baseline FILE (write one with --save-baseline)")
+    if baseline and not regression:
+        raise UsageError("--baseline needs --max-regression METRIC=PCT (or all=PCT)")
+    if not limits and not save_baseline:
+        raise UsageError(
+            "nothing to check: give --max METRIC=VALUE, --baseline FILE with "
+            "--max-regression METRIC=PCT, or --save-baseline FILE"
+        )
+    if json_path == "-" and markdown_path == "-":
+        raise UsageError("--json - and --markdown - cannot both use standard output")
+    baseline_reports = read_reports(baseline) if baseline else None
+    from_cli = bool(kernels or eras)
+    request = ReplayRequest(
+        kernels=tuple(split_values(kernels)) if from_cli else config.kernels,
+        eras=tuple(split_values(eras)) if from_cli else config.eras,
+        biases=tuple(split_values(biases)) or config.biases,
+        address_spaces=address_spaces or config.address_spaces,
+        costs=costs_path or config.costs,
+        fmt=fmt,
+        reference=reference,
+        record_limit=record_limit,
+    )
+    runs = replay_traces(paths, request, load_input)
+    allow = config.allow_changed_traces if allow_changed_traces is None else allow_changed_traces
+    outcome = evaluate(
+        runs, limits, baseline=baseline_reports, baseline_path=baseline, allow_changed_traces=allow
+    )
+    _write_check_outputs(outcome, runs, save_baseline, json_path, junit_path, markdown_path)
+    if not quiet:
+        from kvmgen.gate.console import render_check
+
+        render_check(outcome, make_console(stderr="-" in (json_path, markdown_path)))
+    for failure in outcome.failures:
+        click.echo(f"kvmgen: check failed: {failure.describe()}", err=True)
+    if save_baseline and not quiet:
+        click.echo(f"kvmgen: baseline written to {save_baseline}", err=True)
+    return ExitCode.OK if outcome.passed else ExitCode.GATE_FAILED
+
+
+def _write_check_outputs(
+    outcome: CheckOutcome,
+    runs: list[TraceRun],
+    save_baseline: str | None,
+    json_path: str | None,
+    junit_path: str | None,
+    markdown_path: str | None,
+) -> None:
+    from kvmgen.gate.baseline import baseline_bytes
+    from kvmgen.gate.junit import junit_xml
+    from kvmgen.gate.markdown import check_markdown
+    from kvmgen.report.json_report import dumps
+
+    if save_baseline:
+        pairs = [(run.path, run.document) for run in runs]
+        _write(save_baseline, baseline_bytes(pairs), "--save-baseline")
+    if json_path:
+        _write(json_path, dumps(outcome.as_dict()), "--json")
+    if junit_path:
+        _write(junit_path, junit_xml(outcome), "--junit")
+    if markdown_path:
+        _write(markdown_path, check_markdown(outcome).encode("utf-8"), "--markdown")
+
+
+@cli.command()
+@click.argument("old", metavar="OLD.json")
+@click.argument("new", metavar="NEW.json")
+@click.option("--markdown", is_flag=True, help="Print Markdown instead of a table.")
+@click.option("--fail-on-change", is_flag=True, help="Exit 1 when anything changed.")
+@click.option("--all", "show_all", is_flag=True, help="List unchanged metrics too.")
+@click.option(
+    "--metric", "metric_names", multiple=True, help="Only these metrics (repeat or comma-separate)."
+)
+def diff(
+    old: str,
+    new: str,
+    markdown: bool,
+    fail_on_change: bool,
+    show_all: bool,
+    metric_names: Sequence[str],
+) -> int:
+    """What changed between two reports (or baselines), per run and metric."""
+    from kvmgen.gate.baseline import read_reports
+    from kvmgen.gate.diff import diff_reports
+    from kvmgen.gate.limits import check_metric
+    from kvmgen.gate.metrics import METRICS
+
+    chosen = [check_metric(m, f"--metric {m}") for m in split_values(metric_names)]
+    result = diff_reports(
+        read_reports(old, "OLD"),
+        read_reports(new, "NEW"),
+        metrics=[m for m in METRICS if m in chosen] if chosen else METRICS,
+        show_all=show_all,
+    )
+    if markdown:
+        from kvmgen.gate.markdown import diff_markdown
+
+        click.echo(diff_markdown(result, old, new), nl=False)
+    else:
+        from kvmgen.gate.console import render_diff
+
+        render_diff(result, make_console(), old, new)
+    return ExitCode.GATE_FAILED if fail_on_change and result.changed else ExitCode.OK
+
+
+@cli.command()
+@click.argument("name", metavar="[report|check|baseline]", required=False, default="report")
+def schema(name: str) -> int:
+    """Print a JSON Schema: the report (default), `check --json`, or a baseline file."""
+    import json
+
+    if name not in SCHEMAS:
+        raise UsageError(f"schema {name!r}: expected one of {', '.join(SCHEMAS)}")
+    if name == "report":
+        from kvmgen.report.json_report import schema as load_schema
+
+        document = load_schema()
+    elif name == "check":
+        from kvmgen.gate.check import check_schema
+
+        document = check_schema()
+    else:
+        from kvmgen.gate.baseline import baseline_schema
+
+        document = baseline_schema()
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    return ExitCode.OK

@@ -1,0 +1,431 @@
+"""``kvmgen check``: replay traces, then hold every run to every limit.
+
+:func:`replay_traces` turns trace files into report documents (the only step
+that replays); :func:`evaluate` compares those documents with the limits and a
+baseline and returns a :class:`CheckOutcome`, which every output (terminal,
+``--json``, JUnit, Markdown) renders. Evaluation is pure, so it is tested on
+report documents without replaying anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kvmgen import __version__
+from kvmgen.errors import UsageError
+from kvmgen.gate.baseline import TraceReport, find_report
+from kvmgen.gate.limits import (
+    MAX,
+    Limit,
+    Number,
+    exceeds_max,
+    exceeds_regression,
+    format_number,
+    plural,
+    regression_percent,
+)
+from kvmgen.gate.metrics import RunId, RunMetrics, index_runs, lookup, report_runs
+from kvmgen.report.document import REPORT_VERSION
+
+CHECK_VERSION = 1
+"""Version of the ``kvmgen check --json`` document (``kvmgen/schema/check.schema.json``).
+
+Bumped, like ``REPORT_VERSION``, when a key is removed or changes meaning; adding
+a key does not bump it.
+"""
+
+PASSED = "passed"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+# Per-trace baseline states.
+NO_BASELINE = "none"
+MATCHED = "matched"
+MISSING = "missing"
+CHANGED = "changed"
+OTHER_VERSION = "other_version"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One evaluated check: a limit on one run, a trace's baseline, or a skipped era.
+
+    ``check`` is ``max`` or ``max_regression`` (a limit on a run), ``baseline``
+    (is the trace's baseline usable) or ``run`` (an era that could not run the trace).
+    """
+
+    trace: str
+    check: str
+    status: str
+    message: str
+    run: RunId | None = None
+    metric: str | None = None
+    limit: Number | None = None
+    value: int | None = None
+    baseline: int | None = None
+    subject: str | None = None  # the era of a ``run`` result
+
+    @property
+    def name(self) -> str:
+        """Test-case name: the run and the condition, e.g. ``E5 ...: harmful_stale_hits <= 0``."""
+        if self.check == "baseline":
+            return "baseline"
+        if self.check == "run":
+            return f"{self.subject}: not run"
+        assert self.run is not None and self.metric is not None and self.limit is not None
+        return f"{self.run.label}: {Limit(self.check, self.metric, self.limit).text}"
+
+    def describe(self) -> str:
+        """One line naming trace, run, metric, value, limit and baseline."""
+        who = f"{self.trace}: {self.run.label}" if self.run else self.trace
+        return f"{who}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``results`` of the check document)."""
+        return {
+            "trace": self.trace,
+            "run": self.run.as_dict() if self.run else None,
+            "check": self.check,
+            "metric": self.metric,
+            "limit": self.limit,
+            "value": self.value,
+            "baseline": self.baseline,
+            "status": self.status,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class TraceOutcome:
+    """What happened to one trace: its runs, skipped eras and baseline state."""
+
+    path: str
+    sha256: str
+    runs: tuple[RunId, ...]
+    skipped: tuple[dict[str, Any], ...]
+    baseline: str
+    baseline_note: str | None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``traces`` of the check document); no timings."""
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "runs": [run.as_dict() for run in self.runs],
+            "skipped": list(self.skipped),
+            "baseline": self.baseline,
+            "baseline_note": self.baseline_note,
+        }
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """Every result of one ``kvmgen check``."""
+
+    limits: tuple[Limit, ...]
+    traces: tuple[TraceOutcome, ...]
+    results: tuple[Result, ...]
+    baseline_path: str | None = None
+
+    @property
+    def failures(self) -> list[Result]:
+        """The results that failed."""
+        return [r for r in self.results if r.status == FAILED]
+
+    @property
+    def passed(self) -> bool:
+        """True when nothing failed."""
+        return not self.failures
+
+    def count(self, status: str) -> int:
+        """How many results have ``status``."""
+        return sum(1 for r in self.results if r.status == status)
+
+    def counts_text(self) -> str:
+        """``2 traces, 4 runs, 9 checks: 8 passed, 1 failed, 0 skipped``."""
+        runs = sum(len(t.runs) for t in self.traces)
+        return (
+            f"{plural(len(self.traces), 'trace')}, {plural(runs, 'run')}, "
+            f"{plural(len(self.results), 'check')}: {self.count(PASSED)} passed, "
+            f"{self.count(FAILED)} failed, {self.count(SKIPPED)} skipped"
+        )
+
+    def summary(self) -> str:
+        """One line: verdict and counts."""
+        return f"kvmgen check {'PASSED' if self.passed else 'FAILED'}: {self.counts_text()}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``kvmgen check --json`` document."""
+        return {
+            "kvmgen_check": CHECK_VERSION,
+            "generator": f"kvmgen {__version__}",
+            "passed": self.passed,
+            "summary": {
+                "traces": len(self.traces),
+                "runs": sum(len(t.runs) for t in self.traces),
+                "checks": len(self.results),
+                "passed": self.count(PASSED),
+                "failed": self.count(FAILED),
+                "skipped": self.count(SKIPPED),
+            },
+            "limits": [limit.as_dict() for limit in self.limits],
+            "baseline": self.baseline_path,
+            "traces": [t.as_dict() for t in self.traces],
+            "results": [r.as_dict() for r in self.results],
+        }
+
+
+def _max_result(trace: str, run: RunMetrics, limit: Limit) -> Result:
+    value = run.values[limit.metric]
+    bad = exceeds_max(value, limit.value)
+    relation = "above" if bad else "within"
+    return Result(
+        trace=trace,
+        check=MAX,
+        status=FAILED if bad else PASSED,
+        message=f"{limit.metric} = {value:,}, {relation} the max {format_number(limit.value)}",
+        run=run.id,
+        metric=limit.metric,
+        limit=limit.value,
+        value=value,
+    )
+
+
+def _regression_result(
+    trace: str, run: RunMetrics, limit: Limit, base: RunMetrics | None, why_not: str | None
+) -> Result:
+    value = run.values[limit.metric]
+    common = {"trace": trace, "check": limit.kind, "run": run.id, "metric": limit.metric}
+    if base is None:
+        reason = why_not or "no such run in the baseline"
+        return Result(**common, status=SKIPPED, message=reason, limit=limit.value, value=value)
+    old = base.values[limit.metric]
+    bad = exceeds_regression(value, old, limit.value)
+    pct = regression_percent(value, old)
+    change = "unchanged" if value == old else "up from 0" if pct is None else f"{pct:+.2f}%"
+    relation = "above" if bad else "within"
+    return Result(
+        **common,
+        status=FAILED if bad else PASSED,
+        message=f"{limit.metric} = {value:,} vs baseline {old:,} ({change}), {relation} "
+        f"the max regression +{format_number(limit.value)}%",
+        limit=limit.value,
+        value=value,
+        baseline=old,
+    )
+
+
+def _baseline_state(
+    path: str,
+    sha256: str,
+    baseline: Sequence[TraceReport] | None,
+    baseline_path: str | None,
+    allow_changed: bool,
+    alone: bool,
+) -> tuple[str, str | None, TraceReport | None, str]:
+    """(state, note, the report to compare with or None, baseline result status)."""
+    if baseline is None:
+        return NO_BASELINE, None, None, SKIPPED
+    where = f"baseline {baseline_path}" if baseline_path else "the baseline"
+    match = find_report(baseline, path, sha256, alone=alone)
+    if match is None:
+        return MISSING, f"not in {where}: nothing to compare", None, SKIPPED
+    report = match.report
+    if not report.comparable:
+        note = (
+            f"{where} holds kvmgen report version {report.version!r} and this kvmgen "
+            f"writes version {REPORT_VERSION}: not compared; save a new baseline"
+        )
+        return OTHER_VERSION, note, None, FAILED
+    if report.sha256 != sha256:
+        old, new = (report.sha256 or "?")[:12], sha256[:12]
+        changed = (
+            f"{where} was saved for other content of this trace (sha256 {old}..., now {new}...)"
+        )
+        if allow_changed:
+            return CHANGED, f"{changed}; compared anyway (--allow-changed-traces)", report, PASSED
+        note = f"{changed}: not compared; save a new baseline or pass --allow-changed-traces"
+        return CHANGED, note, None, FAILED
+    if match.by == "sha256" and report.path:
+        return MATCHED, f"same content as {report.path!r} in {where}", report, PASSED
+    return MATCHED, f"same trace content and report version as {where}", report, PASSED
+
+
+@dataclass(frozen=True)
+class TraceRun:
+    """One replayed trace: the path it was given as, its report, and the replay time."""
+
+    path: str
+    document: dict[str, Any]
+    seconds: float = 0.0
+
+    @property
+    def sha256(self) -> str:
+        """The trace's content digest, from its report."""
+        value = lookup(self.document, "trace", "sha256")
+        return str(value)
+
+
+def evaluate(
+    traces: Sequence[TraceRun],
+    limits: Sequence[Limit],
+    *,
+    baseline: Sequence[TraceReport] | None = None,
+    baseline_path: str | None = None,
+    allow_changed_traces: bool = False,
+) -> CheckOutcome:
+    """Hold every run of every trace to every limit, against ``baseline`` if given.
+
+    With a baseline, each trace also gets one ``baseline`` result: failed when the
+    baseline's report is of another version or for other trace content (unless
+    ``allow_changed_traces``), skipped when the trace is not in the baseline. A
+    baseline that holds none of the traces is a usage error (a wrong path or
+    working directory would otherwise pass with nothing compared).
+    """
+    alone = len(traces) == 1
+    if baseline is not None and not any(
+        find_report(baseline, t.path, t.sha256, alone=alone) for t in traces
+    ):
+        held = ", ".join(r.name for r in baseline)
+        raise UsageError(
+            f"baseline {baseline_path or ''}: none of the traces is in it (it holds: {held})"
+        )
+    outcomes: list[TraceOutcome] = []
+    results: list[Result] = []
+    for trace in traces:
+        path, sha256 = trace.path, trace.sha256
+        current = index_runs(report_runs(trace.document))
+        state, note, base_report, status = _baseline_state(
+            path, sha256, baseline, baseline_path, allow_changed_traces, alone
+        )
+        base_runs = index_runs(report_runs(base_report.document)) if base_report else {}
+        why_not: str | None = None  # why a regression limit cannot be evaluated
+        if state == NO_BASELINE:
+            why_not = "no baseline given"
+        elif state == MISSING:
+            why_not = "the trace is not in the baseline"
+        elif base_report is None:
+            why_not = "the baseline was not compared (see this trace's baseline check)"
+        extra = [run.id.label for key, run in base_runs.items() if key not in current]
+        if extra and note:
+            note += "; baseline runs not replayed now: " + ", ".join(extra)
+        if state != NO_BASELINE:
+            results.append(Result(trace=path, check="baseline", status=status, message=note or ""))
+        for key, run in current.items():
+            for limit in limits:
+                if limit.kind == MAX:
+                    results.append(_max_result(path, run, limit))
+                else:
+                    results.append(
+                        _regression_result(path, run, limit, base_runs.get(key), why_not)
+                    )
+        skipped = tuple(lookup(trace.document, "skipped"))
+        for entry in skipped:
+            era = entry.get("era", "?") + (f" ({entry['kernel']})" if entry.get("kernel") else "")
+            results.append(
+                Result(
+                    trace=path,
+                    check="run",
+                    status=SKIPPED,
+                    message=f"{era} cannot run this trace: {entry.get('reason', '')}",
+                    subject=era,
+                )
+            )
+        outcomes.append(
+            TraceOutcome(
+                path=path,
+                sha256=sha256,
+                runs=tuple(run.id for run in current.values()),
+                skipped=skipped,
+                baseline=state,
+                baseline_note=note,
+                seconds=trace.seconds,
+            )
+        )
+    return CheckOutcome(tuple(limits), tuple(outcomes), tuple(results), baseline_path)
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """How to replay each trace: the run options ``replay`` and ``compare`` also take."""
+
+    kernels: tuple[str, ...] = ()
+    eras: tuple[str, ...] = ()
+    biases: tuple[str, ...] = ()
+    address_spaces: int | None = None
+    costs: str | None = None
+    fmt: str | None = None
+    reference: bool = False
+    record_limit: int | None = None
+
+
+TraceLoader = Callable[[str, str | None], Any]
+
+
+def replay_traces(
+    paths: Sequence[str], request: ReplayRequest, load: TraceLoader
+) -> list[TraceRun]:
+    """Replay every trace (each path once) into its report document.
+
+    No ``--kernel``/``--era`` uses each trace's header; one kernel and/or one era
+    is strict like ``replay``; several (or ``--era all``) run like ``compare``,
+    listing eras that cannot run a trace under ``skipped``. A trace no era can
+    run is a usage error, and so is a Ctrl-C (exit 130, nothing written).
+    """
+    from kvmgen.model.costs import load_costs
+    from kvmgen.model.policy import parse_policy
+    from kvmgen.report.document import build_document
+    from kvmgen.runner import resolve_target, run_session, targets_for
+    from kvmgen.stats import DEFAULT_RECORD_LIMIT
+
+    policies = [parse_policy(b) for b in request.biases] or None
+    cost_model = load_costs(request.costs) if request.costs else None
+    single = (
+        len(request.kernels) <= 1
+        and len(request.eras) <= 1
+        and not any(e.strip().lower() == "all" for e in request.eras)
+    )
+    chosen = None if single else targets_for(request.kernels, request.eras)
+    if paths.count("-") > 1:
+        raise UsageError("standard input (-) can be read only once")
+    out: list[TraceRun] = []
+    for path in dict.fromkeys(paths):
+        trace = load(path, request.fmt)
+        if chosen is None:
+            kernel = request.kernels[0] if request.kernels else None
+            era = request.eras[0] if request.eras else None
+            targets = [resolve_target(trace, kernel, era)]
+        else:
+            targets = chosen
+        start = time.perf_counter()
+        session = run_session(
+            trace,
+            targets,
+            address_spaces=request.address_spaces,
+            policies=policies,
+            cost_model=cost_model,
+            implementation="reference" if request.reference else "engine",
+            record_limit=request.record_limit or DEFAULT_RECORD_LIMIT,
+            skip_unrunnable=not single,
+        )
+        if getattr(session, "partial", False):
+            raise KeyboardInterrupt
+        if not session.runs:
+            reasons = "; ".join(f"{s.era}: {s.reason}" for s in session.skipped)
+            raise UsageError(f"{path}: no chosen era can run this trace ({reasons})")
+        out.append(TraceRun(path, build_document(session), time.perf_counter() - start))
+    return out
+
+
+def check_schema() -> dict[str, Any]:
+    """The JSON Schema of the ``kvmgen check --json`` document (shipped in the package)."""
+    import json
+    from importlib import resources
+
+    text = resources.files("kvmgen.schema").joinpath("check.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
