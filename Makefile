@@ -32,6 +32,9 @@ lint: $(STAMP) ## ruff format check and lint
 	$(BIN)/ruff format --check kvmgen tests bench
 	$(BIN)/ruff check kvmgen tests bench
 
+conformance: $(STAMP) ## Real-kernel probe past the first wrap (root, /dev/kvm, tracefs; ~40 s)
+	$(BIN)/kvmgen probe --full -o $(or $(CONFORMANCE_OUT),$${TMPDIR:-/tmp}/kvmgen-conformance.yaml)
+
 bench: $(STAMP) ## Benchmarks: ratios measured in one run (writes bench/results/)
 	$(BIN)/python bench/run.py
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from kvmgen.runner import Session
 
-FAIL_ON = ("harmful", "stale", "undetected-wrap")
+FAIL_ON = ("harmful", "stale", "undetected-wrap", "disagree")
 
 
 def make_console(stderr: bool = False) -> Console:

@@ -35,7 +35,14 @@ from kvmgen.errors import ExitCode
     "--fail-on",
     type=click.Choice(FAIL_ON),
     multiple=True,
-    help="Exit 1 if any run has harmful stale hits, any stale hits, or an undetected wrap.",
+    help="Exit 1 if any run has harmful stale hits, any stale hits, or an undetected wrap; "
+    "disagree: if the trace's observations (what a real kernel did) differ from the model.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    metavar="FILE.svg|.png",
+    help="Draw the generation timeline of every run, one panel each (.svg or .png).",
 )
 def replay(
     trace: str,
@@ -46,10 +53,14 @@ def replay(
     fail_on: Sequence[str],
     json_path: str | None,
     quiet: bool,
+    plot_path: str | None,
     **options: Any,
 ) -> int:
     """Replay TRACE (YAML, JSON or JSON Lines; - for stdin) under one kernel era."""
+    from kvmgen.analysis.hooks import finish, prepare
     from kvmgen.runner import resolve_target
+
+    options["biases"] = prepare(options["biases"], plot_path)
 
     session = build_session(
         trace,
@@ -60,7 +71,17 @@ def replay(
         **options,
     )
     emit_reports(session, json_path=json_path, events_path=events_path, matrix=False, quiet=quiet)
-    return interrupted_exit(session) or gate_exit_code(session, fail_on)
+    finish(session, plot_path=plot_path, quiet=quiet, to_stderr="-" in (json_path, events_path))
+    code = interrupted_exit(session) or gate_exit_code(session, fail_on)
+    if code != ExitCode.INTERRUPTED and (
+        getattr(session.trace, "observations", ()) or "disagree" in fail_on
+    ):
+        from kvmgen.probe.report import report_observed
+
+        to_stderr = "-" in (json_path, events_path)
+        gate = "disagree" in fail_on
+        code = report_observed(session, quiet=quiet, to_stderr=to_stderr, gate=gate) or code
+    return code
 
 
 @cli.command()
@@ -70,6 +91,12 @@ def replay(
 )
 @click.option("--era", "eras", multiple=True, help="Eras, comma-separated or repeated; 'all'.")
 @common_options
+@click.option(
+    "--plot",
+    "plot_path",
+    metavar="FILE.svg|.png",
+    help="Draw the generation timeline of every run, one panel each (.svg or .png).",
+)
 def compare(
     trace: str,
     kernels: Sequence[str],
@@ -77,12 +104,17 @@ def compare(
     fmt: str | None,
     json_path: str | None,
     quiet: bool,
+    plot_path: str | None,
     **options: Any,
 ) -> int:
     """Replay TRACE under several eras: a matrix of eras x bias policies."""
+    from kvmgen.analysis.hooks import finish, prepare
     from kvmgen.runner import targets_for
+
+    options["biases"] = prepare(options["biases"], plot_path)
 
     chosen = targets_for(split_values(kernels), split_values(eras))
     session = build_session(trace, fmt, lambda t: chosen, compare=True, quiet=quiet, **options)
     emit_reports(session, json_path=json_path, events_path=None, matrix=True, quiet=quiet)
+    finish(session, plot_path=plot_path, quiet=quiet, to_stderr=json_path == "-")
     return interrupted_exit(session) or ExitCode.OK

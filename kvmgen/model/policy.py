@@ -16,15 +16,22 @@ from kvmgen.model.versions import KernelChoice
 U64 = (1 << 64) - 1
 HISTORICAL = "historical"
 NONE = "none"
+LITERAL_PREFIX = "literal:"
 DEFAULT_POLICIES = (HISTORICAL, NONE)
 
 
 @dataclass(frozen=True)
 class Policy:
-    """A user's bias choice: ``historical``, ``none``, or a literal integer ``B >= 0``."""
+    """A user's bias choice: ``historical``, ``none``, an integer ``B >= 0``, or ``literal:B``.
+
+    ``literal`` (``--bias literal:B``) applies the old hack as written in every era:
+    from E6 on every address space starts at ``-B mod 2^64`` (bit 63 set), instead
+    of kvmgen's masked ``(as - B) mod 2^W``. In the other eras it means ``B``.
+    """
 
     name: str
     value: int | None  # None = the era's own historical bias
+    literal: bool = False
 
     def bias_for(self, era: Era) -> int:
         """The integer bias this policy means in ``era``."""
@@ -34,6 +41,11 @@ class Policy:
 def parse_policy(text: str) -> Policy:
     """Parse one ``--bias`` value."""
     word = text.strip().lower()
+    if word.startswith(LITERAL_PREFIX):
+        inner = parse_policy(word.removeprefix(LITERAL_PREFIX))
+        if inner.value is None or inner.name == NONE:
+            raise UsageError(f"--bias {text!r}: expected literal:B with an integer B >= 0")
+        return Policy(f"{LITERAL_PREFIX}{inner.value}", inner.value, literal=True)
     if word == HISTORICAL:
         return Policy(HISTORICAL, None)
     if word == NONE:
@@ -42,7 +54,7 @@ def parse_policy(text: str) -> Policy:
         value = int(word, 0)
     except ValueError:
         raise UsageError(
-            f"--bias {text!r}: expected 'historical', 'none' or an integer >= 0"
+            f"--bias {text!r}: expected 'historical', 'none', an integer >= 0 or literal:B"
         ) from None
     if value < 0 or value > U64:
         raise UsageError(f"--bias {text!r}: expected an integer from 0 to 2^64-1")
@@ -67,17 +79,34 @@ class RunSpec:
     mmio_offset: int
     as_shipped: bool
     warnings: tuple[str, ...]
+    literal: bool = False  # --bias literal:B in an era where it differs (E6+: bit 63 set)
 
     @property
     def label(self) -> str:
         """Short column label, for example ``E5 historical (150)``."""
         names = "=".join(self.policies)
         bias = "n/a" if self.bias is None else str(self.bias)
+        if self.literal:
+            bias = f"-{bias} mod 2^64"
         return f"{self.era.name} {names} ({bias})"
 
 
-def initial_generations(era: Era, nas: int, bias: int) -> tuple[int, ...]:
-    """Starting full generation per address space for ``bias`` (model.md section 1)."""
+def literal_applies(era: Era, policy: Policy) -> bool:
+    """Whether ``policy`` is ``literal:B`` in an era where that differs from ``B`` (E6+)."""
+    return (
+        policy.literal
+        and era.has_mmio_generation
+        and era.init_scheme == InitScheme.AS_MINUS_BIAS_TRUNCATED
+    )
+
+
+def initial_generations(era: Era, nas: int, bias: int, *, literal: bool = False) -> tuple[int, ...]:
+    """Starting full generation per address space for ``bias`` (model.md section 1).
+
+    With ``literal`` an E6+ era starts every address space at ``-bias mod 2^64``.
+    """
+    if literal and era.init_scheme == InitScheme.AS_MINUS_BIAS_TRUNCATED:
+        return tuple((-bias) & U64 for _ in range(nas))
     if era.init_scheme == InitScheme.ZERO:
         return tuple(0 for _ in range(nas))
     if era.init_scheme == InitScheme.MINUS_BIAS:
@@ -105,13 +134,33 @@ def check_address_spaces(era: Era, nas: int, choice: KernelChoice | None) -> Non
         raise UsageError(f"address spaces {nas}: {origin} has {want}")
 
 
-def _warnings(era: Era, bias: int, requested: list[Policy]) -> list[str]:
+def _literal_warning(era: Era, nas: int, bias: int) -> str:
+    start = (-bias) & U64
+    note = (
+        f"literal bias: the old hack as written, hypothetical for {era.name}: every address "
+        f"space starts at -{bias} mod 2^64 = {start:#x}"
+    )
+    # A bump leaves (g & ~2^63) + NAS: counting up sets bit 63 again at bump k.
+    k = -(-((1 << 63) - (start & ((1 << 63) - 1))) // nas)
+    if not start >> 63 and k > 1 << 48:
+        return note + " (bit 63 clear: no bump of a real VM sets it at rest)"
+    first = "at creation and " if start >> 63 else ""
+    return (
+        note + f"; bit 63 (update in progress) is set at rest {first}after each address "
+        f"space's bump {k:,}, until its next bump: meanwhile every MMIO check fails and "
+        "nothing is cached"
+    )
+
+
+def _warnings(era: Era, bias: int, requested: list[Policy], nas: int = 1) -> list[str]:
     notes = []
     if not era.has_mmio_generation:
         if any(p.value for p in requested):
             notes.append("E0 has no MMIO generation: a bias does not apply")
         return notes
-    if era.init_scheme == InitScheme.AS_MINUS_BIAS_TRUNCATED and bias:
+    if any(literal_applies(era, p) for p in requested):
+        notes.append(_literal_warning(era, nas, bias))
+    elif era.init_scheme == InitScheme.AS_MINUS_BIAS_TRUNCATED and bias:
         notes.append(
             f"hypothetical policy: {era.name} never shipped a bias; kvmgen starts address "
             f"space i at (i - {bias}) mod 2^{era.nominal_width} because -{bias} would set "
@@ -131,14 +180,15 @@ def resolve_runs(
     choice: KernelChoice | None = None,
 ) -> list[RunSpec]:
     """Turn the requested policies into distinct runs for ``era``, in request order."""
-    by_bias: dict[int | None, list[Policy]] = {}
+    by_bias: dict[tuple[int | None, bool], list[Policy]] = {}
     for policy in policies:
         bias = policy.bias_for(era) if era.has_mmio_generation else None
-        by_bias.setdefault(bias, [])
-        if policy not in by_bias[bias]:
-            by_bias[bias].append(policy)
+        key = (bias, literal_applies(era, policy))
+        by_bias.setdefault(key, [])
+        if policy not in by_bias[key]:
+            by_bias[key].append(policy)
     runs = []
-    for bias, group in by_bias.items():
+    for (bias, as_written), group in by_bias.items():
         literal = 0 if bias is None else bias
         runs.append(
             RunSpec(
@@ -147,12 +197,13 @@ def resolve_runs(
                 address_spaces=nas,
                 bias=bias,
                 policies=tuple(p.name for p in group),
-                init_generations=initial_generations(era, nas, literal),
+                init_generations=initial_generations(era, nas, literal, literal=as_written),
                 mmio_offset=getter_offset(era, literal),
-                as_shipped=bias is None or bias == era.historical_bias,
+                as_shipped=not as_written and (bias is None or bias == era.historical_bias),
                 warnings=tuple(
-                    ([*choice.notes] if choice else []) + _warnings(era, literal, group)
+                    ([*choice.notes] if choice else []) + _warnings(era, literal, group, nas)
                 ),
+                literal=as_written,
             )
         )
     return runs

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kvmgen.trace.observations import Observation
 
 
 class Op(IntEnum):
@@ -114,6 +118,8 @@ class Trace:
     sha256: str = ""
     max_address_space: int = field(default=0)
     max_vcpu: int = field(default=0)
+    # What a real kernel reported during the capture (kvmgen.trace.observations).
+    observations: tuple[Observation, ...] = ()
 
     def iter_all(self) -> list[Event]:
         """All events in replay order, each update followed by its ``during`` accesses."""

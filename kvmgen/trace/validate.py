@@ -28,6 +28,7 @@ from kvmgen.trace.fields import (
     parse_int,
 )
 from kvmgen.trace.layout import GFN_LIMIT, Layout, Slot
+from kvmgen.trace.observations import parse_observations
 from kvmgen.trace.records import (
     UPDATE_OPS,
     AccessKind,
@@ -104,7 +105,7 @@ _ALLOWED: dict[tuple[Op, bool], tuple[tuple[str, ...], dict[str, str]]] = {
     for inside in (False, True)
 }
 _KERNEL_TEXT = 'a version string such as "5.10" (quoted: as a number, 5.10 would read 5.1)'
-_TOP_KEYS = ("kvmgen", "vm", "events")
+_TOP_KEYS = ("kvmgen", "vm", "events", "observations")
 _VM_KEYS = ("kernel", "era", "address_spaces", "vcpus", "slots")
 _SLOT_KEYS = ("slot", "as", "gfn", "pages", "flags")
 
@@ -160,12 +161,14 @@ class _Validator:
                 value_pos(root, "events"),
                 "events",
             )
+        built = tuple(self.event(i, events) for i in range(len(events)))
         return Trace(
             path=self.path,
             format=fmt,
             version=FORMAT_VERSION,
             vm=vm,
-            events=tuple(self.event(i, events) for i in range(len(events))),
+            events=built,
+            observations=parse_observations(self.path, root, built),
             sha256=sha256,
             max_address_space=self.max_as,
             max_vcpu=self.max_vcpu,

@@ -50,15 +50,22 @@ def _event_dict(e: Event) -> dict:
     elif e.repeat != 1:
         out["repeat"] = e.repeat
     if e.during:
-        out["during"] = [{**_event_dict(d), "window": d.window.name.lower()}
-                         for d in sorted(e.during, key=lambda d: d.sub)]
+        out["during"] = [
+            {**_event_dict(d), "window": d.window.name.lower()}
+            for d in sorted(e.during, key=lambda d: d.sub)
+        ]
     return out
 
 
 def trace_to_jsonl(trace: Trace, out: Path) -> Path:
-    vm = {"address_spaces": trace.vm.address_spaces, "vcpus": trace.vm.vcpus,
-          "slots": [{"slot": s.slot, "as": s.address_space, "gfn": s.gfn, "pages": s.pages}
-                    for s in trace.vm.slots]}
+    vm = {
+        "address_spaces": trace.vm.address_spaces,
+        "vcpus": trace.vm.vcpus,
+        "slots": [
+            {"slot": s.slot, "as": s.address_space, "gfn": s.gfn, "pages": s.pages}
+            for s in trace.vm.slots
+        ],
+    }
     lines = [json.dumps({"kvmgen": 1, "vm": vm})]
     lines += [json.dumps(_event_dict(e)) for e in trace.events]
     out.write_text("\n".join(lines) + "\n")
@@ -67,9 +74,16 @@ def trace_to_jsonl(trace: Trace, out: Path) -> Path:
 
 def _strip(events):
     """Events without source positions (and a move's pages, which loaders fill in)."""
-    return [replace(e, line=0, column=0, pages=0 if e.op == Op.MOVE else e.pages,
-                    during=tuple(replace(d, line=0, column=0) for d in e.during))
-            for e in events]
+    return [
+        replace(
+            e,
+            line=0,
+            column=0,
+            pages=0 if e.op == Op.MOVE else e.pages,
+            during=tuple(replace(d, line=0, column=0) for d in e.during),
+        )
+        for e in events
+    ]
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
@@ -126,7 +140,9 @@ def test_header_rules(tmp_path):
 
 def test_address_space_check_names_first_event(tmp_path):
     path = tmp_path / "as.jsonl"
-    path.write_text('{"kvmgen": 1}\n{"op": "access", "gfn": 1}\n{"op": "bump", "as": 1, "count": 2}\n')
+    path.write_text(
+        '{"kvmgen": 1}\n{"op": "access", "gfn": 1}\n{"op": "bump", "as": 1, "count": 2}\n'
+    )
     streamed = scan_jsonl(str(path))
     check_streamed_for_run(streamed, 2)
     with pytest.raises(TraceError, match=r"as\.jsonl:3: event 1 \(bump\): as: address space 1"):

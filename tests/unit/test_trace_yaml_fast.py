@@ -38,8 +38,10 @@ def _as_flow_yaml(trace: Trace) -> str:
         head.append(f"  address_spaces: {trace.vm.address_spaces}")
     if trace.vm.slots:
         head.append("  slots:")
-        head += [f"    - {{slot: {s.slot}, as: {s.address_space}, gfn: {s.gfn}, "
-                 f"pages: {s.pages}}}" for s in trace.vm.slots]
+        head += [
+            f"    - {{slot: {s.slot}, as: {s.address_space}, gfn: {s.gfn}, pages: {s.pages}}}"
+            for s in trace.vm.slots
+        ]
     head.append("events:")
     return "\n".join(head + [f"  - {_flow(_event_dict(e))}" for e in trace.events]) + "\n"
 

@@ -1,0 +1,150 @@
+"""Observed vs modelled, for people (rich tables) and for ``--fail-on disagree``.
+
+``replay`` calls :func:`report_observed` after its own report when the trace carries
+observations; ``probe`` calls :func:`compare_trace` on the run it just captured.
+Only runs that stand for the kernel as shipped are compared (the ``historical``
+policy): a real kernel has its own bias. With no such run, every run is compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from kvmgen.errors import ExitCode
+from kvmgen.probe.compare import RunComparison, compare_run
+from kvmgen.trace.records import Trace
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kvmgen.runner import RunOutcome, Session
+
+SHOWN = 20
+
+
+def _complete(trace: Trace, run: RunOutcome) -> Any:
+    """The run's result with every zap record (replayed again if the limit cut them)."""
+    result = run.result
+    if len(result.zap_events) >= result.wrap_zaps + result.flush_zaps:
+        return result
+    from kvmgen.runner import REPLAYERS
+
+    needed = result.wrap_zaps + result.flush_zaps + 1
+    return REPLAYERS["engine"]()(trace, run.spec, record_limit=max(needed, result.record_limit))
+
+
+def compared_runs(session: Session) -> Sequence[RunOutcome]:
+    """The runs observations are checked against: historical ones, else all."""
+    shipped = [run for run in session.runs if "historical" in run.spec.policies]
+    return shipped or list(session.runs)
+
+
+def compare_session(session: Session) -> list[RunComparison]:
+    """Observed vs modelled for each compared run; empty when the trace has no observations."""
+    trace = session.trace
+    if not getattr(trace, "observations", ()):
+        return []
+    assert isinstance(trace, Trace)
+    out = []
+    for run in compared_runs(session):
+        label = f"{run.spec.era.name} {'='.join(run.spec.policies)} (bias {run.spec.bias})"
+        out.append(compare_run(trace, run.spec, _complete(trace, run), label))
+    return out
+
+
+def _ordinals(values: list[int]) -> str:
+    if not values:
+        return "none"
+    text = ", ".join(f"{v:,}" for v in values[:SHOWN])
+    return text + (f" ... ({len(values)} in all)" if len(values) > SHOWN else "")
+
+
+def render(comparisons: Sequence[RunComparison], console: Console) -> None:
+    """Print one agreement table per compared run, then disagreements and notes."""
+    from rich.table import Table
+
+    for comp in comparisons:
+        window = f"updates {comp.window[0]:,}-{comp.window[1]:,}" if comp.window else "no updates"
+        table = Table(title=f"observed vs modelled: {comp.label}, {window}", title_justify="left")
+        for name in ("update class", "updates", "agree", "disagree", "zaps seen", "zaps modelled"):
+            table.add_column(name, justify="left" if name == "update class" else "right")
+        for row in comp.classes:
+            if row.updates or row.observed_zaps or row.modelled_zaps:
+                table.add_row(
+                    row.name,
+                    f"{row.updates:,}",
+                    f"{row.agree:,}",
+                    f"{row.disagree:,}",
+                    f"{row.observed_zaps:,}",
+                    f"{row.modelled_zaps:,}",
+                )
+        if comp.access_compared:
+            table.add_row(
+                "accesses",
+                f"{comp.access_compared:,}",
+                f"{comp.access_agree:,}",
+                f"{comp.access_compared - comp.access_agree:,}",
+                "",
+                "",
+            )
+        console.print(table)
+        if comp.zaps_compared:
+            console.print(f"  zaps seen at updates: {_ordinals(comp.observed_zap_updates)}")
+            console.print(f"  zaps modelled at updates: {_ordinals(comp.modelled_zap_updates)}")
+        for d in comp.disagreements[:SHOWN]:
+            flag = "" if d.gated else " (not gated)"
+            console.print(
+                f"  DISAGREE{flag}: {d.what}: kernel {d.observed}, model {d.modelled}"
+                + (f"; {d.note}" if d.note else "")
+            )
+        if len(comp.disagreements) > SHOWN:
+            console.print(f"  ... {len(comp.disagreements) - SHOWN} more disagreements")
+        for note in comp.notes[:SHOWN]:
+            console.print(f"  note: {note}")
+        console.print(f"verdict observed vs modelled {comp.label}: {verdict(comp)}")
+
+
+def verdict(comp: RunComparison) -> str:
+    """One line: agreement, or how many places disagree."""
+    updates = sum(r.updates for r in comp.classes)
+    gated = sum(d.gated for d in comp.disagreements)
+    if not comp.disagreements:
+        what = f"{updates:,} updates" + (
+            f" and {comp.access_compared:,} accesses" if comp.access_compared else ""
+        )
+        return f"agree on all {what}"
+    return (
+        f"DISAGREE at {len(comp.disagreements):,} places ({gated:,} gated) "
+        f"over {updates:,} updates and {comp.access_compared:,} accesses"
+    )
+
+
+def report_observed(
+    session: Session, *, quiet: bool, to_stderr: bool, gate: bool, console: Console | None = None
+) -> int:
+    """Print observed vs modelled (unless quiet); with ``gate``, exit 1 on a disagreement."""
+    from kvmgen.errors import UsageError
+
+    comparisons = compare_session(session)
+    if not comparisons:
+        if gate:
+            raise UsageError(
+                f"{session.trace.path}: --fail-on disagree needs a trace with observations "
+                "(kvmgen import tracefs, kvmgen probe)"
+            )
+        return ExitCode.OK
+    if not quiet:
+        if console is None:
+            from kvmgen.cli.app import make_console
+
+            console = make_console(stderr=to_stderr)
+        render(comparisons, console)
+    failed = [c for c in comparisons if c.failed]
+    if gate and failed:
+        for comp in failed:
+            click.echo(f"kvmgen: gate failed: {comp.label}: {verdict(comp)}", err=True)
+        return ExitCode.GATE_FAILED
+    return ExitCode.OK

@@ -1,0 +1,300 @@
+"""Observations: what a real kernel reported while a trace was captured.
+
+The optional top-level key ``observations`` of a trace (format version 1) holds a
+list of mappings, each with a ``kind``:
+
+- ``capture`` (at most one): where the observations come from and what they
+  cover: ``source``, ``kernel``, ``first_update``/``last_update`` (the updates the
+  capture saw completely), ``zap_events`` (the zap tracepoints that were enabled:
+  an update in the window with no observed zap really had none), ``from_vm_start``
+  (the capture began at VM creation, so absolute generations are comparable),
+  ``lost`` (events the ring buffer dropped).
+- ``zap``: a zap tracepoint fired during (or after) update ``update``: ``event``
+  (``kvm_mmu_zap_all_fast`` or ``kvm_mmu_invalidate_zap_all_pages``), ``valid_gen``,
+  ``used_pages``.
+- ``access``: what the MMU reported for the access event at index ``access`` of
+  ``events``: ``outcome`` (``slow_path``, ``fast_path``, ``refault``, ``cache_hit``),
+  and the generations it printed: ``kvm_gen``/``spte_gen`` (check_mmio_spte),
+  ``gen`` (mark_mmio_spte).
+
+Every observation may carry ``t`` (seconds) and ``note``. Validation follows the
+rest of the format: the first problem is a :class:`TraceError` naming file, line
+and field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kvmgen.trace.fields import Range, Where
+from kvmgen.trace.records import UPDATE_OPS, Event, Op
+from kvmgen.trace.tree import describe, is_map, is_seq, item_pos, node_pos, value_pos
+
+ZAP_EVENTS = ("kvm_mmu_zap_all_fast", "kvm_mmu_invalidate_zap_all_pages")
+"""The tracepoints that report a zap of the whole MMU (kernel-semantics.md section 5)."""
+
+ACCESS_OUTCOMES = ("slow_path", "fast_path", "refault", "cache_hit")
+"""What the kernel's MMIO fault path did for one access, as its tracepoints show it."""
+
+KINDS = ("capture", "zap", "access")
+
+_COMMON = ("kind", "t", "note")
+_KEYS = {
+    "capture": (
+        *_COMMON,
+        "source",
+        "kernel",
+        "first_update",
+        "last_update",
+        "zap_events",
+        "from_vm_start",
+        "lost",
+    ),
+    "zap": (*_COMMON, "update", "event", "valid_gen", "used_pages"),
+    "access": (*_COMMON, "access", "update", "outcome", "kvm_gen", "spte_gen", "gen"),
+}
+_U32 = Range(0, (1 << 32) - 1, "0..2^32-1")
+_COUNT = Range(0, 1 << 62, "0..2^62")
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureInfo:
+    """Where the observations come from and which updates they cover completely."""
+
+    index: int
+    line: int
+    source: str | None = None
+    kernel: str | None = None
+    first_update: int | None = None
+    last_update: int | None = None
+    zap_events: tuple[str, ...] = ()
+    from_vm_start: bool = False
+    lost: int = 0
+    t: float | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ZapSeen:
+    """A zap tracepoint that fired; ``update`` is the last update before it (0 if none)."""
+
+    index: int
+    line: int
+    update: int
+    event: str
+    valid_gen: int | None = None
+    used_pages: int | None = None
+    t: float | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSeen:
+    """What the kernel reported for one access event (``access`` is its index in events)."""
+
+    index: int
+    line: int
+    access: int
+    update: int
+    outcome: str
+    kvm_gen: int | None = None
+    spte_gen: int | None = None
+    gen: int | None = None
+    t: float | None = None
+    note: str | None = None
+
+
+Observation = CaptureInfo | ZapSeen | AccessSeen
+
+
+def update_ordinals(events: tuple[Event, ...]) -> tuple[list[int], int]:
+    """For each event, the last update ordinal before it; and the total update count."""
+    before: list[int] = []
+    total = 0
+    for event in events:
+        before.append(total)
+        if event.op in UPDATE_OPS:
+            total += event.repeat
+    return before, total
+
+
+def parse_observations(path: str, root: Any, events: tuple[Event, ...]) -> tuple[Observation, ...]:
+    """Validate ``root["observations"]`` (if present) against the validated ``events``."""
+    if "observations" not in root:
+        return ()
+    seq = root["observations"]
+    if not is_seq(seq):
+        Where(path).fail(
+            f"expected a list of observations, got {describe(seq)}",
+            value_pos(root, "observations"),
+            "observations",
+        )
+    before, total = update_ordinals(events)
+    out: list[Observation] = []
+    capture_line: int | None = None
+    for i, item in enumerate(seq):
+        w = Where(path, prefix=f"observations[{i}].")
+        if not is_map(item):
+            w.fail(f"expected an observation mapping, got {describe(item)}", item_pos(seq, i))
+        kind = w.require(item, "kind", f" ({', '.join(KINDS)})")
+        if kind not in KINDS:
+            w.fail(
+                f"expected one of {', '.join(KINDS)}, got {describe(kind)}",
+                value_pos(item, "kind"),
+                "kind",
+            )
+        w.check_keys(item, _KEYS[kind])
+        line = node_pos(item)[0] or 0
+        t = w.number(item, "t") if "t" in item else None
+        note = w.text(item, "note", yaml_raw=True) if "note" in item else None
+        if kind == "capture":
+            if capture_line is not None:
+                w.fail(
+                    f"only one capture observation is allowed (the first is on line "
+                    f"{capture_line})",
+                    node_pos(item),
+                )
+            capture_line = line
+            out.append(_capture(w, item, i, line, total, t, note))
+        elif kind == "zap":
+            update = _update(w, item, total)
+            event = w.choice(item, "event", {name: name for name in ZAP_EVENTS}, None)
+            if event is None:
+                w.require(item, "event", f" ({' or '.join(ZAP_EVENTS)})")
+            out.append(
+                ZapSeen(
+                    index=i,
+                    line=line,
+                    update=update,
+                    event=event,
+                    valid_gen=w.opt_int(item, "valid_gen", _U32, None),
+                    used_pages=w.opt_int(item, "used_pages", _U32, None),
+                    t=t,
+                    note=note,
+                )
+            )
+        else:
+            out.append(_access(w, item, i, line, events, before, t, note))
+    return tuple(out)
+
+
+def _update(w: Where, item: Any, total: int) -> int:
+    update = w.req_int(item, "update", _COUNT)
+    if update > total:
+        w.fail(
+            f"update {update} does not exist: the trace has {total} updates",
+            value_pos(item, "update"),
+            "update",
+        )
+    return update
+
+
+def _capture(
+    w: Where, item: Any, index: int, line: int, total: int, t: float | None, note: str | None
+) -> CaptureInfo:
+    first = w.opt_int(item, "first_update", _COUNT, None)
+    last = w.opt_int(item, "last_update", _COUNT, None)
+    for key, value in (("first_update", first), ("last_update", last)):
+        if value is not None and value > total:
+            w.fail(
+                f"update {value} does not exist: the trace has {total} updates",
+                value_pos(item, key),
+                key,
+            )
+    if first is not None and last is not None and last < first:
+        w.fail(
+            f"last_update {last} comes before first_update {first}",
+            value_pos(item, "last_update"),
+            "last_update",
+        )
+    zap_events: tuple[str, ...] = ()
+    if "zap_events" in item:
+        seq = item["zap_events"]
+        if not is_seq(seq):
+            w.fail(
+                f"expected a list of tracepoint names, got {describe(seq)}",
+                value_pos(item, "zap_events"),
+                "zap_events",
+            )
+        names = []
+        for j, name in enumerate(seq):
+            if name not in ZAP_EVENTS:
+                w.fail(
+                    f"expected one of {', '.join(ZAP_EVENTS)}, got {describe(name)}",
+                    item_pos(seq, j),
+                    f"zap_events[{j}]",
+                )
+            names.append(name)
+        zap_events = tuple(names)
+    from_vm_start = False
+    if "from_vm_start" in item:
+        value = item["from_vm_start"]
+        if not isinstance(value, bool):
+            w.fail(
+                f"expected true or false, got {describe(value)}",
+                value_pos(item, "from_vm_start"),
+                "from_vm_start",
+            )
+        from_vm_start = value
+    return CaptureInfo(
+        index=index,
+        line=line,
+        source=w.text(item, "source", yaml_raw=True) if "source" in item else None,
+        kernel=w.text(item, "kernel", yaml_raw=True) if "kernel" in item else None,
+        first_update=first,
+        last_update=last,
+        zap_events=zap_events,
+        from_vm_start=from_vm_start,
+        lost=w.opt_int(item, "lost", _COUNT, 0),
+        t=t,
+        note=note,
+    )
+
+
+def _access(
+    w: Where,
+    item: Any,
+    index: int,
+    line: int,
+    events: tuple[Event, ...],
+    before: list[int],
+    t: float | None,
+    note: str | None,
+) -> AccessSeen:
+    access = w.req_int(item, "access", _COUNT)
+    if access >= len(events) or events[access].op != Op.ACCESS:
+        what = (
+            f"event {access} is a {events[access].op.name.lower()}"
+            if access < len(events)
+            else f"the trace has {len(events)} events"
+        )
+        w.fail(
+            f"access must be the index of an access event: {what}",
+            value_pos(item, "access"),
+            "access",
+        )
+    update = before[access]
+    if "update" in item:
+        given = w.int_value(item, "update", _COUNT)
+        if given != update:
+            w.fail(
+                f"update {given} does not match event {access}, which comes after update {update}",
+                value_pos(item, "update"),
+                "update",
+            )
+    outcome = w.choice(item, "outcome", {name: name for name in ACCESS_OUTCOMES}, None)
+    if outcome is None:
+        w.require(item, "outcome", f" ({', '.join(ACCESS_OUTCOMES)})")
+    return AccessSeen(
+        index=index,
+        line=line,
+        access=access,
+        update=update,
+        outcome=outcome,
+        kvm_gen=w.opt_int(item, "kvm_gen", _U32, None),
+        spte_gen=w.opt_int(item, "spte_gen", _U32, None),
+        gen=w.opt_int(item, "gen", _U32, None),
+        t=t,
+        note=note,
+    )
