@@ -119,14 +119,7 @@ class GenMath:
 
     def wrap_test(self, new: int) -> bool:
         """The era's wrap-zap test on a new generation."""
-        era = self.spec.era
-        n = self.nominal(new)
-        if era.wrap_test == WrapTest.AT_LEAST:
-            return n >= era.wrap_threshold
-        if era.wrap_test == WrapTest.LOW_BITS_ZERO:
-            ignore = self.nas - 1 if era.bump_scheme == BumpScheme.BIT63 else 0
-            return n & ~ignore == 0
-        return False
+        return self._fires(self.nominal(new))
 
     def test_runs(self, k: int, bumps_per_update: int) -> bool:
         """Whether the wrap test runs on an address space's ``k``-th bump.

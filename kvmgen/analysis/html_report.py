@@ -12,6 +12,7 @@ import html
 from typing import Any
 
 from kvmgen import __version__
+from kvmgen.report.labels import bias_text, era_text
 
 LIST_LIMIT = 25
 
@@ -43,16 +44,7 @@ def _cycles(value: float) -> str:
 
 def _run_label(run: Any) -> str:
     spec = run.spec
-    era = spec.era.name + (f" ({spec.kernel})" if spec.kernel else "")
-    if spec.era.variant:
-        era += f" [{spec.era.variant}]"
-    if spec.bias is None:
-        bias = "no MMIO generation"
-    elif spec.literal:
-        bias = f"literal -{spec.bias} mod 2^64"
-    else:
-        bias = f"bias {spec.bias}"
-    return f"{era}<br>{_e('/'.join(spec.policies))}, {_e(bias)}"
+    return f"{_e(era_text(spec))}<br>{_e('/'.join(spec.policies))}, {_e(bias_text(spec))}"
 
 
 def _runs_table(session: Any) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from kvmgen.analysis.genmath import GenMath
 from kvmgen.analysis.timeline import BumpWalk, curves, walk_bumps
 from kvmgen.errors import UsageError
+from kvmgen.report.labels import bias_text, era_text
 from kvmgen.trace.records import Trace
 
 FORMATS = {".svg": "svg", ".png": "png"}
@@ -64,17 +65,8 @@ def _hex(value: float, _pos: int | None = None) -> str:
 
 def _label(run: Any) -> str:
     spec, r = run.spec, run.result
-    era = spec.era.name + (f" ({spec.kernel})" if spec.kernel else "")
-    if spec.era.variant:
-        era += f" [{spec.era.variant}]"
-    if spec.bias is None:
-        bias = "no MMIO generation"
-    elif spec.literal:
-        bias = f"literal -{spec.bias} mod 2^64"
-    else:
-        bias = f"bias {spec.bias}"
     return (
-        f"{era}, {'/'.join(spec.policies)} ({bias}): {r.wraps_total:,} wraps "
+        f"{era_text(spec)}, {'/'.join(spec.policies)} ({bias_text(spec)}): {r.wraps_total:,} wraps "
         f"({r.wraps_undetected:,} undetected), {r.wrap_zaps:,} wrap zaps, "
         f"{r.flush_zaps:,} flush zaps, {r.stale_harmful:,} harmful / "
         f"{r.stale_benign:,} benign stale hits"

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from kvmgen.report.document import comparisons, metrics
 from kvmgen.report.explain import stale_reason, wrap_reason
+from kvmgen.report.labels import run_label
 from kvmgen.runner import RunOutcome, Session
 from kvmgen.stats import OUTCOMES
 
@@ -21,10 +22,7 @@ def _cycles(value: int) -> str:
 
 
 def _label(run: RunOutcome) -> str:
-    spec = run.spec
-    era = spec.era.name + (f" ({spec.kernel})" if spec.kernel else "")
-    bias = "no MMIO gen" if spec.bias is None else f"bias {spec.bias}"
-    return f"{era}\n{'/'.join(spec.policies)}, {bias}"
+    return run_label(run.spec, separator="\n")
 
 
 def _signed(value: int) -> str:
