@@ -12,6 +12,13 @@ from typing import Any
 import click
 
 from kvmgen.cli.app import cli, load_input, make_console, split_values, write_output
+from kvmgen.cli.options import (
+    address_spaces_option,
+    biases_option,
+    costs_option,
+    eras_option,
+    kernels_option,
+)
 from kvmgen.errors import ExitCode, UsageError
 
 
@@ -48,18 +55,10 @@ def _specs(target: Any, nas: int | None, policies: Sequence[Any], trace: Any = N
 @cli.command()
 @click.argument("trace", metavar="[TRACE]", required=False)
 @click.option("--rate", help="Updates per second of each address space: 30/s, 2000/min, 5/h.")
-@click.option(
-    "--kernel", "kernels", multiple=True, help="Kernel versions, comma-separated or repeated."
-)
-@click.option("--era", "eras", multiple=True, help="Eras, comma-separated or repeated; 'all'.")
-@click.option(
-    "--bias",
-    "biases",
-    multiple=True,
-    metavar="POLICY",
-    help="historical, none, B or literal:B [default: historical and none].",
-)
-@click.option("--address-spaces", type=click.IntRange(1, 2), help="1 or 2 [default: era].")
+@kernels_option()
+@eras_option()
+@biases_option()
+@address_spaces_option("1 or 2 [default: era].")
 @click.option(
     "--op",
     type=click.Choice(["flags", "create", "delete", "move"]),
@@ -261,13 +260,8 @@ def search(
     "hack); with --width, the one policy to run [default: historical].",
 )
 @click.option("--width", metavar="RANGE", help="Generation widths to sweep, e.g. 12:20.")
-@click.option("--address-spaces", type=click.IntRange(1, 2), help="1 or 2 [default: header].")
-@click.option(
-    "--costs",
-    "costs_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="YAML file overriding unit costs.",
-)
+@address_spaces_option()
+@costs_option()
 @click.option("--plot", "plot_path", metavar="FILE.svg|.png", help="Draw the sweep.")
 @click.option("--json", "json_path", metavar="PATH|-", help="Write the sweep as JSON.")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), help="Trace format.")
@@ -341,24 +335,11 @@ def sweep(
 @cli.command()
 @click.argument("trace", metavar="TRACE")
 @click.option("-o", "--output", required=True, metavar="FILE.html", help="Where to write the page.")
-@click.option(
-    "--kernel", "kernels", multiple=True, help="Kernel versions [default: the trace header]."
-)
-@click.option("--era", "eras", multiple=True, help="Eras, comma-separated or repeated; 'all'.")
-@click.option(
-    "--bias",
-    "biases",
-    multiple=True,
-    metavar="POLICY",
-    help="historical, none, B or literal:B [default: historical and none].",
-)
-@click.option("--address-spaces", type=click.IntRange(1, 2), help="1 or 2 [default: header].")
-@click.option(
-    "--costs",
-    "costs_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="YAML file overriding unit costs.",
-)
+@kernels_option("Kernel versions [default: the trace header].")
+@eras_option()
+@biases_option()
+@address_spaces_option()
+@costs_option()
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), help="Trace format.")
 def report(
     trace: str,

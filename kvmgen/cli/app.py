@@ -160,27 +160,12 @@ def gate_exit_code(session: Session, fail_on: Sequence[str]) -> int:
 
 def common_options(func: Any) -> Any:
     """The options ``replay`` and ``compare`` share."""
+    from kvmgen.cli.options import address_spaces_option, biases_option, costs_option
+
     options = [
-        click.option(
-            "--bias",
-            "biases",
-            multiple=True,
-            metavar="POLICY",
-            help="historical, none or an integer B; repeat or comma-separate "
-            "[default: historical and none, side by side]",
-        ),
-        click.option(
-            "--address-spaces",
-            type=click.IntRange(1, 2),
-            default=None,
-            help="Memslot address spaces (1 or 2) [default: trace header, else era]",
-        ),
-        click.option(
-            "--costs",
-            "costs_path",
-            type=click.Path(exists=True, dir_okay=False),
-            help="YAML file overriding unit costs (see `kvmgen costs`).",
-        ),
+        biases_option(),
+        address_spaces_option(),
+        costs_option(),
         click.option("--json", "json_path", metavar="PATH|-", help="Write the JSON report."),
         click.option(
             "--format",

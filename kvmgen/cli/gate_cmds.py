@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING
 import click
 
 from kvmgen.cli.app import cli, make_console, split_values
+from kvmgen.cli.options import (
+    address_spaces_option,
+    biases_option,
+    costs_option,
+    eras_option,
+    kernels_option,
+)
 from kvmgen.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -32,30 +39,11 @@ def _write(target: str, data: bytes, what: str) -> None:
 
 @cli.command()
 @click.argument("traces", nargs=-1, metavar="[TRACE]...")
-@click.option(
-    "--kernel", "kernels", multiple=True, help="Kernel version(s); several run like compare."
-)
-@click.option("--era", "eras", multiple=True, help="Era(s) E0..E12, or 'all'.")
-@click.option(
-    "--bias",
-    "biases",
-    multiple=True,
-    metavar="POLICY",
-    help="historical, none or an integer B; repeat or comma-separate "
-    "[default: historical and none].",
-)
-@click.option(
-    "--address-spaces",
-    type=click.IntRange(1, 2),
-    default=None,
-    help="Memslot address spaces (1 or 2) [default: trace header, else era].",
-)
-@click.option(
-    "--costs",
-    "costs_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="YAML file overriding unit costs.",
-)
+@kernels_option("Kernel version(s); several run like compare.")
+@eras_option("Era(s) E0..E12, or 'all'.")
+@biases_option()
+@address_spaces_option()
+@costs_option()
 @click.option(
     "--format",
     "fmt",

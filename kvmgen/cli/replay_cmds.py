@@ -17,6 +17,7 @@ from kvmgen.cli.app import (
     interrupted_exit,
     split_values,
 )
+from kvmgen.cli.options import eras_option, kernels_option
 from kvmgen.errors import ExitCode
 
 
@@ -86,10 +87,8 @@ def replay(
 
 @cli.command()
 @click.argument("trace", metavar="TRACE")
-@click.option(
-    "--kernel", "kernels", multiple=True, help="Kernel versions, comma-separated or repeated."
-)
-@click.option("--era", "eras", multiple=True, help="Eras, comma-separated or repeated; 'all'.")
+@kernels_option()
+@eras_option()
 @common_options
 @click.option(
     "--plot",
