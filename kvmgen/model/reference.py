@@ -8,7 +8,7 @@ by field; neither may branch on era names, only on the fields of the era record.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kvmgen.model.eras import ZapScope
 from kvmgen.model.policy import RunSpec
@@ -22,27 +22,7 @@ def replay_reference(
 ) -> ReplayResult:
     """Replay a validated ``trace`` under ``spec`` and return its counters and records."""
     state = RefState(spec, record_limit)
-    for decl in trace.vm.slots:
-        state.slots[decl.address_space][decl.slot] = Slot(decl.gfn, decl.pages, decl.flags)
-    for ev in trace.events:
-        if ev.op == Op.ACCESS:
-            for _ in range(ev.repeat):
-                state.access(ev, None)
-        elif ev.op == Op.BUMP:
-            for _ in range(ev.repeat):
-                state.bump(ev.address_space, None, (), ioctl_end=True, create_flush=False)
-        elif ev.op == Op.CREATE:
-            for _ in range(ev.repeat):
-                _create(state, ev)
-        elif ev.op == Op.FLAGS:
-            for _ in range(ev.repeat):
-                _flags(state, ev)
-        elif ev.op == Op.DELETE:
-            for _ in range(ev.repeat):
-                _delete(state, ev)
-        elif ev.op == Op.MOVE:
-            for _ in range(ev.repeat):
-                _move(state, ev)
+    apply_trace(state, trace)
     return ReplayResult(
         updates=state.update,
         bumps=tuple(state.bumps),
@@ -66,6 +46,27 @@ def replay_reference(
         events_replayed=len(trace.events),
         partial=False,
     )
+
+
+def apply_trace(state: RefState, trace: Trace, *, stop: Callable[[], bool] | None = None) -> None:
+    """Replay ``trace``'s header slots and events into ``state``, every repetition literally.
+
+    Public so that tools can watch the oracle at work: subclass :class:`RefState`
+    (override ``access``, say) and pass an instance. ``stop`` is asked after each
+    event; True ends the replay there.
+    """
+    for decl in trace.vm.slots:
+        state.slots[decl.address_space][decl.slot] = Slot(decl.gfn, decl.pages, decl.flags)
+    for ev in trace.events:
+        for _ in range(ev.repeat):
+            if ev.op == Op.ACCESS:
+                state.access(ev, None)
+            elif ev.op == Op.BUMP:
+                state.bump(ev.address_space, None, (), ioctl_end=True, create_flush=False)
+            else:
+                _UPDATES[ev.op](state, ev)
+        if stop is not None and stop():
+            return
 
 
 def _unbumped(state: RefState, during: Sequence[Event]) -> None:
@@ -138,3 +139,11 @@ def _move(state: RefState, ev: Event) -> None:
         slot.valid = True
 
     state.bump(a, place, ev.during, ioctl_end=True, create_flush=True)
+
+
+_UPDATES: dict[Op, Callable[[RefState, Event], None]] = {
+    Op.CREATE: _create,
+    Op.FLAGS: _flags,
+    Op.DELETE: _delete,
+    Op.MOVE: _move,
+}

@@ -219,7 +219,7 @@ class ModelledAccess:
 def model_accesses(trace: Trace, spec: RunSpec, wanted: set[int]) -> dict[int, ModelledAccess]:
     """Replay ``trace`` with the reference model, noting what each wanted access did."""
     from kvmgen.model import reference
-    from kvmgen.model.reference_state import RefState, Slot
+    from kvmgen.model.reference_state import RefState
 
     class _Watch(RefState):
         def __init__(self) -> None:
@@ -247,24 +247,8 @@ def model_accesses(trace: Trace, spec: RunSpec, wanted: set[int]) -> dict[int, M
             )
 
     state = _Watch()
-    for decl in trace.vm.slots:
-        state.slots[decl.address_space][decl.slot] = Slot(decl.gfn, decl.pages, decl.flags)
-    steps = {
-        Op.CREATE: reference._create,
-        Op.FLAGS: reference._flags,
-        Op.DELETE: reference._delete,
-        Op.MOVE: reference._move,
-    }
-    for ev in trace.events:
-        for _ in range(ev.repeat):
-            if ev.op == Op.ACCESS:
-                state.access(ev, None)
-            elif ev.op == Op.BUMP:
-                state.bump(ev.address_space, None, (), ioctl_end=True, create_flush=False)
-            else:
-                steps[ev.op](state, ev)
-        if len(state.seen) == len(wanted):
-            break  # every observed access is placed: the rest cannot change them
+    # Every observed access placed: the rest of the trace cannot change them.
+    reference.apply_trace(state, trace, stop=lambda: len(state.seen) == len(wanted))
     return state.seen
 
 
