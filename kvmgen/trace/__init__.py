@@ -10,6 +10,7 @@ import hashlib
 import os
 
 from kvmgen.errors import TraceError, UsageError
+from kvmgen.trace.json_fast import load_json_fast
 from kvmgen.trace.json_loader import load_json
 from kvmgen.trace.records import (
     UPDATE_OPS,
@@ -77,6 +78,11 @@ def load_trace(
         # One flow-style event per line (what kvmgen's generators write) has a strict
         # fast path; anything it does not handle, valid or not, takes the full loader.
         fast = load_yaml_fast(name, data, sha256)
+        if fast is not None:
+            return fast
+    if kind == "json":
+        # orjson plus a vectorized scan for event positions; same fallback rule.
+        fast = load_json_fast(name, data, sha256)
         if fast is not None:
             return fast
     load = load_json if kind == "json" else load_yaml
