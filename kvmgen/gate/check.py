@@ -19,6 +19,7 @@ from kvmgen.errors import UsageError
 from kvmgen.gate.baseline import TraceReport, find_report
 from kvmgen.gate.limits import (
     MAX,
+    MAX_REGRESSION,
     Limit,
     Number,
     exceeds_max,
@@ -346,7 +347,34 @@ def evaluate(
                 seconds=trace.seconds,
             )
         )
+    _refuse_empty_comparison(results, baseline, baseline_path)
     return CheckOutcome(tuple(limits), tuple(outcomes), tuple(results), baseline_path)
+
+
+def _refuse_empty_comparison(
+    results: Sequence[Result], baseline: Sequence[TraceReport] | None, baseline_path: str | None
+) -> None:
+    """A regression gate that compared no run at all must not pass.
+
+    That happens when the baseline was saved for other runs (another --kernel, --era
+    or --bias): every regression limit is skipped, and a green result would hide it.
+    Traces whose baseline check failed (changed content, other version) already fail.
+    """
+    regressions = [r for r in results if r.check == MAX_REGRESSION]
+    baseline_failed = any(r.check == "baseline" and r.status == FAILED for r in results)
+    if baseline is None or not regressions or baseline_failed:
+        return
+    if all(r.status == SKIPPED for r in regressions):
+        held = sorted({label for report in baseline for label in _run_labels(report)})
+        raise UsageError(
+            f"baseline {baseline_path or ''}: none of the runs checked now is in it "
+            f"(it holds: {', '.join(held) or 'no runs'}); check with the options the "
+            "baseline was saved with, or save a new one"
+        )
+
+
+def _run_labels(report: TraceReport) -> list[str]:
+    return [run.id.label for run in index_runs(report_runs(report.document)).values()]
 
 
 @dataclass(frozen=True)

@@ -402,3 +402,15 @@ def test_readme_config_example_is_valid(workdir):
     assert len(config.traces) >= 7
     assert config.baseline == "ci/kvmgen-baseline.json"
     assert config.max_regression["total_cycles"] == 2.5 and config.max_regression["wraps"] == 0
+
+
+def test_baseline_for_other_runs_is_exit_2_not_a_pass(run_cli):
+    saved = run_cli("check", SMM, "--max", "wraps=9", "--save-baseline", "b.json", "-q")
+    assert saved.exit_code == 0
+    other = run_cli(
+        "check", SMM, "--kernel", "5.4", "--baseline", "b.json", "--max-regression", "all=0", "-q"
+    )
+    assert other.exit_code == 2
+    assert "none of the runs checked now is in it" in other.stderr
+    same = run_cli("check", SMM, "--baseline", "b.json", "--max-regression", "all=0", "-q")
+    assert same.exit_code == 0
