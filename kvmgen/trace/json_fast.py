@@ -11,13 +11,14 @@ words the error, so messages and positions are always the full loader's.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 import orjson
 
 from kvmgen.errors import TraceError
-from kvmgen.trace.fastpath import VCPU_LIMIT, plain_access
+from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.json_loader import parse_json
 from kvmgen.trace.records import Event, Trace
 from kvmgen.trace.tree import Map, Seq
@@ -115,18 +116,6 @@ class _LineCol:
         return (before + 1).tolist(), (at - self.line_starts[before] + 1).tolist()
 
 
-class _One:
-    """Stands in for the events list so the validator can check one event."""
-
-    def __init__(self, node: Any) -> None:
-        self.node = node
-        self.at = node.at
-        self.src = None
-
-    def __getitem__(self, index: int) -> Any:
-        return self.node
-
-
 def _located(value: dict[str, Any], at: tuple[int, int], subs: list[tuple[int, int]]) -> Map:
     """One event as a located tree: its own position and its during entries' positions."""
     node = Map(at)
@@ -177,29 +166,14 @@ def load_json_fast(path: str, data: bytes, sha256: str) -> Trace | None:
         for index, value in enumerate(events_in):
             if not isinstance(value, dict):
                 return None
-            line, column = lines[index], columns[index]
-            event = plain_access(value, index, line, column, vcpus)
-            if event is None:
-                n_subs = len(value["during"]) if isinstance(value.get("during"), list) else 0
-                subs = sub_at[next_sub : next_sub + n_subs]
-                next_sub += n_subs
-                node = _located(value, (line, column), subs)
-                event = validator.event(index, _One(node))
-            else:
-                validator.max_as = max(validator.max_as, event.address_space)
-                validator.max_vcpu = max(validator.max_vcpu, event.vcpu)
-            events.append(event)
+            at = (lines[index], columns[index])
+            n_subs = len(value["during"]) if isinstance(value.get("during"), list) else 0
+            subs = sub_at[next_sub : next_sub + n_subs]
+            next_sub += n_subs
+            locate = partial(_located, value, at, subs)
+            events.append(validator.fast_event(value, index, at, vcpus, locate))
         if next_sub != len(sub_at):
             return None
     except TraceError:
         return None
-    return Trace(
-        path=path,
-        format="json",
-        version=1,
-        vm=vm,
-        events=tuple(events),
-        sha256=sha256,
-        max_address_space=validator.max_as,
-        max_vcpu=validator.max_vcpu,
-    )
+    return validator.finish(vm, tuple(events), "json", sha256)

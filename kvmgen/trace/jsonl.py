@@ -17,13 +17,14 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, BinaryIO
 
 import orjson
 
 from kvmgen.errors import TraceError
 from kvmgen.trace.digest import TraceDigest
-from kvmgen.trace.fastpath import VCPU_LIMIT, plain_access
+from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.fields import Problem, parse_int
 from kvmgen.trace.records import Event, Trace, VmHeader
 from kvmgen.trace.tree import Map, Seq
@@ -47,18 +48,6 @@ def _locate(value: Any, line: int) -> Any:
             seq.add(_locate(item, line), at)
         return seq
     return value
-
-
-class _OneEvent:
-    """Stands in for the events list so the format-v1 validator can check one line."""
-
-    def __init__(self, node: Any, line: int) -> None:
-        self.node = node
-        self.at = (line, None)
-        self.src = None
-
-    def __getitem__(self, index: int) -> Any:
-        return self.node
 
 
 def _parse_line(path: str, raw: bytes, line: int) -> Any:
@@ -110,11 +99,8 @@ class StreamedTrace:
         block: list[Event] = []
         for index, (number, raw) in enumerate(lines):
             value = _parse_line(self.path, raw, number)
-            event = plain_access(value, index, number, 0, vcpus)
-            if event is None:
-                node = _locate(value, number)
-                event = validator.event(index, _OneEvent(node, number))
-            block.append(event)
+            locate = partial(_locate, value, number)
+            block.append(validator.fast_event(value, index, (number, 0), vcpus, locate))
             if len(block) >= size:
                 digest.update(block)
                 yield block

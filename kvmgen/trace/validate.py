@@ -8,10 +8,12 @@ and field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kvmgen.errors import UsageError
 from kvmgen.model.versions import era_for_version, lookup_era
+from kvmgen.trace.fastpath import plain_access
 from kvmgen.trace.fields import (
     ADDRESS_SPACES,
     AS,
@@ -162,17 +164,48 @@ class _Validator:
                 "events",
             )
         built = tuple(self.event(i, events) for i in range(len(events)))
+        return self.finish(vm, built, fmt, sha256, parse_observations(self.path, root, built))
+
+    def finish(
+        self,
+        vm: VmHeader,
+        events: tuple[Event, ...],
+        fmt: str,
+        sha256: str,
+        observations: tuple[Any, ...] = (),
+    ) -> Trace:
+        """The :class:`Trace` of a validated header and events (every loader ends here)."""
         return Trace(
             path=self.path,
             format=fmt,
             version=FORMAT_VERSION,
             vm=vm,
-            events=built,
-            observations=parse_observations(self.path, root, built),
+            events=events,
+            observations=observations,
             sha256=sha256,
             max_address_space=self.max_as,
             max_vcpu=self.max_vcpu,
         )
+
+    def fast_event(
+        self,
+        value: Any,
+        index: int,
+        position: tuple[int, int],
+        vcpus: int,
+        locate: Callable[[], Any],
+    ) -> Event:
+        """One event parsed by a fast path: a plain access directly, else ``locate()``'d.
+
+        ``locate`` builds the located tree of the event only when the plain-access
+        shortcut does not apply; the event is then checked like any other.
+        """
+        event = plain_access(value, index, position[0], position[1], vcpus)
+        if event is None:
+            return self.event(index, _Single(locate()))
+        self.max_as = max(self.max_as, event.address_space)
+        self.max_vcpu = max(self.max_vcpu, event.vcpu)
+        return event
 
     def header(self, root: Any) -> VmHeader:
         node = root["vm"]
@@ -371,3 +404,15 @@ class _Validator:
             )
         self.max_vcpu = max(self.max_vcpu, vcpu)
         return vcpu
+
+
+class _Single:
+    """Stands in for the events list so :meth:`_Validator.event` can check one event."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.at = node.at
+        self.src = None
+
+    def __getitem__(self, index: int) -> Any:
+        return self.node

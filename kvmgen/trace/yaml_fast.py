@@ -13,10 +13,11 @@ errors always come from the full loader, with its exact messages and positions.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from kvmgen.errors import TraceError
-from kvmgen.trace.fastpath import VCPU_LIMIT, plain_access
+from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.records import Event, Trace
 from kvmgen.trace.tree import Map, decode
 from kvmgen.trace.validate import _Validator
@@ -158,41 +159,20 @@ def load_yaml_fast(path: str, data: bytes, sha256: str) -> Trace | None:
             value = _parse_event(match.group(2), memo)
             if value is None or "during" in value:
                 return None
-            column = match.start(2)
-            index = len(events)
-            event = plain_access(value, index, number, column, vcpus)
-            if event is None:
-                node = Map((number, column))
-                for key, item in value.items():
-                    node.put(key, item, (number, None), (number, None))
-                event = validator.event(index, _One(node))
-            else:
-                validator.max_as = max(validator.max_as, event.address_space)
-                validator.max_vcpu = max(validator.max_vcpu, event.vcpu)
-            events.append(event)
+            at = (number, match.start(2))
+            events.append(
+                validator.fast_event(value, len(events), at, vcpus, partial(_located, value, at))
+            )
     except TraceError:
         return None
     if not events:
         return None  # "events:" with no list is null, an error only the full loader words
-    return Trace(
-        path=path,
-        format="yaml",
-        version=1,
-        vm=vm,
-        events=tuple(events),
-        sha256=sha256,
-        max_address_space=validator.max_as,
-        max_vcpu=validator.max_vcpu,
-    )
+    return validator.finish(vm, tuple(events), "yaml", sha256)
 
 
-class _One:
-    """Stands in for the events list so the validator can check one line's event."""
-
-    def __init__(self, node: Any) -> None:
-        self.node = node
-        self.at = node.at
-        self.src = None
-
-    def __getitem__(self, index: int) -> Any:
-        return self.node
+def _located(value: dict[str, Any], at: tuple[int, int]) -> Map:
+    """One line's event as a located tree (the line is known, values' columns are not)."""
+    node = Map(at)
+    for key, item in value.items():
+        node.put(key, item, (at[0], None), (at[0], None))
+    return node
