@@ -154,7 +154,7 @@ def compile_trace(trace: Trace | StreamedTrace, out: str) -> CompiledTrace:
     if isinstance(trace, StreamedTrace):
         enc, first_use = _encode_streamed(trace)
         notes, count = dict(trace.notes), trace.event_count
-        digest, source_sha = trace.content_digest(), _file_sha256(trace.file or trace.path)
+        digest, source_sha = trace.content_digest(), trace.sha256
     else:
         enc, first_use = encode(trace), _first_use(list(trace.events))
         notes = {e.index: e.note for e in trace.events if e.note}

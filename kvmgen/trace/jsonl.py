@@ -57,8 +57,12 @@ def _parse_line(path: str, raw: bytes, line: int) -> Any:
         raise TraceError(path, f"not valid JSON: {error.msg}", line=line) from None
 
 
-def _lines(path: str, name: str | None = None) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines of file ``path`` with their 1-based numbers (``name`` in messages)."""
+def _lines(path: str, name: str | None = None, digest: Any = None) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines of file ``path`` with their 1-based numbers (``name`` in messages).
+
+    With ``digest`` (a hashlib object), every byte read, blank lines included, is fed
+    to it, so the scan hashes the file in the same read.
+    """
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by the generator's with
     except OSError as error:
@@ -66,6 +70,8 @@ def _lines(path: str, name: str | None = None) -> Iterator[tuple[int, bytes]]:
         raise TraceError(name or path, message) from None
     with handle:
         for number, raw in enumerate(handle, start=1):
+            if digest is not None:
+                digest.update(raw)
             if raw.strip():
                 yield number, raw
 
@@ -187,7 +193,7 @@ def scan_jsonl(file: str, name: str | None = None) -> StreamedTrace:
     """
     path = name or file
     digest = hashlib.sha256()
-    lines = _lines(file, path)
+    lines = _lines(file, path, digest)
     first = next(lines, None)
     if first is None:
         raise TraceError(path, 'empty trace: expected a header line {"kvmgen": 1, ...}')
@@ -198,9 +204,6 @@ def scan_jsonl(file: str, name: str | None = None) -> StreamedTrace:
     first_use: dict[int, tuple[int, int, str]] = {}
     max_vcpu = 0
     count = 0
-    with open(file, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
     for index, (number, raw) in enumerate(lines):
         count += 1
         try:
