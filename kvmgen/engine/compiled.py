@@ -22,7 +22,7 @@ import numpy as np
 
 from kvmgen import __version__
 from kvmgen.engine import kernels as k
-from kvmgen.engine.encode import EncodedTrace, Encoder, encode
+from kvmgen.engine.encode import EncodedTrace, encode, streamed_encoder
 from kvmgen.errors import TraceError
 from kvmgen.trace.jsonl import StreamedTrace
 from kvmgen.trace.records import Event, SlotDecl, Trace, VmHeader
@@ -115,8 +115,8 @@ def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
 
 
 def _encode_streamed(trace: StreamedTrace) -> tuple[EncodedTrace, dict[int, tuple[int, int, str]]]:
-    gfns = np.array(sorted(trace.access_gfns), dtype=np.int64)
-    encoder = Encoder(gfns, trace.vm.slots, max(trace.vm.vcpus or 0, trace.max_vcpu + 1))
+    encoder = streamed_encoder(trace)
+    gfns = encoder.gfns
     parts = [encoder.encode(events) for events in trace.blocks()]
     upd_base = dur_base = 0
     ev_x, upd, dur = [], [], []

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kvmgen.engine import kernels as k
+from kvmgen.trace.jsonl import StreamedTrace
 from kvmgen.trace.records import Event, Op, SlotDecl, Trace
 
 I64 = NDArray[np.int64]
@@ -196,3 +197,9 @@ def encode(trace: Trace) -> EncodedTrace:
     gfns = np.array(sorted(access_gfns(trace.events)), dtype=np.int64)
     vcpus = vcpu_count(trace.vm.vcpus, trace.events)
     return Encoder(gfns, trace.vm.slots, vcpus).encode(trace.events)
+
+
+def streamed_encoder(trace: StreamedTrace) -> Encoder:
+    """The encoder for a JSON Lines trace, from what its first pass collected."""
+    gfns = np.array(sorted(trace.access_gfns), dtype=np.int64)
+    return Encoder(gfns, trace.vm.slots, max(trace.vm.vcpus or 0, trace.max_vcpu + 1))

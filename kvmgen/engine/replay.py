@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kvmgen.engine import kernels as k
-from kvmgen.engine.encode import EncodedTrace, Encoder, encode
+from kvmgen.engine.encode import EncodedTrace, encode, streamed_encoder
 from kvmgen.model.policy import U64, RunSpec
 from kvmgen.stats import DEFAULT_RECORD_LIMIT, ReplayResult, StaleHit, WrapEvent, ZapEvent
 from kvmgen.trace.jsonl import StreamedTrace
@@ -252,9 +252,7 @@ def replay_streamed(
     Each block is read, validated and encoded once and then replayed into every
     run's state, so memory stays bounded and the file is read once for all runs.
     """
-    gfns = np.array(sorted(trace.access_gfns), dtype=np.int64)
-    vcpus = max(trace.vm.vcpus or 0, trace.max_vcpu + 1)
-    encoder = Encoder(gfns, trace.vm.slots, vcpus)
+    encoder = streamed_encoder(trace)
     first = encoder.encode([])
     states = [new_state(first, spec, record_limit) for spec in specs]
     complete = True
