@@ -95,13 +95,13 @@ class Session:
     def digest(self) -> str:
         """The trace's content digest: the same whatever format it was read from."""
         if isinstance(self.trace, Trace):
-            return content_digest(self.trace.vm, self.trace.events)
+            return content_digest(self.trace.vm, self.trace.table())
         return self.trace.content_digest()
 
     def notes(self) -> dict[int, str]:
         """Event index -> the event's ``note``, for per-event output."""
         if isinstance(self.trace, Trace):
-            return {e.index: e.note for e in self.trace.events if e.note}
+            return self.trace.table().event_notes()
         return dict(self.trace.notes)
 
 

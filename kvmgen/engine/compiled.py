@@ -24,8 +24,10 @@ from kvmgen import __version__
 from kvmgen.engine import kernels as k
 from kvmgen.engine.encode import EncodedTrace, encode, streamed_encoder
 from kvmgen.errors import TraceError
+from kvmgen.trace.digest import content_digest
 from kvmgen.trace.jsonl import StreamedTrace
-from kvmgen.trace.records import Event, SlotDecl, Trace, VmHeader
+from kvmgen.trace.records import Op, SlotDecl, Trace, VmHeader
+from kvmgen.trace.table import EventTable
 
 COMPILED_VERSION = 1
 _ARRAYS = (
@@ -74,12 +76,15 @@ class CompiledTrace:
         return self.digest
 
 
-def _first_use(events: list[Event]) -> dict[int, tuple[int, int, str]]:
+def _first_use(table: EventTable) -> dict[int, tuple[int, int, str]]:
+    """Address space -> (index, line, op name) of the first event that names it."""
     first: dict[int, tuple[int, int, str]] = {}
-    for event in events:
-        for item in (event, *event.during):
-            if item.address_space not in first:
-                first[item.address_space] = (event.index, event.line, event.op.name.lower())
+    top = table.top_rows()
+    for a in np.unique(table.address_space).tolist():
+        row = int(np.argmax(table.address_space == a))
+        parent = int(top[np.searchsorted(top, row, side="right") - 1])
+        op = Op(int(table.op[parent])).name.lower()
+        first[a] = (int(table.index[parent]), int(table.line[parent]), op)
     return first
 
 
@@ -117,7 +122,7 @@ def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
 def _encode_streamed(trace: StreamedTrace) -> tuple[EncodedTrace, dict[int, tuple[int, int, str]]]:
     encoder = streamed_encoder(trace)
     gfns = encoder.gfns
-    parts = [encoder.encode(events) for events in trace.blocks()]
+    parts = [encoder.encode(block) for block in trace.blocks()]
     upd_base = dur_base = 0
     ev_x, upd, dur = [], [], []
     for part in parts:
@@ -132,7 +137,7 @@ def _encode_streamed(trace: StreamedTrace) -> tuple[EncodedTrace, dict[int, tupl
         dur.append(part.dur)
         upd_base += len(part.upd)
         dur_base += len(part.dur)
-    empty = encoder.encode([])
+    empty = encoder.encode(EventTable.empty(0))
     joined = EncodedTrace(
         gfns=gfns,
         ev_op=np.concatenate([p.ev_op for p in parts] or [empty.ev_op]),
@@ -156,12 +161,11 @@ def compile_trace(trace: Trace | StreamedTrace, out: str) -> CompiledTrace:
         notes, count = dict(trace.notes), trace.event_count
         digest, source_sha = trace.content_digest(), trace.sha256
     else:
-        enc, first_use = encode(trace), _first_use(list(trace.events))
-        notes = {e.index: e.note for e in trace.events if e.note}
+        table = trace.table()
+        enc, first_use = encode(trace), _first_use(table)
+        notes = table.event_notes()
         count = len(trace.events)
-        from kvmgen.trace.digest import content_digest
-
-        digest, source_sha = content_digest(trace.vm, trace.events), trace.sha256
+        digest, source_sha = content_digest(trace.vm, table), trace.sha256
     arrays = {name: getattr(enc, name) for name in _ARRAYS}
     manifest = {
         "kvmgen_compiled": COMPILED_VERSION,

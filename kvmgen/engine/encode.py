@@ -12,7 +12,7 @@ progress, Ctrl-C) against one gfn universe fixed up front.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +20,8 @@ from numpy.typing import NDArray
 
 from kvmgen.engine import kernels as k
 from kvmgen.trace.jsonl import StreamedTrace
-from kvmgen.trace.records import Event, Op, SlotDecl, Trace
+from kvmgen.trace.records import Op, SlotDecl, Trace
+from kvmgen.trace.table import EventTable
 
 I64 = NDArray[np.int64]
 
@@ -61,15 +62,9 @@ class EncodedTrace:
         )
 
 
-def access_gfns(events: Iterable[Event]) -> set[int]:
-    """Every gfn an access (top-level or ``during``) names."""
-    found: set[int] = set()
-    for event in events:
-        if event.op == Op.ACCESS:
-            found.add(event.gfn)
-        for sub in event.during:
-            found.add(sub.gfn)
-    return found
+def access_gfns(table: EventTable) -> NDArray[np.int64]:
+    """Every gfn an access (top-level or ``during``) names, sorted, once each."""
+    return np.unique(table.gfn[table.op == Op.ACCESS]).astype(np.int64)
 
 
 class Encoder:
@@ -92,111 +87,112 @@ class Encoder:
         hi = int(np.searchsorted(self.gfns, gfn + pages, side="left"))
         return lo, hi
 
-    def _bumping_reps(self, event: Event) -> int:
-        """How many repetitions of an update change something (the rest bump nothing)."""
-        if event.op == Op.FLAGS:
-            entry = self.slots[(event.address_space, event.slot)]
-            if event.flags is None:
-                entry[2] ^= event.repeat & 1
-                return event.repeat
-            changed = entry[2] != event.flags
-            entry[2] = event.flags
-            return 1 if changed else 0
-        if event.op == Op.MOVE:
-            return 0 if self.slots[(event.address_space, event.slot)][0] == event.gfn else 1
-        return 1
+    def _apply(
+        self, op: int, a: int, slot: int, gfn: int, pages: int, flags: int | None, reps: int
+    ) -> tuple[int, int, int, int, int]:
+        """Apply one update to the slot table.
 
-    def _update_row(self, event: Event, during: list[list[int]], gfns: list[int]) -> list[int]:
-        row = [0] * k.N_UCOLS
-        a = event.address_space
-        row[k.U_BUMP_REPS] = self._bumping_reps(event)
-        if event.op == Op.CREATE:
-            self.slots[(a, event.slot)] = [event.gfn, event.pages, event.flags or 0]
-            row[k.U_LO], row[k.U_HI] = self.span(event.gfn, event.pages)
-        elif event.op == Op.DELETE:
-            gfn, pages, _ = self.slots.pop((a, event.slot))
-            row[k.U_OLO], row[k.U_OHI] = self.span(gfn, pages)
-        elif event.op == Op.MOVE:
-            entry = self.slots[(a, event.slot)]
-            row[k.U_OLO], row[k.U_OHI] = self.span(entry[0], entry[1])
-            row[k.U_LO], row[k.U_HI] = self.span(event.gfn, entry[1])
-            entry[0] = event.gfn
-        row[k.U_DSTART] = len(during)
-        for sub in event.during:
-            entry = [0] * k.N_DFIELDS
-            entry[k.D_AS] = sub.address_space
-            entry[k.D_VCPU] = sub.vcpu
-            entry[k.D_REP] = sub.repeat
-            entry[k.D_WINDOW] = int(sub.window)
-            entry[k.D_SUB] = sub.sub
-            during.append(entry)
-            gfns.append(sub.gfn)
-        row[k.U_DEND] = len(during)
-        return row
+        Returns how many of its repetitions bump (the rest change nothing) and
+        its new and old guest-frame ranges as (start, end) pairs, (0, 0) for none.
+        """
+        if op == Op.CREATE:
+            self.slots[(a, slot)] = [gfn, pages, flags or 0]
+            return 1, gfn, gfn + pages, 0, 0
+        if op == Op.DELETE:
+            old, old_pages, _ = self.slots.pop((a, slot))
+            return 1, 0, 0, old, old + old_pages
+        entry = self.slots[(a, slot)]
+        if op == Op.MOVE:
+            old = entry[0]
+            entry[0] = gfn
+            return (0 if old == gfn else 1), gfn, gfn + entry[1], old, old + entry[1]
+        if flags is None:
+            entry[2] ^= reps & 1
+            return reps, 0, 0, 0, 0
+        changed = entry[2] != flags
+        entry[2] = flags
+        return (1 if changed else 0), 0, 0, 0, 0
 
-    def encode(self, events: Sequence[Event]) -> EncodedTrace:
+    def encode(self, table: EventTable) -> EncodedTrace:
         """The kernel arrays for one block of events, in order."""
-        n = len(events)
-        # Plain lists while walking the Python records, one numpy conversion at the end:
-        # per-element numpy calls would dominate the cost of encoding.
-        ops = [0] * n
-        spaces = [0] * n
-        vcpu_col = [0] * n
-        x_col = [0] * n
-        reps = [1] * n
-        access_rows: list[int] = []
-        access_at: list[int] = []
-        upd_rows: list[list[int]] = []
-        during: list[list[int]] = []
-        during_gfns: list[int] = []
-        for i, event in enumerate(events):
-            op = event.op
-            ops[i] = int(op)
-            spaces[i] = event.address_space
-            reps[i] = event.repeat
-            if op == Op.ACCESS:
-                access_rows.append(i)
-                access_at.append(event.gfn)
-                vcpu_col[i] = event.vcpu
-            elif op != Op.BUMP:
-                x_col[i] = len(upd_rows)
-                upd_rows.append(self._update_row(event, during, during_gfns))
-        ev_x = np.array(x_col, dtype=np.int64)
-        if access_rows:
-            ev_x[np.array(access_rows)] = np.searchsorted(
-                self.gfns, np.array(access_at, dtype=np.int64)
+        top = table.sub < 0
+        ops = table.op[top]
+        is_access = table.op == Op.ACCESS
+        is_update = (ops != Op.ACCESS) & (ops != Op.BUMP)
+        # Whole columns at once; only updates walk the slot table, one by one.
+        ev_x = np.zeros(ops.shape[0], dtype=np.int64)
+        ev_x[ops == Op.ACCESS] = np.searchsorted(self.gfns, table.gfn[top & is_access])
+        update_rows = np.flatnonzero(top)[is_update]
+        ev_x[is_update] = np.arange(update_rows.shape[0])
+        upd = np.zeros((update_rows.shape[0], k.N_UCOLS), dtype=np.int64)
+        columns = (
+            table.op,
+            table.address_space,
+            table.slot,
+            table.gfn,
+            table.pages,
+            table.flags,
+            table.flags_set,
+            table.repeat,
+        )
+        values = [column[update_rows].tolist() for column in columns]
+        ranges = np.zeros((update_rows.shape[0], 4), dtype=np.int64)
+        for u, (op, a, slot, gfn, pages, flags, flags_set, reps) in enumerate(
+            zip(*values, strict=True)
+        ):
+            bumping, *spans = self._apply(
+                op, a, slot, gfn, pages, flags if flags_set else None, reps
             )
-        dur = np.array(during, dtype=np.int64).reshape(len(during), k.N_DFIELDS)
-        if during:
-            dur[:, k.D_GID] = np.searchsorted(self.gfns, np.array(during_gfns, dtype=np.int64))
+            upd[u, k.U_BUMP_REPS] = bumping
+            ranges[u] = spans
+        indices = np.searchsorted(self.gfns, ranges, side="left")
+        upd[:, k.U_LO], upd[:, k.U_HI] = indices[:, 0], indices[:, 1]
+        upd[:, k.U_OLO], upd[:, k.U_OHI] = indices[:, 2], indices[:, 3]
+        # During accesses follow their update; the i-th top-level row has
+        # (rows before it) - i of them before it.
+        during_before = np.flatnonzero(top) - np.arange(ops.shape[0])
+        next_top = np.append(np.flatnonzero(top)[1:], len(table))
+        upd[:, k.U_DSTART] = during_before[is_update]
+        upd[:, k.U_DEND] = (
+            during_before[is_update] + (next_top - np.flatnonzero(top) - 1)[is_update]
+        )
+        inside = ~top
+        dur = np.zeros((int(inside.sum()), k.N_DFIELDS), dtype=np.int64)
+        dur[:, k.D_AS] = table.address_space[inside]
+        dur[:, k.D_VCPU] = table.vcpu[inside]
+        dur[:, k.D_REP] = table.repeat[inside]
+        dur[:, k.D_WINDOW] = table.window[inside]
+        dur[:, k.D_SUB] = table.sub[inside]
+        dur[:, k.D_GID] = np.searchsorted(self.gfns, table.gfn[inside])
+        vcpu = table.vcpu[top].astype(np.int16)
+        vcpu[ops != Op.ACCESS] = 0
         return EncodedTrace(
             gfns=self.gfns,
-            ev_op=np.array(ops, dtype=np.int8),
-            ev_as=np.array(spaces, dtype=np.int8),
-            ev_vcpu=np.array(vcpu_col, dtype=np.int16),
+            ev_op=ops.astype(np.int8),
+            ev_as=table.address_space[top].astype(np.int8),
+            ev_vcpu=vcpu,
             ev_x=ev_x,
-            ev_rep=np.array(reps, dtype=np.int64),
-            ev_index=np.array([e.index for e in events], dtype=np.int64),
-            upd=np.array(upd_rows, dtype=np.int64).reshape(len(upd_rows), k.N_UCOLS),
-            dur=np.ascontiguousarray(dur),
+            ev_rep=table.repeat[top].astype(np.int64),
+            ev_index=table.index[top].astype(np.int64),
+            upd=upd,
+            dur=dur,
             initial_cover=self.initial_cover,
             vcpus=self.vcpus,
         )
 
 
-def vcpu_count(vm_vcpus: int | None, events: Iterable[Event]) -> int:
+def vcpu_count(vm_vcpus: int | None, table: EventTable) -> int:
     """vCPUs to model: the header's count, or enough for every vCPU the events name."""
-    named = 0
-    for event in events:
-        named = max(named, event.vcpu, *(sub.vcpu for sub in event.during))
+    named = int(table.vcpu.max()) if len(table) else 0
     return max(vm_vcpus or 0, named + 1)
 
 
 def encode(trace: Trace) -> EncodedTrace:
     """Build the kernel arrays for a whole in-memory trace."""
-    gfns = np.array(sorted(access_gfns(trace.events)), dtype=np.int64)
-    vcpus = vcpu_count(trace.vm.vcpus, trace.events)
-    return Encoder(gfns, trace.vm.slots, vcpus).encode(trace.events)
+    table = trace.table()
+    return Encoder(access_gfns(table), trace.vm.slots, vcpu_count(trace.vm.vcpus, table)).encode(
+        table
+    )
 
 
 def streamed_encoder(trace: StreamedTrace) -> Encoder:

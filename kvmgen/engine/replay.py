@@ -14,6 +14,7 @@ from kvmgen.model.policy import U64, RunSpec
 from kvmgen.stats import DEFAULT_RECORD_LIMIT, ReplayResult, StaleHit, WrapEvent, ZapEvent
 from kvmgen.trace.jsonl import StreamedTrace
 from kvmgen.trace.records import Trace
+from kvmgen.trace.table import EventTable
 
 I64 = NDArray[np.int64]
 _SCOPE_NAMES = {1: "all_sptes", 2: "mmio_sptes", 3: "slot_ram_sptes"}
@@ -253,12 +254,12 @@ def replay_streamed(
     run's state, so memory stays bounded and the file is read once for all runs.
     """
     encoder = streamed_encoder(trace)
-    first = encoder.encode([])
+    first = encoder.encode(EventTable.empty(0))
     states = [new_state(first, spec, record_limit) for spec in specs]
     complete = True
     try:
-        for events in trace.blocks():
-            enc = encoder.encode(events)
+        for block in trace.blocks():
+            enc = encoder.encode(block)
             for state in states:
                 run_block(enc, state)
             if progress is not None and states:

@@ -10,7 +10,7 @@ import hashlib
 import os
 
 from kvmgen.errors import TraceError, UsageError
-from kvmgen.trace.json_fast import load_json_fast
+from kvmgen.trace.json_fast import JSON_SCAN_MIN_BYTES, load_json_fast
 from kvmgen.trace.json_loader import load_json
 from kvmgen.trace.records import (
     UPDATE_OPS,
@@ -80,8 +80,8 @@ def load_trace(
         fast = load_yaml_fast(name, data, sha256)
         if fast is not None:
             return fast
-    if kind == "json":
-        # orjson plus a vectorized scan for event positions; same fallback rule.
+    if kind == "json" and len(data) >= JSON_SCAN_MIN_BYTES:
+        # A jitted scan into columns; same fallback rule.
         fast = load_json_fast(name, data, sha256)
         if fast is not None:
             return fast

@@ -2,69 +2,83 @@
 
 Reports and compiled traces name a trace by this digest, so a trace gives the same
 report, byte for byte, read as YAML, JSON, JSON Lines, from stdin or compiled. It is
-the SHA-256 of a canonical serialization of the header and of every event's
-fields (source positions excluded), fed block by block so a streamed trace can be
-digested as it replays.
+the SHA-256 of the header and of every event's fields (source positions excluded),
+taken over the columns of an :class:`~kvmgen.trace.table.EventTable`: one
+fixed-width little-endian record per row, and the note texts in a second stream,
+so it can be fed block by block as a streamed trace replays and how the events
+are split into blocks does not matter.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 
+import numpy as np
 import orjson
 
-from kvmgen.trace.records import Event, VmHeader
+from kvmgen.trace.records import VmHeader
+from kvmgen.trace.table import EventTable
 
-DIGEST_VERSION = 1
+DIGEST_VERSION = 2
 
-
-def _event_key(e: Event) -> list[object]:
-    return [
-        int(e.op),
-        e.address_space,
-        e.slot,
-        e.gfn,
-        e.pages,
-        e.flags,
-        e.vcpu,
-        int(e.kind),
-        e.repeat,
-        int(e.window),
-        e.sub,
-        e.t,
-        e.note,
-        [_event_key(d) for d in e.during],
+# The fields of each row, in this order, at these widths (positions excluded).
+_ROW = np.dtype(
+    [
+        ("op", "<i1"),
+        ("address_space", "<i1"),
+        ("kind", "<i1"),
+        ("window", "<i1"),
+        ("flags_set", "<i1"),
+        ("t_set", "<i1"),
+        ("sub", "<i4"),
+        ("slot", "<i4"),
+        ("vcpu", "<i4"),
+        ("note_bytes", "<i8"),  # -1: no note
+        ("gfn", "<i8"),
+        ("pages", "<i8"),
+        ("flags", "<i8"),
+        ("repeat", "<i8"),
+        ("t", "<f8"),
     ]
+)
 
 
 class TraceDigest:
     """Incremental content digest: the header first, then events in order."""
 
     def __init__(self, vm: VmHeader) -> None:
-        self._hash = hashlib.sha256()
         slots = [[s.slot, s.address_space, s.gfn, s.pages, s.flags] for s in vm.slots]
         header = [DIGEST_VERSION, vm.kernel, vm.era, vm.address_spaces, vm.vcpus, slots]
-        self._hash.update(orjson.dumps(header))
+        self._header = orjson.dumps(header)
+        self._rows = hashlib.sha256()
+        self._notes = hashlib.sha256()
 
-    def update(self, events: Iterable[Event]) -> None:
-        """Add events (in trace order); how they are split into calls does not matter."""
-        dumps = orjson.dumps
-        self._hash.update(b"".join(dumps(_event_key(e)) + b"\n" for e in events))
+    def update(self, table: EventTable) -> None:
+        """Add a block of events (in trace order)."""
+        rows = np.zeros(len(table), dtype=_ROW)
+        for name in _ROW.names:
+            if name != "note_bytes":
+                rows[name] = getattr(table, name)
+        # Unset values must not tell traces apart by what a loader left in them.
+        rows["flags"][~table.flags_set] = 0
+        rows["t"][~table.t_set] = 0.0
+        encoded = [note.encode() for note in table.notes]
+        lengths = np.array([len(b) for b in encoded] or [0], dtype=np.int64)
+        rows["note_bytes"] = np.where(table.note >= 0, lengths[np.maximum(table.note, 0)], -1)
+        self._rows.update(rows.tobytes())
+        used = table.note[table.note >= 0].tolist()
+        self._notes.update(b"".join(encoded[i] for i in used))
 
     def hexdigest(self) -> str:
         """The digest so far, as hex."""
-        return self._hash.hexdigest()
+        whole = hashlib.sha256(self._header)
+        whole.update(self._rows.digest())
+        whole.update(self._notes.digest())
+        return whole.hexdigest()
 
 
-def content_digest(vm: VmHeader, events: Iterable[Event], block: int = 65536) -> str:
+def content_digest(vm: VmHeader, table: EventTable) -> str:
     """The content digest of a whole in-memory trace."""
     digest = TraceDigest(vm)
-    pending: list[Event] = []
-    for event in events:
-        pending.append(event)
-        if len(pending) >= block:
-            digest.update(pending)
-            pending = []
-    digest.update(pending)
+    digest.update(table)
     return digest.hexdigest()

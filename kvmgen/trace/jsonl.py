@@ -27,6 +27,7 @@ from kvmgen.trace.digest import TraceDigest
 from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.fields import Problem, parse_int
 from kvmgen.trace.records import Event, Trace, VmHeader
+from kvmgen.trace.table import EventTable
 from kvmgen.trace.tree import Map, Seq
 from kvmgen.trace.validate import FORMAT_VERSION, _Validator
 
@@ -95,8 +96,8 @@ class StreamedTrace:
     format: str = "jsonl"
     version: int = FORMAT_VERSION
 
-    def blocks(self, size: int = BLOCK_EVENTS) -> Iterator[list[Event]]:
-        """Validated events in order, ``size`` at a time (re-reads the file)."""
+    def blocks(self, size: int = BLOCK_EVENTS) -> Iterator[EventTable]:
+        """Validated events in order, ``size`` at a time, as tables (re-reads the file)."""
         lines = _lines(self.file or self.path, self.path)
         number, raw = next(lines)
         validator, vm = _header(self.path, raw, number)
@@ -108,12 +109,14 @@ class StreamedTrace:
             locate = partial(_locate, value, number)
             block.append(validator.fast_event(value, index, (number, 0), vcpus, locate))
             if len(block) >= size:
-                digest.update(block)
-                yield block
+                table = EventTable.from_events(block)
+                digest.update(table)
+                yield table
                 block = []
-        digest.update(block)
+        table = EventTable.from_events(block)
+        digest.update(table)
         if block:
-            yield block
+            yield table
         self.digest = digest.hexdigest()
 
     def content_digest(self) -> str:
@@ -126,7 +129,7 @@ class StreamedTrace:
 
     def materialize(self) -> Trace:
         """The whole trace in memory (for the reference model and small files)."""
-        events = tuple(event for block in self.blocks() for event in block)
+        events = tuple(event for block in self.blocks() for event in block.records())
         return Trace(
             path=self.path,
             format=self.format,
@@ -227,7 +230,7 @@ def scan_jsonl(file: str, name: str | None = None) -> StreamedTrace:
             if isinstance(space, int) and not isinstance(space, bool) and space not in first_use:
                 first_use[space] = (index, number, str(event.get("op")))
         note = event.get("note")
-        if isinstance(note, str):
+        if isinstance(note, str) and note:
             notes[index] = note
     return StreamedTrace(
         path=path,

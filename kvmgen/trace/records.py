@@ -8,12 +8,14 @@ the file, line and event.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kvmgen.trace.observations import Observation
+    from kvmgen.trace.table import EventTable
 
 
 class Op(IntEnum):
@@ -107,19 +109,36 @@ class Trace:
     """A whole validated trace.
 
     ``sha256`` is the hash of the source bytes: reports and compiled traces
-    carry it so a result can be tied to the exact input.
+    carry it so a result can be tied to the exact input. ``events`` is a tuple
+    of records, or (from a loader that reads into columns) a
+    :class:`~kvmgen.trace.table.TableEvents` that builds them on demand;
+    :meth:`table` gives the columns either way.
     """
 
     path: str
     format: str
     version: int
     vm: VmHeader
-    events: tuple[Event, ...]
+    events: Sequence[Event]
     sha256: str = ""
     max_address_space: int = field(default=0)
     max_vcpu: int = field(default=0)
     # What a real kernel reported during the capture (kvmgen.trace.observations).
     observations: tuple[Observation, ...] = ()
+    _table: EventTable | None = field(default=None, compare=False, repr=False)
+
+    def table(self) -> EventTable:
+        """Every event as columns (built from the records once, if need be)."""
+        if self._table is None:
+            from kvmgen.trace.table import EventTable, TableEvents
+
+            if isinstance(self.events, TableEvents):
+                table = self.events.table
+            else:
+                table = EventTable.from_events(self.events)
+            object.__setattr__(self, "_table", table)
+        assert self._table is not None
+        return self._table
 
     def iter_all(self) -> list[Event]:
         """All events in replay order, each update followed by its ``during`` accesses."""

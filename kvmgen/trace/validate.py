@@ -8,7 +8,7 @@ and field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kvmgen.errors import UsageError
@@ -169,7 +169,7 @@ class _Validator:
     def finish(
         self,
         vm: VmHeader,
-        events: tuple[Event, ...],
+        events: Sequence[Event],
         fmt: str,
         sha256: str,
         observations: tuple[Any, ...] = (),

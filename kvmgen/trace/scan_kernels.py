@@ -1,0 +1,436 @@
+"""Jitted byte scanners for JSON traces: bytes in, columns out.
+
+Kept apart from the loaders' Python (as the engine keeps its kernels in one
+module): :func:`scan_json_events` walks a JSON document once, finds the
+top-level ``events`` list and reads every plain access straight into columns.
+Every other event (updates, bumps, accesses with a note, a ``t``, a ``gpa``,
+a string number...) is only delimited, with its key counts and the position of
+each nested object, and left to the Python validator. The scanner is strict:
+whatever it does not understand makes it report ``FALLBACK``, and the caller
+then reads the document with the full loader, which words any error.
+
+Positions: ``line`` is 1-based; ``column`` is the 1-based byte column, which is
+the character column because callers only pass ASCII documents.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+OK = 0
+FALLBACK = 1
+
+# ---- plain-access columns: acc[row, A_*]
+A_INDEX = 0
+A_GFN = 1
+A_AS = 2
+A_VCPU = 3
+A_REPEAT = 4
+A_KIND = 5
+A_LINE = 6
+A_COLUMN = 7
+N_ACOLS = 8
+
+# ---- other events, delimited only: other[row, X_*]
+X_INDEX = 0
+X_START = 1  # offset of its "{"
+X_END = 2  # offset just past its "}"
+X_LINE = 3
+X_COLUMN = 4
+X_KEYS = 5  # keys in the event object, duplicates included
+N_XCOLS = 6
+
+# ---- objects two levels inside another event (its during entries): nested[row, N_*]
+N_EVENT = 0
+N_LINE = 1
+N_COLUMN = 2
+N_KEYS = 3
+N_NCOLS = 4
+
+# ---- counts[...] after a scan
+C_EVENTS = 0
+C_ACCESSES = 1
+C_OTHERS = 2
+C_NESTED = 3
+C_LIST_START = 4  # offset of the events list's "["
+C_LIST_END = 5  # offset of its "]"
+N_COUNTS = 6
+
+_MAX_DEPTH = 64
+_MAX_DIGITS = 18  # below 2^62 + anything larger is left to the validator
+_GFN_END = 1 << 40
+_VCPU_END = 4096
+_REPEAT_MAX = 1 << 62
+
+_QUOTE = 34
+_BACKSLASH = 92
+_COLON = 58
+_COMMA = 44
+_LBRACE = 123
+_RBRACE = 125
+_LBRACKET = 91
+_RBRACKET = 93
+_NEWLINE = 10
+_ZERO = 48
+_NINE = 57
+
+# Key ids of a plain access and the bytes of the words it may contain.
+_K_OP = 1
+_K_GFN = 2
+_K_AS = 3
+_K_VCPU = 4
+_K_REPEAT = 5
+_K_KIND = 6
+_OP = (111, 112)
+_GFN = (103, 102, 110)
+_AS = (97, 115)
+_VCPU = (118, 99, 112, 117)
+_REPEAT = (114, 101, 112, 101, 97, 116)
+_KIND = (107, 105, 110, 100)
+_EVENTS = (101, 118, 101, 110, 116, 115)
+_ACCESS = (97, 99, 99, 101, 115, 115)
+_READ = (114, 101, 97, 100)
+_WRITE = (119, 114, 105, 116, 101)
+
+
+@njit(cache=True)
+def count_byte(buf, value):  # type: ignore[no-untyped-def]
+    """How many bytes of ``buf`` equal ``value`` (an upper bound on objects, for sizing)."""
+    n = 0
+    for i in range(buf.shape[0]):
+        if buf[i] == value:
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _byte(buf, i):  # type: ignore[no-untyped-def]
+    # Reading past the end gives 0, which no rule accepts: no bounds checks elsewhere.
+    return buf[i] if i < buf.shape[0] else 0
+
+
+@njit(cache=True)
+def _is(buf, start, end, word):  # type: ignore[no-untyped-def]
+    if end - start != len(word):
+        return False
+    for j in range(len(word)):
+        if buf[start + j] != word[j]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _space(buf, i, lc):  # type: ignore[no-untyped-def]
+    """Skip JSON whitespace from ``i``; ``lc`` = [line, offset of the line's start]."""
+    while True:
+        c = _byte(buf, i)
+        if c == _NEWLINE:
+            lc[0] += 1
+            lc[1] = i + 1
+        elif c != 32 and c != 9 and c != 13:
+            return i
+        i += 1
+
+
+@njit(cache=True)
+def _string_end(buf, i):  # type: ignore[no-untyped-def]
+    """Offset of the quote closing the string that starts at ``i`` (-1: unterminated)."""
+    i += 1
+    while i < buf.shape[0]:
+        c = buf[i]
+        if c == _QUOTE:
+            return i
+        if c == _BACKSLASH:
+            i += 1
+        i += 1
+    return -1
+
+
+@njit(cache=True)
+def _plain_string_end(buf, i):  # type: ignore[no-untyped-def]
+    """Like _string_end, but -1 for any escape or control byte (left to the validator)."""
+    i += 1
+    while True:
+        c = _byte(buf, i)
+        if c == _QUOTE:
+            return i
+        if c == _BACKSLASH or c < 32:
+            return -1
+        i += 1
+
+
+@njit(cache=True)
+def _skip(buf, i, lc, nested, counts, event, keys, rows):  # type: ignore[no-untyped-def]
+    """Offset just past the JSON value at ``i``, counting lines; -1 if it cannot be delimited.
+
+    Containers are walked with a stack of per-level key counts in ``keys`` (a
+    colon outside strings is one key of the innermost object); the outermost
+    one's count ends in ``lc[2]``, which is how a duplicate key shows (the
+    Python side parses with orjson, which keeps only the last). With ``event``
+    >= 0 the value is that event's object, and the objects two levels down (its
+    during entries) are recorded in ``nested`` with positions and key counts.
+    ``keys`` and ``rows`` are scratch stacks of ``_MAX_DEPTH`` entries.
+    """
+    c = _byte(buf, i)
+    if c == _QUOTE:
+        end = _string_end(buf, i)
+        return -1 if end < 0 else end + 1
+    if c != _LBRACE and c != _LBRACKET:
+        while True:  # a scalar: the validator (or the full parser) judges its text
+            c = _byte(buf, i)
+            if c == 0 or c == _COMMA or c == _RBRACE or c == _RBRACKET or c == _COLON:
+                return i
+            if c == 32 or c == 9 or c == 13 or c == _NEWLINE or c == _QUOTE:
+                return i
+            if c == _LBRACE or c == _LBRACKET:
+                return -1
+            i += 1
+    depth = 0
+    n = buf.shape[0]
+    while i < n:
+        c = buf[i]
+        if c == _QUOTE:
+            end = _string_end(buf, i)
+            if end < 0:
+                return -1
+            i = end
+        elif c == _NEWLINE:
+            lc[0] += 1
+            lc[1] = i + 1
+        elif c == _COLON:
+            if depth > 0:
+                keys[depth - 1] += 1
+        elif c == _LBRACE or c == _LBRACKET:
+            if depth == _MAX_DEPTH:
+                return -1
+            keys[depth] = 0
+            rows[depth] = -1
+            if c == _LBRACE and depth == 2 and event >= 0:
+                row = counts[C_NESTED]
+                if row >= nested.shape[0]:
+                    return -1
+                nested[row, N_EVENT] = event
+                nested[row, N_LINE] = lc[0]
+                nested[row, N_COLUMN] = i - lc[1] + 1
+                rows[depth] = row
+                counts[C_NESTED] = row + 1
+            depth += 1
+        elif c == _RBRACE or c == _RBRACKET:
+            if depth == 0:
+                return -1
+            depth -= 1
+            if rows[depth] >= 0:
+                nested[rows[depth], N_KEYS] = keys[depth]
+            if depth == 0:
+                lc[2] = keys[0]
+                return i + 1
+        i += 1
+    return -1
+
+
+@njit(cache=True)
+def _number(buf, i, out, at):  # type: ignore[no-untyped-def]
+    """A plain decimal integer at ``i`` into ``out[at]``; offset past it, -1 for anything else."""
+    start = i
+    value = 0
+    while True:
+        c = _byte(buf, i)
+        if c < _ZERO or c > _NINE:
+            break
+        value = value * 10 + (c - _ZERO)
+        i += 1
+        if i - start > _MAX_DIGITS:
+            return -1
+    if i == start or (buf[start] == _ZERO and i - start > 1):
+        return -1
+    c = _byte(buf, i)
+    if c == 46 or c == 101 or c == 69:  # . e E: a float, for the validator
+        return -1
+    out[at] = value
+    return i
+
+
+@njit(cache=True)
+def _plain_access(buf, i, lc, fields):  # type: ignore[no-untyped-def]
+    """Read the object at ``i`` as a plain access into ``fields``; offset past it, or -1.
+
+    ``fields`` = [gfn, as, vcpu, repeat, kind]. -1 means "not a plain access or
+    not sure": the caller delimits the object again and leaves it to Python.
+    """
+    i = _space(buf, i + 1, lc)
+    if _byte(buf, i) == _RBRACE:
+        return -1
+    seen = 0
+    fields[0] = -1
+    fields[1] = 0
+    fields[2] = 0
+    fields[3] = 1
+    fields[4] = 0
+    while True:
+        if _byte(buf, i) != _QUOTE:
+            return -1
+        end = _plain_string_end(buf, i)
+        if end < 0:
+            return -1
+        key = 0
+        if _is(buf, i + 1, end, _OP):
+            key = _K_OP
+        elif _is(buf, i + 1, end, _GFN):
+            key = _K_GFN
+        elif _is(buf, i + 1, end, _AS):
+            key = _K_AS
+        elif _is(buf, i + 1, end, _VCPU):
+            key = _K_VCPU
+        elif _is(buf, i + 1, end, _REPEAT):
+            key = _K_REPEAT
+        elif _is(buf, i + 1, end, _KIND):
+            key = _K_KIND
+        if key == 0 or seen & (1 << key):
+            return -1
+        seen |= 1 << key
+        i = _space(buf, end + 1, lc)
+        if _byte(buf, i) != _COLON:
+            return -1
+        i = _space(buf, i + 1, lc)
+        if key == _K_OP or key == _K_KIND:
+            if _byte(buf, i) != _QUOTE:
+                return -1
+            end = _plain_string_end(buf, i)
+            if end < 0:
+                return -1
+            if key == _K_OP and not _is(buf, i + 1, end, _ACCESS):
+                return -1
+            if key == _K_KIND:
+                if _is(buf, i + 1, end, _WRITE):
+                    fields[4] = 1
+                elif not _is(buf, i + 1, end, _READ):
+                    return -1
+            i = end + 1
+        else:
+            i = _number(buf, i, fields, key - _K_GFN)
+            if i < 0:
+                return -1
+        i = _space(buf, i, lc)
+        c = _byte(buf, i)
+        if c == _COMMA:
+            i = _space(buf, i + 1, lc)
+        elif c == _RBRACE:
+            break
+        else:
+            return -1
+    if not (seen & (1 << _K_OP)) or not (seen & (1 << _K_GFN)):
+        return -1
+    if fields[0] >= _GFN_END or fields[1] > 1 or fields[2] >= _VCPU_END:
+        return -1
+    if fields[3] < 1 or fields[3] > _REPEAT_MAX:
+        return -1
+    return i + 1
+
+
+@njit(cache=True)
+def _event_list(buf, i, lc, acc, other, nested, counts):  # type: ignore[no-untyped-def]
+    """Scan the events list whose "[" is at ``i``; offset of its "]", or -1."""
+    fields = np.zeros(5, dtype=np.int64)
+    keys = np.zeros(_MAX_DEPTH, dtype=np.int64)
+    rows = np.zeros(_MAX_DEPTH, dtype=np.int64)
+    i = _space(buf, i + 1, lc)
+    if _byte(buf, i) == _RBRACKET:
+        return i
+    index = 0
+    while True:
+        if _byte(buf, i) != _LBRACE:
+            return -1
+        line, line_start = lc[0], lc[1]
+        column = i - line_start + 1
+        end = _plain_access(buf, i, lc, fields)
+        if end >= 0:
+            row = counts[C_ACCESSES]
+            if row >= acc.shape[0]:
+                return -1
+            acc[row, A_INDEX] = index
+            acc[row, A_GFN] = fields[0]
+            acc[row, A_AS] = fields[1]
+            acc[row, A_VCPU] = fields[2]
+            acc[row, A_REPEAT] = fields[3]
+            acc[row, A_KIND] = fields[4]
+            acc[row, A_LINE] = line
+            acc[row, A_COLUMN] = column
+            counts[C_ACCESSES] = row + 1
+        else:
+            lc[0], lc[1] = line, line_start
+            end = _skip(buf, i, lc, nested, counts, index, keys, rows)
+            row = counts[C_OTHERS]
+            if end < 0 or row >= other.shape[0]:
+                return -1
+            other[row, X_INDEX] = index
+            other[row, X_START] = i
+            other[row, X_END] = end
+            other[row, X_LINE] = line
+            other[row, X_COLUMN] = column
+            other[row, X_KEYS] = lc[2]
+            counts[C_OTHERS] = row + 1
+        index += 1
+        counts[C_EVENTS] = index
+        i = _space(buf, end, lc)
+        c = _byte(buf, i)
+        if c == _RBRACKET:
+            return i
+        if c != _COMMA:
+            return -1
+        i = _space(buf, i + 1, lc)
+
+
+@njit(cache=True)
+def scan_json_events(buf, acc, other, nested, counts):  # type: ignore[no-untyped-def]
+    """Scan a whole JSON document; OK with the events list read into the tables, else FALLBACK.
+
+    The document must be one object with exactly one ``events`` key whose value
+    is a list; other top-level values are only delimited (the caller reads the
+    header with the full loader).
+    """
+    lc = np.zeros(3, dtype=np.int64)  # line, offset of its start, last object's key count
+    lc[0] = 1
+    keys = np.zeros(_MAX_DEPTH, dtype=np.int64)
+    rows = np.zeros(_MAX_DEPTH, dtype=np.int64)
+    i = _space(buf, 0, lc)
+    if _byte(buf, i) != _LBRACE:
+        return FALLBACK
+    i = _space(buf, i + 1, lc)
+    found = False
+    while True:
+        if _byte(buf, i) != _QUOTE:
+            return FALLBACK
+        end = _plain_string_end(buf, i)
+        if end < 0:
+            return FALLBACK
+        is_events = _is(buf, i + 1, end, _EVENTS)
+        i = _space(buf, end + 1, lc)
+        if _byte(buf, i) != _COLON:
+            return FALLBACK
+        i = _space(buf, i + 1, lc)
+        if is_events:
+            if found or _byte(buf, i) != _LBRACKET:
+                return FALLBACK
+            found = True
+            counts[C_LIST_START] = i
+            i = _event_list(buf, i, lc, acc, other, nested, counts)
+            if i < 0:
+                return FALLBACK
+            counts[C_LIST_END] = i
+            i += 1
+        else:
+            i = _skip(buf, i, lc, nested, counts, -1, keys, rows)
+            if i < 0:
+                return FALLBACK
+        i = _space(buf, i, lc)
+        c = _byte(buf, i)
+        if c == _COMMA:
+            i = _space(buf, i + 1, lc)
+        elif c == _RBRACE:
+            break
+        else:
+            return FALLBACK
+    if _space(buf, i + 1, lc) != buf.shape[0] or not found:
+        return FALLBACK
+    return OK

@@ -1,0 +1,279 @@
+"""Events as columns: the form big traces are read into, encoded from and digested.
+
+An :class:`EventTable` holds every event of a trace (or of one block of a
+streamed trace) as NumPy columns, one row per event in replay order: each
+top-level event, then its ``during`` accesses in execution order. Loaders that
+scan bytes straight into columns (the JSON fast path) never build a Python
+:class:`Event` per event; :class:`TableEvents` builds them on demand for the
+few consumers that want records (the reference model, per-event checks).
+Loaders that produce records get their table from :meth:`EventTable.from_events`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, overload
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kvmgen.trace.records import AccessKind, Event, Op, Window
+
+_NO_NOTE = -1
+
+
+@dataclass(frozen=True, eq=False)
+class EventTable:
+    """Every row is one event; ``sub`` is -1 on a top-level event, else its during position.
+
+    ``flags`` is meaningful where ``flags_set`` is true (a ``flags`` op without a
+    value toggles bit 0); ``t`` where ``t_set`` is; ``note`` indexes ``notes``
+    (-1: none).
+    """
+
+    index: NDArray[np.int64]
+    sub: NDArray[np.int32]
+    op: NDArray[np.int8]
+    address_space: NDArray[np.int8]
+    slot: NDArray[np.int32]
+    gfn: NDArray[np.int64]
+    pages: NDArray[np.int64]
+    flags: NDArray[np.int64]
+    flags_set: NDArray[np.bool_]
+    vcpu: NDArray[np.int32]
+    kind: NDArray[np.int8]
+    repeat: NDArray[np.int64]
+    window: NDArray[np.int8]
+    line: NDArray[np.int64]
+    column: NDArray[np.int32]
+    t: NDArray[np.float64]
+    t_set: NDArray[np.bool_]
+    note: NDArray[np.int32]
+    notes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.op.shape[0])
+
+    @staticmethod
+    def columns() -> tuple[str, ...]:
+        """The names of the per-row columns (every field but ``notes``)."""
+        return tuple(f.name for f in fields(EventTable) if f.name != "notes")
+
+    @classmethod
+    def empty(cls, rows: int) -> EventTable:
+        """``rows`` rows of plain top-level read accesses of gfn 0, for filling in."""
+        column: dict[str, Any] = {
+            name: np.zeros(rows, dtype=_DTYPES[name]) for name in cls.columns()
+        }
+        column["sub"][:] = -1
+        column["op"][:] = Op.ACCESS
+        column["slot"][:] = -1
+        column["gfn"][:] = -1
+        column["repeat"][:] = 1
+        column["note"][:] = _NO_NOTE
+        return cls(**column)
+
+    @classmethod
+    def from_events(cls, events: Sequence[Event]) -> EventTable:
+        """The table of Python records (each followed by its ``during`` accesses)."""
+        rows = [row for event in events for row in (event, *event.during)]
+        table = cls.empty(len(rows))
+        notes: list[str] = []
+        note_ids = [_NO_NOTE] * len(rows)
+        flags = [0] * len(rows)
+        t = [0.0] * len(rows)
+        for i, row in enumerate(rows):
+            if row.note is not None:
+                note_ids[i] = len(notes)
+                notes.append(row.note)
+            if row.flags is not None:
+                flags[i] = row.flags
+            if row.t is not None:
+                t[i] = row.t
+        table.index[:] = [r.index for r in rows]
+        table.sub[:] = [r.sub for r in rows]
+        table.op[:] = [r.op for r in rows]
+        table.address_space[:] = [r.address_space for r in rows]
+        table.slot[:] = [r.slot for r in rows]
+        table.gfn[:] = [r.gfn for r in rows]
+        table.pages[:] = [r.pages for r in rows]
+        table.flags[:] = flags
+        table.flags_set[:] = [r.flags is not None for r in rows]
+        table.vcpu[:] = [r.vcpu for r in rows]
+        table.kind[:] = [r.kind for r in rows]
+        table.repeat[:] = [r.repeat for r in rows]
+        table.window[:] = [r.window for r in rows]
+        table.line[:] = [r.line for r in rows]
+        table.column[:] = [r.column for r in rows]
+        table.t[:] = t
+        table.t_set[:] = [r.t is not None for r in rows]
+        table.note[:] = note_ids
+        return table.with_notes(tuple(notes))
+
+    def with_notes(self, notes: tuple[str, ...]) -> EventTable:
+        """The same columns with ``notes`` as the note texts."""
+        return EventTable(**{name: getattr(self, name) for name in self.columns()}, notes=notes)
+
+    def top_rows(self) -> NDArray[np.int64]:
+        """Row number of each top-level event, in order."""
+        return np.flatnonzero(self.sub < 0)
+
+    def event_notes(self) -> dict[int, str]:
+        """Top-level event index -> its note (empty notes left out)."""
+        rows = np.flatnonzero((self.note >= 0) & (self.sub < 0))
+        found = {int(self.index[r]): self.notes[int(self.note[r])] for r in rows}
+        return {index: note for index, note in found.items() if note}
+
+    def records(self, start: int = 0, stop: int | None = None) -> tuple[Event, ...]:
+        """Top-level events of rows ``[start, stop)`` as records, with their during accesses.
+
+        ``start`` must be a top-level row and ``stop`` the next top-level row or the end.
+        """
+        sl = slice(start, len(self) if stop is None else stop)
+        lists = {name: getattr(self, name)[sl].tolist() for name in self.columns()}
+        op_of = {int(o): o for o in Op}
+        kinds, windows = tuple(AccessKind), tuple(Window)  # their values are 0, 1, ...
+        out: list[Event] = []
+        pending: list[Event] = []
+        for r in range(len(lists["op"]) - 1, -1, -1):
+            note = lists["note"][r]
+            event = Event(
+                index=lists["index"][r],
+                op=op_of[lists["op"][r]],
+                line=lists["line"][r],
+                column=lists["column"][r],
+                sub=lists["sub"][r],
+                address_space=lists["address_space"][r],
+                slot=lists["slot"][r],
+                gfn=lists["gfn"][r],
+                pages=lists["pages"][r],
+                flags=lists["flags"][r] if lists["flags_set"][r] else None,
+                vcpu=lists["vcpu"][r],
+                kind=kinds[lists["kind"][r]],
+                repeat=lists["repeat"][r],
+                window=windows[lists["window"][r]],
+                during=tuple(reversed(pending)) if lists["sub"][r] < 0 else (),
+                t=lists["t"][r] if lists["t_set"][r] else None,
+                note=self.notes[note] if note >= 0 else None,
+            )
+            if event.sub < 0:
+                out.append(event)
+                pending = []
+            else:
+                pending.append(event)
+        out.reverse()
+        return tuple(out)
+
+
+_DTYPES: dict[str, type] = {
+    "index": np.int64,
+    "sub": np.int32,
+    "op": np.int8,
+    "address_space": np.int8,
+    "slot": np.int32,
+    "gfn": np.int64,
+    "pages": np.int64,
+    "flags": np.int64,
+    "flags_set": np.bool_,
+    "vcpu": np.int32,
+    "kind": np.int8,
+    "repeat": np.int64,
+    "window": np.int8,
+    "line": np.int64,
+    "column": np.int32,
+    "t": np.float64,
+    "t_set": np.bool_,
+    "note": np.int32,
+}
+
+
+def concat(tables: Sequence[EventTable]) -> EventTable:
+    """One table of ``tables`` in order (note ids renumbered)."""
+    if len(tables) == 1:
+        return tables[0]
+    if not tables:
+        return EventTable.empty(0)
+    notes: list[str] = []
+    note_columns = []
+    for table in tables:
+        shifted = np.where(table.note >= 0, table.note + len(notes), _NO_NOTE).astype(np.int32)
+        note_columns.append(shifted)
+        notes.extend(table.notes)
+    column = {
+        name: np.concatenate([getattr(t, name) for t in tables]) for name in EventTable.columns()
+    }
+    column["note"] = np.concatenate(note_columns)
+    return EventTable(**column, notes=tuple(notes))
+
+
+def merge_by_index(a: EventTable, b: EventTable) -> EventTable:
+    """The rows of two tables of different events, in event order.
+
+    Each table holds whole events (a top-level row and its during rows), in
+    order, and no event is in both.
+    """
+    if not len(b):
+        return a
+    if not len(a):
+        return b
+    joined = concat([a, b])
+    # Two sorted runs: a stable sort merges them in linear time and keeps each
+    # event's during rows behind it.
+    order = np.argsort(joined.index, kind="stable")
+    column = {name: getattr(joined, name)[order] for name in EventTable.columns()}
+    return EventTable(**column, notes=joined.notes)
+
+
+class TableEvents(Sequence[Event]):
+    """The top-level events of a table as a read-only sequence of records, built on demand."""
+
+    def __init__(self, table: EventTable) -> None:
+        self.table = table
+        self._top = table.top_rows()
+        self._built: tuple[Event, ...] | None = None
+
+    def __len__(self) -> int:
+        return int(self._top.shape[0])
+
+    def _event(self, i: int) -> Event:
+        row = int(self._top[i])
+        end = int(self._top[i + 1]) if i + 1 < len(self._top) else len(self.table)
+        return self.table.records(row, end)[0]
+
+    @overload
+    def __getitem__(self, i: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Event, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> Event | tuple[Event, ...]:
+        if isinstance(i, slice):
+            return self.materialize()[i]
+        if self._built is not None:
+            return self._built[i]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("event index out of range")
+        return self._event(i)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.materialize())
+
+    def materialize(self) -> tuple[Event, ...]:
+        """Every event as a record (built once, then kept)."""
+        if self._built is None:
+            self._built = self.table.records()
+        return self._built
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TableEvents | tuple | list):
+            return self.materialize() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.materialize())
+
+    def __repr__(self) -> str:
+        return f"TableEvents({len(self)} events)"
