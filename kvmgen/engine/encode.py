@@ -197,5 +197,4 @@ def encode(trace: Trace) -> EncodedTrace:
 
 def streamed_encoder(trace: StreamedTrace) -> Encoder:
     """The encoder for a JSON Lines trace, from what its first pass collected."""
-    gfns = np.array(sorted(trace.access_gfns), dtype=np.int64)
-    return Encoder(gfns, trace.vm.slots, max(trace.vm.vcpus or 0, trace.max_vcpu + 1))
+    return Encoder(trace.access_gfns, trace.vm.slots, max(trace.vm.vcpus or 0, trace.max_vcpu + 1))

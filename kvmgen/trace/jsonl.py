@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import itertools
+import json
 import os
 import shutil
 import tempfile
@@ -20,18 +22,20 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 
 from kvmgen.errors import TraceError
 from kvmgen.trace.digest import TraceDigest
 from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.fields import Problem, parse_int
-from kvmgen.trace.records import Event, Trace, VmHeader
-from kvmgen.trace.table import EventTable
+from kvmgen.trace.records import Trace, VmHeader
+from kvmgen.trace.scanned import OtherEvent, ScanTables, keys_as_written
+from kvmgen.trace.table import EventTable, merge_by_index
 from kvmgen.trace.tree import Map, Seq
 from kvmgen.trace.validate import FORMAT_VERSION, _Validator
 
-BLOCK_EVENTS = 100_000
+CHUNK_BYTES = 1 << 22  # read and replayed in blocks of about 4 MiB of whole lines
 _HEADER_KEYS = ("kvmgen", "vm")
 
 
@@ -42,6 +46,7 @@ def _locate(value: Any, line: int) -> Any:
         node = Map(at)
         for key, item in value.items():
             node.put(key, _locate(item, line), at, at)
+        node.dup = value.dup if isinstance(value, Map) else None
         return node
     if isinstance(value, list):
         seq = Seq(at)
@@ -58,23 +63,73 @@ def _parse_line(path: str, raw: bytes, line: int) -> Any:
         raise TraceError(path, f"not valid JSON: {error.msg}", line=line) from None
 
 
-def _lines(path: str, name: str | None = None, digest: Any = None) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines of file ``path`` with their 1-based numbers (``name`` in messages).
+def _located_with_duplicates(raw: bytes, line: int) -> Any:
+    """A line parsed so that a repeated key is kept for the validator to report."""
+    at = (line, None)
 
-    With ``digest`` (a hashlib object), every byte read, blank lines included, is fed
-    to it, so the scan hashes the file in the same read.
+    def pairs(items: list[tuple[str, Any]]) -> Map:
+        node = Map(at)
+        for key, item in items:
+            node.put(key, item, at, at)
+        return node
+
+    return _locate(json.loads(raw, object_pairs_hook=pairs), line)
+
+
+def _chunks(path: str, name: str, digest: Any = None) -> Iterator[tuple[int, bytes]]:
+    """File ``path`` in blocks of whole lines, each with the number of its first line.
+
+    With ``digest`` (a hashlib object) every byte read is fed to it, so a scan
+    hashes the file in the same read. ``name`` is the file's name in messages.
     """
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by the generator's with
     except OSError as error:
-        message = f"cannot read the trace: {error.strerror or error}"
-        raise TraceError(name or path, message) from None
+        raise TraceError(name, f"cannot read the trace: {error.strerror or error}") from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        line, carry = 1, b""
+        while True:
+            data = handle.read(CHUNK_BYTES)
             if digest is not None:
-                digest.update(raw)
-            if raw.strip():
-                yield number, raw
+                digest.update(data)
+            if not data:
+                if carry:
+                    yield line, carry
+                return
+            data = carry + data
+            cut = data.rfind(b"\n") + 1
+            chunk, carry = data[:cut], data[cut:]
+            if chunk:
+                yield line, chunk
+                line += chunk.count(b"\n")
+
+
+def _header_line(
+    chunks: Iterator[tuple[int, bytes]],
+) -> tuple[int, bytes, Iterator[tuple[int, bytes]]] | None:
+    """The first non-blank line (number, bytes) and the chunks after it; None if none."""
+    for first_line, chunk in chunks:
+        offset, number = 0, first_line
+        while offset < len(chunk):
+            end = chunk.find(b"\n", offset)
+            end = len(chunk) if end < 0 else end + 1
+            if chunk[offset:end].strip():
+                rest = chunk[end:]
+                after = [(number + 1, rest)] if rest else []
+                return number, chunk[offset:end], itertools.chain(after, chunks)
+            offset, number = end, number + 1
+    return None
+
+
+def _scan(chunk: bytes, first_line: int, first_index: int, vcpus: int) -> ScanTables:
+    """One jitted pass over a block of whole lines."""
+    buf = np.frombuffer(chunk, dtype=np.uint8)
+    scan = ScanTables(buf)
+    status = scan.sk.scan_json_lines(
+        buf, first_line, first_index, scan.acc, scan.other, scan.nested, scan.counts, vcpus
+    )
+    assert status == scan.sk.OK, "the scan tables are sized for every object"
+    return scan
 
 
 @dataclass
@@ -85,7 +140,7 @@ class StreamedTrace:
     vm: VmHeader
     sha256: str
     event_count: int
-    access_gfns: set[int]
+    access_gfns: np.ndarray  # sorted, once each
     max_vcpu: int
     max_address_space: int
     # First event (index, line, op name) that names each address space, for run checks.
@@ -96,28 +151,38 @@ class StreamedTrace:
     format: str = "jsonl"
     version: int = FORMAT_VERSION
 
-    def blocks(self, size: int = BLOCK_EVENTS) -> Iterator[EventTable]:
-        """Validated events in order, ``size`` at a time, as tables (re-reads the file)."""
-        lines = _lines(self.file or self.path, self.path)
-        number, raw = next(lines)
+    def blocks(self) -> Iterator[EventTable]:
+        """Validated events in order, a block of lines at a time, as tables (re-reads the file)."""
+        found = _header_line(_chunks(self.file or self.path, self.path))
+        assert found is not None, "scan_jsonl read a header"
+        number, raw, chunks = found
         validator, vm = _header(self.path, raw, number)
         vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
         digest = TraceDigest(vm)
-        block: list[Event] = []
-        for index, (number, raw) in enumerate(lines):
-            value = _parse_line(self.path, raw, number)
-            locate = partial(_locate, value, number)
-            block.append(validator.fast_event(value, index, (number, 0), vcpus, locate))
-            if len(block) >= size:
-                table = EventTable.from_events(block)
-                digest.update(table)
+        index = 0
+        for first_line, chunk in chunks:
+            scan = _scan(chunk, first_line, index, vcpus)
+            others = [
+                validator.fast_event(value, other.index, (other.line, 0), vcpus, locate)
+                for other, value, locate in self._parsed(scan, chunk)
+            ]
+            accesses = scan.accesses()
+            validator.note_accesses(accesses)
+            table = merge_by_index(accesses, EventTable.from_events(others))
+            index += scan.count(scan.sk.C_EVENTS)
+            digest.update(table)
+            if len(table):
                 yield table
-                block = []
-        table = EventTable.from_events(block)
-        digest.update(table)
-        if block:
-            yield table
         self.digest = digest.hexdigest()
+
+    def _parsed(self, scan: ScanTables, chunk: bytes) -> Iterator[tuple[OtherEvent, Any, Any]]:
+        """Each event the scan left to Python: parsed value and how to locate it."""
+        for other in scan.others():
+            raw = chunk[other.start : other.end]
+            value = _parse_line(self.path, raw, other.line)
+            if isinstance(value, dict) and not keys_as_written(value, other):
+                value = _located_with_duplicates(raw, other.line)
+            yield other, value, partial(_locate, value, other.line)
 
     def content_digest(self) -> str:
         """The trace's content digest (reads the file once more if no pass finished)."""
@@ -196,25 +261,71 @@ def scan_jsonl(file: str, name: str | None = None) -> StreamedTrace:
     """
     path = name or file
     digest = hashlib.sha256()
-    lines = _lines(file, path, digest)
-    first = next(lines, None)
-    if first is None:
+    found = _header_line(_chunks(file, path, digest))
+    if found is None:
         raise TraceError(path, 'empty trace: expected a header line {"kvmgen": 1, ...}')
-    number, raw = first
+    number, raw, chunks = found
     _, vm = _header(path, raw, number)
-    gfns: set[int] = set()
-    notes: dict[int, str] = {}
-    first_use: dict[int, tuple[int, int, str]] = {}
-    max_vcpu = 0
+    vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
+    seen = _Seen()
     count = 0
-    for index, (number, raw) in enumerate(lines):
-        count += 1
-        try:
-            event = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
+    for first_line, chunk in chunks:
+        scan = _scan(chunk, first_line, count, vcpus)
+        seen.accesses(scan)
+        for other in scan.others():
+            try:
+                event = orjson.loads(chunk[other.start : other.end])
+            except orjson.JSONDecodeError:
+                continue
+            seen.other(other, event)
+        count += scan.count(scan.sk.C_EVENTS)
+    return StreamedTrace(
+        path=path,
+        vm=vm,
+        sha256=digest.hexdigest(),
+        event_count=count,
+        access_gfns=seen.gfns(),
+        max_vcpu=seen.max_vcpu,
+        max_address_space=max(seen.first_use, default=0),
+        first_use_of_as=seen.first_use,
+        notes=seen.notes,
+        file=file,
+    )
+
+
+class _Seen:
+    """What the first pass collects: gfns, vCPUs, notes, first use of each address space."""
+
+    def __init__(self) -> None:
+        self.gfn_blocks: list[np.ndarray] = []
+        self.other_gfns: set[int] = set()
+        self.max_vcpu = 0
+        self.notes: dict[int, str] = {}
+        self.first_use: dict[int, tuple[int, int, str]] = {}
+
+    def gfns(self) -> np.ndarray:
+        """Every gfn accesses name, sorted, once each."""
+        others = np.array(sorted(self.other_gfns), dtype=np.int64)
+        return np.unique(np.concatenate([*self.gfn_blocks, others]))
+
+    def _use(self, space: int, where: tuple[int, int, str]) -> None:
+        if space not in self.first_use or where[0] < self.first_use[space][0]:
+            self.first_use[space] = where
+
+    def accesses(self, scan: ScanTables) -> None:
+        sk = scan.sk
+        acc = scan.acc[: scan.count(sk.C_ACCESSES)]
+        if not acc.shape[0]:
+            return
+        self.gfn_blocks.append(np.unique(acc[:, sk.A_GFN]))
+        self.max_vcpu = max(self.max_vcpu, int(acc[:, sk.A_VCPU].max()))
+        for space in np.unique(acc[:, sk.A_AS]).tolist():
+            row = acc[int(np.argmax(acc[:, sk.A_AS] == space))]
+            self._use(space, (int(row[sk.A_INDEX]), int(row[sk.A_LINE]), "access"))
+
+    def other(self, other: OtherEvent, event: Any) -> None:
         if not isinstance(event, dict):
-            continue
+            return
         subs = event.get("during") if isinstance(event.get("during"), list) else []
         for entry in [event, *subs]:
             if not isinstance(entry, dict):
@@ -222,28 +333,16 @@ def scan_jsonl(file: str, name: str | None = None) -> StreamedTrace:
             if entry.get("op") == "access":
                 gfn = _gfn_of(entry)
                 if gfn is not None:
-                    gfns.add(gfn)
+                    self.other_gfns.add(gfn)
                 vcpu = entry.get("vcpu", 0)
                 if isinstance(vcpu, int) and not isinstance(vcpu, bool):
-                    max_vcpu = max(max_vcpu, vcpu)
+                    self.max_vcpu = max(self.max_vcpu, vcpu)
             space = entry.get("as", 0)
-            if isinstance(space, int) and not isinstance(space, bool) and space not in first_use:
-                first_use[space] = (index, number, str(event.get("op")))
+            if isinstance(space, int) and not isinstance(space, bool):
+                self._use(space, (other.index, other.line, str(event.get("op"))))
         note = event.get("note")
         if isinstance(note, str) and note:
-            notes[index] = note
-    return StreamedTrace(
-        path=path,
-        vm=vm,
-        sha256=digest.hexdigest(),
-        event_count=count,
-        access_gfns=gfns,
-        max_vcpu=max_vcpu,
-        max_address_space=max(first_use, default=0),
-        first_use_of_as=first_use,
-        notes=notes,
-        file=file,
-    )
+            self.notes[other.index] = note
 
 
 def check_streamed_for_run(trace: Any, address_spaces: int) -> None:

@@ -60,7 +60,6 @@ N_COUNTS = 6
 _MAX_DEPTH = 64
 _MAX_DIGITS = 18  # below 2^62 + anything larger is left to the validator
 _GFN_END = 1 << 40
-_VCPU_END = 4096
 _REPEAT_MAX = 1 << 62
 
 _QUOTE = 34
@@ -134,10 +133,10 @@ def _space(buf, i, lc):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _string_end(buf, i):  # type: ignore[no-untyped-def]
-    """Offset of the quote closing the string that starts at ``i`` (-1: unterminated)."""
+def _string_end(buf, i, stop):  # type: ignore[no-untyped-def]
+    """Offset of the quote closing the string that starts at ``i`` (-1: not before ``stop``)."""
     i += 1
-    while i < buf.shape[0]:
+    while i < stop:
         c = buf[i]
         if c == _QUOTE:
             return i
@@ -161,7 +160,7 @@ def _plain_string_end(buf, i):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _skip(buf, i, lc, nested, counts, event, keys, rows):  # type: ignore[no-untyped-def]
+def _skip(buf, i, stop, lc, nested, counts, event, keys, rows):  # type: ignore[no-untyped-def]
     """Offset just past the JSON value at ``i``, counting lines; -1 if it cannot be delimited.
 
     Containers are walked with a stack of per-level key counts in ``keys`` (a
@@ -170,11 +169,12 @@ def _skip(buf, i, lc, nested, counts, event, keys, rows):  # type: ignore[no-unt
     Python side parses with orjson, which keeps only the last). With ``event``
     >= 0 the value is that event's object, and the objects two levels down (its
     during entries) are recorded in ``nested`` with positions and key counts.
-    ``keys`` and ``rows`` are scratch stacks of ``_MAX_DEPTH`` entries.
+    ``keys`` and ``rows`` are scratch stacks of ``_MAX_DEPTH`` entries; bytes
+    from ``stop`` on are not looked at.
     """
     c = _byte(buf, i)
     if c == _QUOTE:
-        end = _string_end(buf, i)
+        end = _string_end(buf, i, stop)
         return -1 if end < 0 else end + 1
     if c != _LBRACE and c != _LBRACKET:
         while True:  # a scalar: the validator (or the full parser) judges its text
@@ -187,11 +187,10 @@ def _skip(buf, i, lc, nested, counts, event, keys, rows):  # type: ignore[no-unt
                 return -1
             i += 1
     depth = 0
-    n = buf.shape[0]
-    while i < n:
+    while i < stop:
         c = buf[i]
         if c == _QUOTE:
-            end = _string_end(buf, i)
+            end = _string_end(buf, i, stop)
             if end < 0:
                 return -1
             i = end
@@ -252,11 +251,12 @@ def _number(buf, i, out, at):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _plain_access(buf, i, lc, fields):  # type: ignore[no-untyped-def]
+def _plain_access(buf, i, lc, fields, vcpus):  # type: ignore[no-untyped-def]
     """Read the object at ``i`` as a plain access into ``fields``; offset past it, or -1.
 
     ``fields`` = [gfn, as, vcpu, repeat, kind]. -1 means "not a plain access or
-    not sure": the caller delimits the object again and leaves it to Python.
+    not sure" (a vCPU >= ``vcpus`` included): the caller delimits the object
+    again and leaves it to Python.
     """
     i = _space(buf, i + 1, lc)
     if _byte(buf, i) == _RBRACE:
@@ -321,7 +321,7 @@ def _plain_access(buf, i, lc, fields):  # type: ignore[no-untyped-def]
             return -1
     if not (seen & (1 << _K_OP)) or not (seen & (1 << _K_GFN)):
         return -1
-    if fields[0] >= _GFN_END or fields[1] > 1 or fields[2] >= _VCPU_END:
+    if fields[0] >= _GFN_END or fields[1] > 1 or fields[2] >= vcpus:
         return -1
     if fields[3] < 1 or fields[3] > _REPEAT_MAX:
         return -1
@@ -329,7 +329,39 @@ def _plain_access(buf, i, lc, fields):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _event_list(buf, i, lc, acc, other, nested, counts):  # type: ignore[no-untyped-def]
+def _add_access(acc, counts, index, fields, line, column):  # type: ignore[no-untyped-def]
+    row = counts[C_ACCESSES]
+    if row >= acc.shape[0]:
+        return False
+    acc[row, A_INDEX] = index
+    acc[row, A_GFN] = fields[0]
+    acc[row, A_AS] = fields[1]
+    acc[row, A_VCPU] = fields[2]
+    acc[row, A_REPEAT] = fields[3]
+    acc[row, A_KIND] = fields[4]
+    acc[row, A_LINE] = line
+    acc[row, A_COLUMN] = column
+    counts[C_ACCESSES] = row + 1
+    return True
+
+
+@njit(cache=True)
+def _add_other(other, counts, index, start, end, line, column, keys):  # type: ignore[no-untyped-def]
+    row = counts[C_OTHERS]
+    if row >= other.shape[0]:
+        return False
+    other[row, X_INDEX] = index
+    other[row, X_START] = start
+    other[row, X_END] = end
+    other[row, X_LINE] = line
+    other[row, X_COLUMN] = column
+    other[row, X_KEYS] = keys
+    counts[C_OTHERS] = row + 1
+    return True
+
+
+@njit(cache=True)
+def _event_list(buf, i, lc, acc, other, nested, counts, vcpus):  # type: ignore[no-untyped-def]
     """Scan the events list whose "[" is at ``i``; offset of its "]", or -1."""
     fields = np.zeros(5, dtype=np.int64)
     keys = np.zeros(_MAX_DEPTH, dtype=np.int64)
@@ -343,33 +375,15 @@ def _event_list(buf, i, lc, acc, other, nested, counts):  # type: ignore[no-unty
             return -1
         line, line_start = lc[0], lc[1]
         column = i - line_start + 1
-        end = _plain_access(buf, i, lc, fields)
+        end = _plain_access(buf, i, lc, fields, vcpus)
         if end >= 0:
-            row = counts[C_ACCESSES]
-            if row >= acc.shape[0]:
+            if not _add_access(acc, counts, index, fields, line, column):
                 return -1
-            acc[row, A_INDEX] = index
-            acc[row, A_GFN] = fields[0]
-            acc[row, A_AS] = fields[1]
-            acc[row, A_VCPU] = fields[2]
-            acc[row, A_REPEAT] = fields[3]
-            acc[row, A_KIND] = fields[4]
-            acc[row, A_LINE] = line
-            acc[row, A_COLUMN] = column
-            counts[C_ACCESSES] = row + 1
         else:
             lc[0], lc[1] = line, line_start
-            end = _skip(buf, i, lc, nested, counts, index, keys, rows)
-            row = counts[C_OTHERS]
-            if end < 0 or row >= other.shape[0]:
+            end = _skip(buf, i, buf.shape[0], lc, nested, counts, index, keys, rows)
+            if end < 0 or not _add_other(other, counts, index, i, end, line, column, lc[2]):
                 return -1
-            other[row, X_INDEX] = index
-            other[row, X_START] = i
-            other[row, X_END] = end
-            other[row, X_LINE] = line
-            other[row, X_COLUMN] = column
-            other[row, X_KEYS] = lc[2]
-            counts[C_OTHERS] = row + 1
         index += 1
         counts[C_EVENTS] = index
         i = _space(buf, end, lc)
@@ -382,12 +396,13 @@ def _event_list(buf, i, lc, acc, other, nested, counts):  # type: ignore[no-unty
 
 
 @njit(cache=True)
-def scan_json_events(buf, acc, other, nested, counts):  # type: ignore[no-untyped-def]
+def scan_json_events(buf, acc, other, nested, counts, vcpus):  # type: ignore[no-untyped-def]
     """Scan a whole JSON document; OK with the events list read into the tables, else FALLBACK.
 
     The document must be one object with exactly one ``events`` key whose value
     is a list; other top-level values are only delimited (the caller reads the
-    header with the full loader).
+    header with the full loader). Accesses naming a vCPU >= ``vcpus`` are left
+    to Python.
     """
     lc = np.zeros(3, dtype=np.int64)  # line, offset of its start, last object's key count
     lc[0] = 1
@@ -414,13 +429,13 @@ def scan_json_events(buf, acc, other, nested, counts):  # type: ignore[no-untype
                 return FALLBACK
             found = True
             counts[C_LIST_START] = i
-            i = _event_list(buf, i, lc, acc, other, nested, counts)
+            i = _event_list(buf, i, lc, acc, other, nested, counts, vcpus)
             if i < 0:
                 return FALLBACK
             counts[C_LIST_END] = i
             i += 1
         else:
-            i = _skip(buf, i, lc, nested, counts, -1, keys, rows)
+            i = _skip(buf, i, buf.shape[0], lc, nested, counts, -1, keys, rows)
             if i < 0:
                 return FALLBACK
         i = _space(buf, i, lc)
@@ -433,4 +448,54 @@ def scan_json_events(buf, acc, other, nested, counts):  # type: ignore[no-untype
             return FALLBACK
     if _space(buf, i + 1, lc) != buf.shape[0] or not found:
         return FALLBACK
+    return OK
+
+
+@njit(cache=True)
+def scan_json_lines(buf, first_line, first_index, acc, other, nested, counts, vcpus):  # type: ignore[no-untyped-def]
+    """Scan JSON Lines events: every non-blank line of ``buf`` is one event.
+
+    ``buf`` holds whole lines, the first of which is line ``first_line`` of the
+    file and (if not blank) event ``first_index``. Plain accesses go into
+    ``acc`` (column 0: JSON Lines positions are lines); every other line is
+    delimited in ``other`` as the span of the whole line, with its key count
+    (-1 when the line cannot be delimited: Python then reports it).
+    """
+    keys = np.zeros(_MAX_DEPTH, dtype=np.int64)
+    rows = np.zeros(_MAX_DEPTH, dtype=np.int64)
+    fields = np.zeros(5, dtype=np.int64)
+    lc = np.zeros(3, dtype=np.int64)
+    n = buf.shape[0]
+    line = first_line
+    index = first_index
+    i = 0
+    while i < n:
+        eol = i
+        while eol < n and buf[eol] != _NEWLINE:
+            eol += 1
+        start = i
+        while start < eol and (buf[start] == 32 or 9 <= buf[start] <= 13):
+            start += 1  # a line of only whitespace (as bytes.strip() sees it) is blank
+        if start < eol:
+            lc[0], lc[1] = line, i
+            end = _plain_access(buf, start, lc, fields, vcpus) if buf[start] == _LBRACE else -1
+            if 0 <= end <= eol:
+                rest = end
+                while rest < eol and (buf[rest] == 32 or buf[rest] == 9 or buf[rest] == 13):
+                    rest += 1
+                if rest != eol:
+                    end = -1
+            if 0 <= end <= eol:
+                if not _add_access(acc, counts, index, fields, line, 0):
+                    return FALLBACK
+            else:
+                lc[2] = -1
+                if _skip(buf, start, eol, lc, nested, counts, index, keys, rows) < 0:
+                    lc[2] = -1
+                if not _add_other(other, counts, index, start, eol, line, 0, lc[2]):
+                    return FALLBACK
+            index += 1
+            counts[C_EVENTS] = index - first_index
+        line += 1
+        i = eol + 1
     return OK

@@ -41,6 +41,7 @@ from kvmgen.trace.records import (
     VmHeader,
     Window,
 )
+from kvmgen.trace.table import EventTable
 from kvmgen.trace.tree import (
     Pos,
     describe,
@@ -206,6 +207,12 @@ class _Validator:
         self.max_as = max(self.max_as, event.address_space)
         self.max_vcpu = max(self.max_vcpu, event.vcpu)
         return event
+
+    def note_accesses(self, table: EventTable) -> None:
+        """Count in accesses a scan read without this validator (for max address space, vCPU)."""
+        if len(table):
+            self.max_as = max(self.max_as, int(table.address_space.max()))
+            self.max_vcpu = max(self.max_vcpu, int(table.vcpu.max()))
 
     def header(self, root: Any) -> VmHeader:
         node = root["vm"]

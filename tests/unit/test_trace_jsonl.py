@@ -109,6 +109,58 @@ def test_streamed_equals_in_memory_on_generated_traces(tmp_path_factory, spec, d
         assert got == replay_engine(data, spec)
 
 
+@pytest.mark.parametrize("chunk", [16, 97, 1 << 22])
+@pytest.mark.parametrize("layout", ["plain", "crlf", "blank-lines", "no-final-newline"])
+def test_blocks_and_line_layouts(tmp_path, monkeypatch, chunk, layout):
+    import kvmgen.trace.jsonl as jsonl
+
+    monkeypatch.setattr(jsonl, "CHUNK_BYTES", chunk)
+    source = TRACES / "churn-delete-move.yaml"
+    text = yaml_to_jsonl(source, tmp_path / "t.jsonl").read_text()
+    if layout == "crlf":
+        text = text.replace("\n", "\r\n")
+    elif layout == "blank-lines":
+        text = "\n \n" + text.replace("\n", "\n\t\n")
+    elif layout == "no-final-newline":
+        text = text.rstrip("\n")
+    path = tmp_path / "l.jsonl"
+    path.write_text(text)
+    streamed = scan_jsonl(str(path))
+    in_memory = load_trace(source)
+    assert _strip(streamed.materialize().events) == _strip(in_memory.events)
+    assert streamed.content_digest() == in_memory_digest(in_memory)
+    assert streamed.notes == in_memory.table().event_notes()
+
+
+def in_memory_digest(trace):
+    from kvmgen.trace.digest import content_digest
+
+    return content_digest(trace.vm, trace.table())
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"op": "access", "gfn": 1, "gfn": 2}', "gfn: duplicate key 'gfn'"),
+        ('{"op": "access", "gfn": 1, "vcpu": 2}', "vcpu: vcpu 2 does not exist"),
+        (
+            '{"op": "create", "slot": 0, "gfn": 9, "pages": 1, "during": '
+            '[{"op": "access", "gfn": 9, "window": "in_progress", "gfn": 3}]}',
+            "duplicate key 'gfn'",
+        ),
+        ('{"op": "access", "gfn": 01}', "not valid JSON"),
+        ("[1, 2]", "expected an event mapping"),
+    ],
+)
+def test_line_errors_from_the_scan(tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"kvmgen": 1, "vm": {"vcpus": 2}}\n{"op": "access", "gfn": 1}\n' + line + "\n")
+    with pytest.raises(TraceError) as info:
+        scan_jsonl(str(path)).materialize()
+    assert str(info.value).startswith(f"{path}:3")
+    assert message in str(info.value)
+
+
 def test_bad_event_names_its_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"kvmgen": 1}\n{"op": "access", "gfn": 1}\n\n{"op": "access", "gfn": -4}\n')
