@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -41,30 +42,33 @@ def split_values(values: Sequence[str]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
-def load_input(path: str, fmt: str | None) -> Any:
+def load_input(path: str, fmt: str | None, progress: Any = None) -> Any:
     """Load a trace from a path, or from standard input for ``-``.
 
     A JSON Lines trace (``.jsonl`` or ``--format jsonl``, or sniffed on stdin) is
     only scanned here and read again block by block while it replays; on stdin it
     is first copied to a temporary file, so memory stays bounded either way.
+    ``progress`` is a :func:`progress_callback` bar (or None) for long reads.
     """
     from kvmgen.trace import load_trace
     from kvmgen.trace.jsonl import looks_like_jsonl, scan_jsonl, spool
 
+    name = "<stdin>" if path == "-" else path
+    read = partial(progress, f"reading {os.path.basename(name)}") if progress else None
     if path == "-":
         head = sys.stdin.buffer.readline()
         if fmt == "jsonl" or (fmt is None and looks_like_jsonl(head)):
-            return scan_jsonl(spool(head, sys.stdin.buffer), name="<stdin>")
-        return load_trace("<stdin>", data=head + sys.stdin.buffer.read(), fmt=fmt)
+            return scan_jsonl(spool(head, sys.stdin.buffer), name=name, progress=read)
+        return load_trace(name, data=head + sys.stdin.buffer.read(), fmt=fmt, progress=read)
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
     if fmt == "jsonl" or (fmt is None and path.lower().endswith(".jsonl")):
-        return scan_jsonl(path)
+        return scan_jsonl(path, progress=read)
     if fmt is None and is_zip(path):
         from kvmgen.engine.compiled import load_compiled
 
         return load_compiled(path)
-    return load_trace(path, fmt=fmt)
+    return load_trace(path, fmt=fmt, progress=read)
 
 
 def is_zip(path: str) -> bool:
@@ -77,19 +81,20 @@ def is_zip(path: str) -> bool:
 
 
 def progress_callback(quiet: bool) -> Any:
-    """A rich progress bar on stderr for long replays, or None.
+    """A rich progress bar on stderr for long reads and replays, or None.
 
-    None when stderr is not a terminal, when ``CI`` is set, or with ``--quiet``:
-    logs and pipes get no control sequences.
+    Called as ``update(label, done, total)``, one bar per label. None when
+    stderr is not a terminal, when ``CI`` is set, or with ``--quiet``: logs and
+    pipes get no control sequences.
     """
     if quiet or os.environ.get("CI") or not sys.stderr.isatty():
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 
     bar = Progress(
         "{task.description}",
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn(),
         TimeRemainingColumn(),
         console=make_console(stderr=True),
         transient=True,
@@ -212,7 +217,8 @@ def build_session(
 
     policies = [parse_policy(b) for b in split_values(biases)] or None
     cost_model = load_costs(costs_path) if costs_path else None
-    trace = load_input(trace_path, fmt)
+    progress = progress_callback(quiet)
+    trace = load_input(trace_path, fmt, progress)
     return run_session(
         trace,
         targets_fn(trace),
@@ -222,7 +228,7 @@ def build_session(
         implementation="reference" if reference else "engine",
         record_limit=record_limit,
         skip_unrunnable=compare,
-        progress=progress_callback(quiet),
+        progress=progress,
     )
 
 

@@ -17,6 +17,7 @@ from kvmgen.trace.records import (
     AccessKind,
     Event,
     Op,
+    ReadProgress,
     SlotDecl,
     Trace,
     VmHeader,
@@ -57,13 +58,18 @@ def detect_format(name: str, data: bytes, fmt: str | None = None) -> str:
 
 
 def load_trace(
-    path: str | os.PathLike[str], *, data: bytes | None = None, fmt: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    data: bytes | None = None,
+    fmt: str | None = None,
+    progress: ReadProgress | None = None,
 ) -> Trace:
     """Read, parse and validate one trace file.
 
     With ``data`` the file is not read and ``path`` only names the input in
     messages (``"<stdin>"``, say). ``fmt`` ("yaml" or "json") overrides the
     suffix (.yaml, .yml, .json); with neither, a text starting with ``{`` is JSON.
+    ``progress(done, total)`` is called now and then while a big file is read.
     """
     name = os.fspath(path)
     if data is None:
@@ -77,7 +83,7 @@ def load_trace(
     if kind == "yaml":
         # One flow-style event per line (what kvmgen's generators write) has a strict
         # fast path; anything it does not handle, valid or not, takes the full loader.
-        fast = load_yaml_fast(name, data, sha256)
+        fast = load_yaml_fast(name, data, sha256, progress)
         if fast is not None:
             return fast
     if kind == "json" and len(data) >= JSON_SCAN_MIN_BYTES:

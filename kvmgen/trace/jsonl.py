@@ -29,7 +29,7 @@ from kvmgen.errors import TraceError
 from kvmgen.trace.digest import TraceDigest
 from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.fields import Problem, parse_int
-from kvmgen.trace.records import Trace, VmHeader
+from kvmgen.trace.records import ReadProgress, Trace, VmHeader
 from kvmgen.trace.scanned import OtherEvent, ScanTables, keys_as_written
 from kvmgen.trace.table import EventTable, merge_by_index
 from kvmgen.trace.tree import Map, Seq
@@ -252,12 +252,15 @@ def spool(head: bytes, stream: BinaryIO) -> str:
     return out.name
 
 
-def scan_jsonl(file: str, name: str | None = None) -> StreamedTrace:
+def scan_jsonl(
+    file: str, name: str | None = None, progress: ReadProgress | None = None
+) -> StreamedTrace:
     """First pass: hash the file, check the header, collect what the engine needs first.
 
     Events are fully validated in the second pass; this one only picks out fields
     and skips what it cannot read (the second pass reports it with its line).
     ``name`` is how messages call the input (``<stdin>``); default: ``file``.
+    ``progress(bytes read, file size)`` is called after each block.
     """
     path = name or file
     digest = hashlib.sha256()
@@ -269,7 +272,11 @@ def scan_jsonl(file: str, name: str | None = None) -> StreamedTrace:
     vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
     seen = _Seen()
     count = 0
+    size, done = os.path.getsize(file), len(raw)
     for first_line, chunk in chunks:
+        done += len(chunk)
+        if progress is not None:
+            progress(done, size)
         scan = _scan(chunk, first_line, count, vcpus)
         seen.accesses(scan)
         for other in scan.others():
@@ -279,6 +286,8 @@ def scan_jsonl(file: str, name: str | None = None) -> StreamedTrace:
                 continue
             seen.other(other, event)
         count += scan.count(scan.sk.C_EVENTS)
+    if progress is not None:
+        progress(size, size)
     return StreamedTrace(
         path=path,
         vm=vm,

@@ -8,7 +8,7 @@ the file, line and event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING
@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kvmgen.trace.observations import Observation
     from kvmgen.trace.table import EventTable
+
+
+ReadProgress = Callable[[int, int], None]
+"""How far a loader has read a big input: called with (done, total) in its own unit."""
 
 
 class Op(IntEnum):

@@ -18,7 +18,7 @@ from typing import Any
 
 from kvmgen.errors import TraceError
 from kvmgen.trace.fastpath import VCPU_LIMIT
-from kvmgen.trace.records import Event, Trace
+from kvmgen.trace.records import Event, ReadProgress, Trace
 from kvmgen.trace.tree import Map, decode
 from kvmgen.trace.validate import _Validator
 from kvmgen.trace.yaml_loader import parse_yaml
@@ -128,8 +128,13 @@ def _parse_pairs(inside: str) -> dict[str, Any] | None:
     return out if end == len(inside) and out else None
 
 
-def load_yaml_fast(path: str, data: bytes, sha256: str) -> Trace | None:
-    """The trace, if the file has the one-event-per-line layout and is valid; else None."""
+def load_yaml_fast(
+    path: str, data: bytes, sha256: str, progress: ReadProgress | None = None
+) -> Trace | None:
+    """The trace, if the file has the one-event-per-line layout and is valid; else None.
+
+    ``progress(lines done, lines)`` is called every 65,536 lines.
+    """
     text = decode(path, data)
     lines = text.split("\n")
     start = next((i for i, line in enumerate(lines) if _EVENTS_KEY.match(line)), None)
@@ -149,6 +154,8 @@ def load_yaml_fast(path: str, data: bytes, sha256: str) -> Trace | None:
     try:
         for number in range(start + 2, len(lines) + 1):
             line = lines[number - 1]
+            if progress is not None and not number & 0xFFFF:
+                progress(number, len(lines))
             stripped = line.strip()
             if not stripped or (stripped.startswith("#") and indent is not None):
                 continue
@@ -165,6 +172,8 @@ def load_yaml_fast(path: str, data: bytes, sha256: str) -> Trace | None:
             )
     except TraceError:
         return None
+    if progress is not None:
+        progress(len(lines), len(lines))
     if not events:
         return None  # "events:" with no list is null, an error only the full loader words
     return validator.finish(vm, tuple(events), "yaml", sha256)

@@ -232,7 +232,6 @@ def test_same_report_bytes_from_yaml_json_jsonl_and_stdin(run_cli, tmp_path, nam
     import yaml
 
     import kvmgen.trace
-
     from tests.unit.test_trace_jsonl import yaml_to_jsonl
 
     source = TRACES / name
@@ -261,7 +260,8 @@ def test_ctrl_c_writes_a_partial_report_and_exits_130(run_cli, tmp_path, monkeyp
 
     def interrupting(quiet):
         def tick(label, done, total):
-            raise KeyboardInterrupt
+            if not label.startswith("reading"):
+                raise KeyboardInterrupt
 
         return tick
 
@@ -273,6 +273,23 @@ def test_ctrl_c_writes_a_partial_report_and_exits_130(run_cli, tmp_path, monkeyp
     doc = json.loads(out.read_text())
     assert doc["partial"] is True and doc["runs"][0]["partial"] is True
     assert len(doc["runs"]) == 1
+
+
+def test_ctrl_c_while_reading_exits_130_without_a_report(run_cli, tmp_path, monkeypatch):
+    import kvmgen.cli.app as app
+
+    def interrupting(quiet):
+        def tick(label, done, total):
+            raise KeyboardInterrupt
+
+        return tick
+
+    monkeypatch.setattr(app, "progress_callback", interrupting)
+    out = tmp_path / "none.json"
+    result = run_cli("replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q")
+    assert result.exit_code == 130
+    assert "interrupted" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
 
 
 def test_no_progress_bar_without_a_terminal(monkeypatch):

@@ -111,7 +111,7 @@ def test_whitespace_and_layout(newline):
     assert fast is not None and fast == full
 
 
-_SYMBOLS = list('{}[],:" 0123456789-.e\n') + ['"op"', '"access"', '"gfn"', '"during"']
+_SYMBOLS = [*'{}[],:" 0123456789-.e\n', '"op"', '"access"', '"gfn"', '"during"']
 
 
 @settings(max_examples=300)

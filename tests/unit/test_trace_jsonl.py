@@ -231,3 +231,15 @@ def test_interrupt_in_memory_stops_after_the_first_run():
 
     session = run_session(trace, [resolve_target(trace, None, None)], progress=stop)
     assert session.partial and len(session.runs) == 1 and len(calls) == 1
+
+
+def test_scan_progress_counts_bytes(tmp_path, monkeypatch):
+    import kvmgen.trace.jsonl as jsonl
+
+    monkeypatch.setattr(jsonl, "CHUNK_BYTES", 256)
+    path = yaml_to_jsonl(TRACES / "qemu-boot-smm.yaml", tmp_path / "q.jsonl")
+    seen: list[tuple[int, int]] = []
+    scan_jsonl(str(path), progress=lambda done, total: seen.append((done, total)))
+    size = path.stat().st_size
+    assert len(seen) > 3 and seen[-1] == (size, size)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)

@@ -129,3 +129,15 @@ def test_integer_spellings(values):
     lines = [f"  - {{op: access, gfn: {v if i % 2 else hex(v)}}}" for i, v in enumerate(values)]
     fast, full = _both(HEAD + "\n".join(lines) + "\n")
     assert fast is not None and fast == full
+
+
+def test_progress_reaches_the_end(tmp_path):
+    lines = ["kvmgen: 1", "vm: {era: E5}", "events:"]
+    lines += [f"  - {{op: access, gfn: {i}}}" for i in range(70_000)]
+    path = tmp_path / "big.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    seen: list[tuple[int, int]] = []
+    trace = load_trace(path, progress=lambda done, total: seen.append((done, total)))
+    assert len(trace.events) == 70_000
+    assert len(seen) >= 2 and seen[-1][0] == seen[-1][1]
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
