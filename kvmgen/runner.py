@@ -143,14 +143,21 @@ def targets_for(kernels: Sequence[str], eras: Sequence[str]) -> list[Target]:
 
 
 def _engine() -> Replayer:
-    from kvmgen.engine.replay import replay_encoded, replay_engine, replay_streamed
+    from kvmgen.engine.encode import EncodedTrace, encode
+    from kvmgen.engine.replay import replay_encoded, replay_streamed
+
+    # Encoding is era-independent: one per in-memory trace serves every run.
+    encoded: dict[int, tuple[Trace, EncodedTrace]] = {}
 
     def replay(trace: AnyTrace, spec: RunSpec, **options: object) -> ReplayResult:
         if isinstance(trace, StreamedTrace):
             return replay_streamed(trace, [spec], **options)[0]  # type: ignore[arg-type]
         if _compiled(trace):
             return replay_encoded(trace.encoded, spec, **options)  # type: ignore[union-attr,arg-type]
-        return replay_engine(trace, spec, **options)  # type: ignore[arg-type]
+        assert isinstance(trace, Trace)
+        if id(trace) not in encoded:
+            encoded[id(trace)] = (trace, encode(trace))
+        return replay_encoded(encoded[id(trace)][1], spec, **options)  # type: ignore[arg-type]
 
     return replay
 

@@ -217,12 +217,19 @@ def merge_by_index(a: EventTable, b: EventTable) -> EventTable:
         return a
     if not len(a):
         return b
-    joined = concat([a, b])
-    # Two sorted runs: a stable sort merges them in linear time and keeps each
-    # event's during rows behind it.
-    order = np.argsort(joined.index, kind="stable")
-    column = {name: getattr(joined, name)[order] for name in EventTable.columns()}
-    return EventTable(**column, notes=joined.notes)
+    events = int(max(a.index[-1], b.index[-1])) + 1
+    rows = np.bincount(a.index, minlength=events) + np.bincount(b.index, minlength=events)
+    first_row = np.cumsum(rows) - rows
+    merged = EventTable.empty(len(a) + len(b))
+    for part, note_base in ((a, 0), (b, len(a.notes))):
+        at = first_row[part.index]
+        if np.any(part.index[1:] == part.index[:-1]):
+            # Events with during rows: each row goes that far after its event's first.
+            at += np.arange(len(part)) - np.searchsorted(part.index, part.index, side="left")
+        for name in EventTable.columns():
+            getattr(merged, name)[at] = getattr(part, name)
+        merged.note[at] = np.where(part.note >= 0, part.note + note_base, _NO_NOTE)
+    return merged.with_notes(a.notes + b.notes)
 
 
 class TableEvents(Sequence[Event]):
