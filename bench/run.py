@@ -174,10 +174,22 @@ def bench_startup() -> dict[str, float]:
         "run_session(tr,[resolve_target(tr,None,None)]);"
         "print(time.perf_counter()-t)"
     )
+    scan = (
+        "import time; t=time.perf_counter();"
+        "from kvmgen.trace.json_fast import load_json_fast;"
+        'load_json_fast(\'x\', b\'{"kvmgen": 1, "events": [{"op": "access", "gfn": 1}]}\', \'\');'
+        "print(time.perf_counter()-t)"
+    )
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         cold = subprocess.run(
             [py, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=ROOT
+        )
+        scan_cold = subprocess.run(
+            [py, "-c", scan], check=True, capture_output=True, text=True, env=env, cwd=ROOT
+        )
+        scan_warm = subprocess.run(
+            [py, "-c", scan], check=True, capture_output=True, text=True, env=env, cwd=ROOT
         )
         warm = subprocess.run(
             [py, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=ROOT
@@ -189,6 +201,8 @@ def bench_startup() -> dict[str, float]:
     return {
         "first_call_compile_seconds": float(cold.stdout.strip()),
         "cached_first_call_seconds": float(warm.stdout.strip()),
+        "json_scan_first_call_compile_seconds": float(scan_cold.stdout.strip()),
+        "json_scan_cached_first_call_seconds": float(scan_warm.stdout.strip()),
         "cached_cli_replay_seconds": cached_cli,
         "help_seconds": help_s,
         "python_pass_seconds": pass_s,
@@ -265,6 +279,7 @@ def bench_ingest(yaml_events: int, json_events: int, work: Path) -> dict[str, fl
     data = jpath.read_bytes()
     t_orjson = cpu(lambda: orjson.loads(data))
     t_json = cpu(lambda: load_trace(jpath))
+    t_json_encode = cpu(lambda: encode(load_trace(jpath)))
     return {
         "yaml_events": yaml_events,
         "yaml_csafeloader_cpu_s": t_csafe,
@@ -276,6 +291,7 @@ def bench_ingest(yaml_events: int, json_events: int, work: Path) -> dict[str, fl
         "json_orjson_loads_cpu_s": t_orjson,
         "json_kvmgen_cpu_s": t_json,
         "json_vs_orjson_loads": t_json / t_orjson,
+        "json_load_and_encode_cpu_s": t_json_encode,
     }
 
 
