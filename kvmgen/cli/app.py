@@ -124,16 +124,25 @@ def write_output(target: str, data: bytes) -> None:
 
 
 def emit_reports(
-    session: Session, *, json_path: str | None, events_path: str | None, matrix: bool, quiet: bool
+    session: Session,
+    *,
+    json_path: str | None,
+    events_path: str | None,
+    matrix: bool,
+    quiet: bool,
+    observed: Sequence[Any] = (),
 ) -> None:
-    """Write machine outputs and, unless stdout carries one of them, the human report."""
+    """Write machine outputs and, unless stdout carries one of them, the human report.
+
+    ``observed``: observed-vs-modelled comparisons for the JSON report.
+    """
     from kvmgen.report.document import build_document
     from kvmgen.report.explain import event_records
     from kvmgen.report.json_report import dumps, dumps_line
     from kvmgen.report.table import render
 
     if json_path:
-        write_output(json_path, dumps(build_document(session)))
+        write_output(json_path, dumps(build_document(session, observed=observed)))
     if events_path:
         notes = session.notes()
         lines = b"".join(

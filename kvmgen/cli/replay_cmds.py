@@ -71,17 +71,32 @@ def replay(
         quiet=quiet,
         **options,
     )
-    emit_reports(session, json_path=json_path, events_path=events_path, matrix=False, quiet=quiet)
-    finish(session, plot_path=plot_path, quiet=quiet, to_stderr="-" in (json_path, events_path))
-    code = interrupted_exit(session) or gate_exit_code(session, fail_on)
-    if code != ExitCode.INTERRUPTED and (
+    comparisons = []
+    if not session.partial and (
         getattr(session.trace, "observations", ()) or "disagree" in fail_on
     ):
+        from kvmgen.probe.report import compare_session
+
+        comparisons = compare_session(session)
+    emit_reports(
+        session,
+        json_path=json_path,
+        events_path=events_path,
+        matrix=False,
+        quiet=quiet,
+        observed=comparisons,
+    )
+    finish(session, plot_path=plot_path, quiet=quiet, to_stderr="-" in (json_path, events_path))
+    code = interrupted_exit(session) or gate_exit_code(session, fail_on)
+    if code != ExitCode.INTERRUPTED and (comparisons or "disagree" in fail_on):
         from kvmgen.probe.report import report_observed
 
         to_stderr = "-" in (json_path, events_path)
         gate = "disagree" in fail_on
-        code = report_observed(session, quiet=quiet, to_stderr=to_stderr, gate=gate) or code
+        code = (
+            report_observed(session, comparisons, quiet=quiet, to_stderr=to_stderr, gate=gate)
+            or code
+        )
     return code
 
 

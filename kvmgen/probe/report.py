@@ -123,12 +123,20 @@ def verdict(comp: RunComparison) -> str:
 
 
 def report_observed(
-    session: Session, *, quiet: bool, to_stderr: bool, gate: bool, console: Console | None = None
+    session: Session,
+    comparisons: Sequence[RunComparison],
+    *,
+    quiet: bool,
+    to_stderr: bool,
+    gate: bool,
+    console: Console | None = None,
 ) -> int:
-    """Print observed vs modelled (unless quiet); with ``gate``, exit 1 on a disagreement."""
+    """Print ``comparisons`` unless quiet; with ``gate``, exit 1 on a disagreement.
+
+    ``comparisons`` come from :func:`compare_session`.
+    """
     from kvmgen.errors import UsageError
 
-    comparisons = compare_session(session)
     if not comparisons:
         if gate:
             raise UsageError(

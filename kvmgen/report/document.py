@@ -7,6 +7,7 @@ no timestamps or machine details, so the same input gives the same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -191,9 +192,16 @@ def cost_model_dict(session: Session) -> dict[str, Any]:
     return out
 
 
-def build_document(session: Session, *, partial: bool = False) -> dict[str, Any]:
-    """The whole report for one session."""
-    return {
+def build_document(
+    session: Session, *, partial: bool = False, observed: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """The whole report for one session.
+
+    ``observed`` holds observed-vs-modelled comparisons (``kvmgen.probe.compare``)
+    for a trace that carries what a real kernel did; they become the
+    ``observed`` key, which other reports do not have.
+    """
+    document = {
         "kvmgen_report": REPORT_VERSION,
         "generator": f"kvmgen {__version__}",
         # Content identity only (no path, no format): the same trace gives the same
@@ -208,3 +216,6 @@ def build_document(session: Session, *, partial: bool = False) -> dict[str, Any]
         ],
         "partial": partial or session.partial or any(run.result.partial for run in session.runs),
     }
+    if observed:
+        document["observed"] = [comparison.as_dict() for comparison in observed]
+    return document

@@ -10,6 +10,7 @@ import pytest
 
 from kvmgen.probe.run import missing_prerequisites
 from kvmgen.trace import load_trace
+from tests.conftest import TRACES
 
 pytestmark = pytest.mark.usefixtures("warm_engine")
 
@@ -129,6 +130,31 @@ def test_import_tracefs_then_replay_agrees(run_cli, capture, tmp_path):
     assert result.exit_code == 0
     assert "observed vs modelled" in result.stdout
     assert "agree on all 3 updates" in result.stdout
+
+
+def test_replay_json_carries_observed_vs_modelled(run_cli, capture, tmp_path):
+    import jsonschema
+
+    from kvmgen.report.json_report import schema
+
+    out = tmp_path / "cap.yaml"
+    assert run_cli("import", "tracefs", str(capture), "-o", str(out), "-q").exit_code == 0
+    doc = json.loads(run_cli("replay", str(out), "--json", "-").stdout)
+    jsonschema.Draft202012Validator(schema()).validate(doc)
+    (observed,) = doc["observed"]
+    assert observed["agree"] is True and observed["disagreements"] == []
+    assert observed["observed_zap_updates"] == observed["modelled_zap_updates"] == [3]
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text(TRACEFS.replace("update 3 op=delete", "update 3 op=flags"))
+    wrong_trace = tmp_path / "wrong.yaml"
+    assert run_cli("import", "tracefs", str(wrong), "-o", str(wrong_trace), "-q").exit_code == 0
+    doc = json.loads(run_cli("replay", str(wrong_trace), "--json", "-").stdout)
+    jsonschema.Draft202012Validator(schema()).validate(doc)
+    assert doc["observed"][0]["agree"] is False
+    assert doc["observed"][0]["disagreements"][0]["update"] == 3
+    # A trace without observations has no such key.
+    sample = str(TRACES / "smm-cache-as0.yaml")
+    assert "observed" not in json.loads(run_cli("replay", sample, "--json", "-").stdout)
 
 
 def test_replay_fails_on_disagreement(run_cli, capture, tmp_path):
