@@ -255,17 +255,22 @@ def test_same_report_bytes_from_yaml_json_jsonl_and_stdin(run_cli, tmp_path, nam
     assert json.loads(reports[0])["runs"]
 
 
-def test_ctrl_c_writes_a_partial_report_and_exits_130(run_cli, tmp_path, monkeypatch):
+def _ctrl_c_at_progress(monkeypatch, *, while_reading: bool) -> None:
+    """Make the progress bar raise KeyboardInterrupt, as Ctrl-C would, at its first update."""
     import kvmgen.cli.app as app
 
     def interrupting(quiet):
         def tick(label, done, total):
-            if not label.startswith("reading"):
+            if while_reading or not label.startswith("reading"):
                 raise KeyboardInterrupt
 
         return tick
 
     monkeypatch.setattr(app, "progress_callback", interrupting)
+
+
+def test_ctrl_c_writes_a_partial_report_and_exits_130(run_cli, tmp_path, monkeypatch):
+    _ctrl_c_at_progress(monkeypatch, while_reading=False)
     out = tmp_path / "partial.json"
     result = run_cli("replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q")
     assert result.exit_code == 130
@@ -276,15 +281,7 @@ def test_ctrl_c_writes_a_partial_report_and_exits_130(run_cli, tmp_path, monkeyp
 
 
 def test_ctrl_c_while_reading_exits_130_without_a_report(run_cli, tmp_path, monkeypatch):
-    import kvmgen.cli.app as app
-
-    def interrupting(quiet):
-        def tick(label, done, total):
-            raise KeyboardInterrupt
-
-        return tick
-
-    monkeypatch.setattr(app, "progress_callback", interrupting)
+    _ctrl_c_at_progress(monkeypatch, while_reading=True)
     out = tmp_path / "none.json"
     result = run_cli("replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q")
     assert result.exit_code == 130
