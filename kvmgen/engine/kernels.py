@@ -476,16 +476,22 @@ def access(params, ctr, spte, cache, rec, a, x, v, reps):  # type: ignore[no-unt
 
 
 @njit(cache=True, _nrt=False)
+def access_general(params, ctr, spte, cache, rec, a, x, v, reps, event, sub, race):  # type: ignore[no-untyped-def]
+    """Any access, with the identity its stale-hit records carry (docs/model.md section 6)."""
+    ctr[C_IDENT] = ctr[C_UPDATES]
+    ctr[C_IDENT + 1] = event
+    ctr[C_IDENT + 2] = sub
+    ctr[C_IDENT + 3] = race
+    access(params, ctr, spte, cache, rec, a, x, v, reps)
+
+
+@njit(cache=True, _nrt=False)
 def run_window(params, ctr, spte, cache, rec, dur, start, end, window, event):  # type: ignore[no-untyped-def]
     """Run the ``during`` accesses of one window, in order."""
     for j in range(start, end):
         if dur[j, D_WINDOW] != window:
             continue
-        ctr[C_IDENT] = ctr[C_UPDATES]
-        ctr[C_IDENT + 1] = event
-        ctr[C_IDENT + 2] = dur[j, D_SUB]
-        ctr[C_IDENT + 3] = window
-        access(
+        access_general(
             params,
             ctr,
             spte,
@@ -495,6 +501,9 @@ def run_window(params, ctr, spte, cache, rec, dur, start, end, window, event):  
             dur[j, D_GID],
             dur[j, D_VCPU],
             dur[j, D_REP],
+            event,
+            dur[j, D_SUB],
+            np.int64(window),  # not a literal: one compiled access_general for every window
         )
 
 
@@ -689,6 +698,87 @@ def update(params, ctr, spte, cache, rec, dur, op, a, row, reps, event):  # type
 
 
 @njit(cache=True, _nrt=False)
+def plain_accesses(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, start, params, ctr, spte, cache):  # type: ignore[no-untyped-def]
+    """Replay top-level accesses from row ``start`` on while they take the fast path.
+
+    Returns the row of the first event it left alone (an update, a bump, or an
+    access ``access_general`` must handle), or the end of the block. An access is
+    only taken here when it can be seen, before changing anything, that
+    ``access`` would end the same way: a live RAM SPTE, or a live MMIO SPTE outside
+    every slot with a cache miss and no stale hit; it then does what ``access``
+    would, through the same helpers. Counters stay in registers until the end.
+    """
+    # params is read-only: read what the fast path needs once.
+    has_gen = params[P_HAS_GEN] == 1
+    bit63 = params[P_BUMP_SCHEME] == B_BIT63
+    stamp_mask = params[P_STAMP_MASK]
+    cache_has_gen = params[P_CACHE_HAS_GEN] == 1
+    # Outcomes counted in registers and added to ctr once.
+    ram_access = 0
+    mmio_fast = 0
+    mmio_refault = 0
+    # Views from ``start``, so the loop index counts up from 0 and numba's
+    # negative-index fixup drops out (a loop from ``start`` itself was ~15% slower).
+    op_rows = ev_op[start:]
+    as_rows = ev_as[start:]
+    vcpu_rows = ev_vcpu[start:]
+    x_rows = ev_x[start:]
+    rep_rows = ev_rep[start:]
+    n = op_rows.shape[0]
+    stop = n
+    for i in range(n):
+        if op_rows[i] != OP_ACCESS:
+            stop = i
+            break
+        a = np.int64(as_rows[i])
+        x = x_rows[i]
+        reps = rep_rows[i]
+        if not spte_live(ctr, spte, a, x):
+            stop = i
+            break
+        if spte[a, x, S_KIND] == KIND_RAM:
+            # Never stale, changes nothing: every repetition is the same.
+            ram_access += reps
+            continue
+        if reps != 1 or spte[a, x, S_COVER] != 0:
+            stop = i
+            break
+        # A live MMIO SPTE outside every slot: neither a refault nor a passed check
+        # can be harmful. A cache hit is checked for staleness, so leave it.
+        v = np.int64(vcpu_rows[i])
+        g0 = ctr[C_GEN]
+        ga = ctr[C_GEN + a]
+        cache_hit = cache[v, K_HAS] == 1 and cache[v, K_GID] == x
+        if cache_hit and cache_has_gen:
+            cache_hit = cache[v, K_FILL_AS0] == g0
+        if cache_hit:
+            stop = i
+            break
+        passed = True
+        if has_gen:
+            if bit63 and ga < 0:
+                passed = False
+            else:
+                passed = mmio_generation(params, ga) == spte[a, x, S_STORED]
+        if passed:
+            # A passed check is a benign stale hit when the SPTE's generation differs.
+            if has_gen and spte[a, x, S_MADE] != ga:
+                stop = i
+                break
+            mmio_fast += 1
+        else:
+            # Reinstall the same MMIO SPTE (install: the live counts stay).
+            spte[a, x, S_MADE] = ga
+            spte[a, x, S_STORED] = mmio_generation(params, ga) & stamp_mask
+            mmio_refault += 1
+        fill_cache(params, ctr, cache, v, a, x)
+    ctr[C_OUTCOME + O_RAM_ACCESS] += ram_access
+    ctr[C_OUTCOME + O_MMIO_FAST] += mmio_fast
+    ctr[C_OUTCOME + O_MMIO_REFAULT] += mmio_refault
+    return start + stop
+
+
+@njit(cache=True, _nrt=False)
 def replay_events(
     ev_op, ev_as, ev_vcpu, ev_x, ev_rep, ev_index, upd, dur, params, ctr, spte, cache, rec
 ):  # type: ignore[no-untyped-def]
@@ -696,19 +786,28 @@ def replay_events(
 
     Top-level rows: ``ev_*``; an update's ``ev_x`` indexes ``upd``, an access's is
     its gfn index, a bump's is unused. ``during`` accesses are rows of ``dur``.
+    Runs of plain accesses go through ``plain_accesses``; this loop takes the rest.
     """
-    for i in range(ev_op.shape[0]):
+    n = ev_op.shape[0]
+    ctr[C_EVENTS] += n
+    i = np.int64(0)
+    while True:
+        i = plain_accesses(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, i, params, ctr, spte, cache)
+        if i >= n:
+            break
         op = ev_op[i]
         a = np.int64(ev_as[i])
         event = ev_index[i]
-        ctr[C_EVENTS] += 1
         if op == OP_ACCESS:
-            ctr[C_IDENT] = ctr[C_UPDATES]
-            ctr[C_IDENT + 1] = event
-            ctr[C_IDENT + 2] = -1
-            ctr[C_IDENT + 3] = WIN_NONE
-            access(params, ctr, spte, cache, rec, a, ev_x[i], np.int64(ev_vcpu[i]), ev_rep[i])
+            x = ev_x[i]
+            v = np.int64(ev_vcpu[i])
+            # np.int64(): typed as run_window's values are, not as literals, so
+            # access_general is compiled once rather than once per call site.
+            sub = np.int64(-1)
+            race = np.int64(WIN_NONE)
+            access_general(params, ctr, spte, cache, rec, a, x, v, ev_rep[i], event, sub, race)
         elif op == OP_BUMP:
             raw_bumps(params, ctr, spte, cache, rec, dur, a, ev_rep[i], False, event)
         else:
             update(params, ctr, spte, cache, rec, dur, op, a, upd[ev_x[i]], ev_rep[i], event)
+        i += 1
