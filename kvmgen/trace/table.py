@@ -217,12 +217,15 @@ def merge_by_index(a: EventTable, b: EventTable) -> EventTable:
         return a
     if not len(a):
         return b
-    events = int(max(a.index[-1], b.index[-1])) + 1
-    rows = np.bincount(a.index, minlength=events) + np.bincount(b.index, minlength=events)
+    # Indexes are trace-wide; a block of a streamed trace starts far from 0.
+    base = int(min(a.index[0], b.index[0]))
+    events = int(max(a.index[-1], b.index[-1])) + 1 - base
+    rows = np.bincount(a.index - base, minlength=events)
+    rows += np.bincount(b.index - base, minlength=events)
     first_row = np.cumsum(rows) - rows
     merged = EventTable.empty(len(a) + len(b))
     for part, note_base in ((a, 0), (b, len(a.notes))):
-        at = first_row[part.index]
+        at = first_row[part.index - base]
         if np.any(part.index[1:] == part.index[:-1]):
             # Events with during rows: each row goes that far after its event's first.
             at += np.arange(len(part)) - np.searchsorted(part.index, part.index, side="left")
