@@ -1,4 +1,4 @@
-"""Jitted byte scanners for JSON traces: bytes in, columns out.
+"""Jitted byte scanners for JSON and flow-style YAML traces: bytes in, columns out.
 
 Kept apart from the loaders' Python (as the engine keeps its kernels in one
 module): :func:`scan_json_events` walks a JSON document once, finds the
@@ -55,7 +55,8 @@ C_OTHERS = 2
 C_NESTED = 3
 C_LIST_START = 4  # offset of the events list's "["
 C_LIST_END = 5  # offset of its "]"
-N_COUNTS = 6
+C_INDENT = 6  # YAML: the spaces before "- {" on every event line (-1: none seen yet)
+N_COUNTS = 7
 
 _MAX_DEPTH = 64
 _MAX_DIGITS = 18  # below 2^62 + anything larger is left to the validator
@@ -498,4 +499,176 @@ def scan_json_lines(buf, first_line, first_index, acc, other, nested, counts, vc
             counts[C_EVENTS] = index - first_index
         line += 1
         i = eol + 1
+    return OK
+
+
+_SPACE = 32
+_HASH = 35
+_DASH = 45
+_X_LOWER = 120
+_X_UPPER = 88
+_MAX_HEX_DIGITS = 15  # below 2^60
+
+
+@njit(cache=True)
+def _is_blank(c):  # type: ignore[no-untyped-def]
+    # What str.strip() removes, within ASCII.
+    return c == _SPACE or 9 <= c <= 13
+
+
+@njit(cache=True)
+def _word_char(c):  # type: ignore[no-untyped-def]
+    return (97 <= c <= 122) or (65 <= c <= 90) or c == 95  # a-z A-Z _
+
+
+@njit(cache=True)
+def _yaml_int(buf, i, end, out, at):  # type: ignore[no-untyped-def]
+    """A decimal (no leading zero) or 0x-hex integer spanning exactly [i, end) into out[at]."""
+    value = 0
+    if end - i > 2 and buf[i] == _ZERO and (buf[i + 1] == _X_LOWER or buf[i + 1] == _X_UPPER):
+        if end - i - 2 > _MAX_HEX_DIGITS:
+            return False
+        for j in range(i + 2, end):
+            c = buf[j]
+            if _ZERO <= c <= _NINE:
+                digit = c - _ZERO
+            elif 97 <= c <= 102:
+                digit = c - 87
+            elif 65 <= c <= 70:
+                digit = c - 55
+            else:
+                return False
+            value = value * 16 + digit
+        out[at] = value
+        return True
+    if end - i < 1 or end - i > _MAX_DIGITS or (buf[i] == _ZERO and end - i > 1):
+        return False
+    for j in range(i, end):
+        c = buf[j]
+        if c < _ZERO or c > _NINE:
+            return False
+        value = value * 10 + (c - _ZERO)
+    out[at] = value
+    return True
+
+
+@njit(cache=True)
+def _yaml_plain_access(buf, i, end, fields, vcpus):  # type: ignore[no-untyped-def]
+    """Whether ``key: value, ...`` in [i, end) (inside the braces) is a plain access.
+
+    Only bare keys followed by ": ", the words access/read/write and plain
+    integers are read; anything else is left to the Python fast path.
+    """
+    seen = 0
+    fields[0] = -1
+    fields[1] = 0
+    fields[2] = 0
+    fields[3] = 1
+    fields[4] = 0
+    while True:
+        while i < end and buf[i] == _SPACE:
+            i += 1
+        k = i
+        while k < end and _word_char(buf[k]):
+            k += 1
+        key = 0
+        if _is(buf, i, k, _OP):
+            key = _K_OP
+        elif _is(buf, i, k, _GFN):
+            key = _K_GFN
+        elif _is(buf, i, k, _AS):
+            key = _K_AS
+        elif _is(buf, i, k, _VCPU):
+            key = _K_VCPU
+        elif _is(buf, i, k, _REPEAT):
+            key = _K_REPEAT
+        elif _is(buf, i, k, _KIND):
+            key = _K_KIND
+        if key == 0 or seen & (1 << key):
+            return False
+        seen |= 1 << key
+        if k + 1 >= end or buf[k] != _COLON or buf[k + 1] != _SPACE:
+            return False
+        i = k + 2
+        while i < end and buf[i] == _SPACE:
+            i += 1
+        v = i
+        while v < end and buf[v] != _COMMA:
+            v += 1
+        stop = v
+        while stop > i and buf[stop - 1] == _SPACE:
+            stop -= 1
+        if key == _K_OP:
+            if not _is(buf, i, stop, _ACCESS):
+                return False
+        elif key == _K_KIND:
+            if _is(buf, i, stop, _WRITE):
+                fields[4] = 1
+            elif not _is(buf, i, stop, _READ):
+                return False
+        elif not _yaml_int(buf, i, stop, fields, key - _K_GFN):
+            return False
+        if v == end:
+            break
+        i = v + 1
+    if not (seen & (1 << _K_OP)) or not (seen & (1 << _K_GFN)):
+        return False
+    if fields[0] >= _GFN_END or fields[1] > 1 or fields[2] >= vcpus:
+        return False
+    return 1 <= fields[3] <= _REPEAT_MAX
+
+
+@njit(cache=True)
+def scan_yaml_lines(buf, first_line, acc, other, counts, vcpus):  # type: ignore[no-untyped-def]
+    """Scan the event lines of a flow-style YAML trace (everything after ``events:``).
+
+    Every non-blank line must be ``<indent>- {...}`` with one indent throughout,
+    or a comment after the first event; otherwise FALLBACK. Plain accesses go
+    into ``acc``; every other event line is delimited in ``other`` by the span
+    inside its braces, for the Python fast path. Columns are 1-based byte
+    columns of the "{" (callers pass event lines that are ASCII for accesses).
+    """
+    fields = np.zeros(5, dtype=np.int64)
+    n = buf.shape[0]
+    line = first_line
+    index = 0
+    indent = counts[C_INDENT]
+    i = 0
+    while i < n:
+        eol = i
+        while eol < n and buf[eol] != _NEWLINE:
+            eol += 1
+        first = i
+        while first < eol and _is_blank(buf[first]):
+            first += 1
+        if first < eol and buf[first] == _HASH:
+            if indent < 0:
+                return FALLBACK  # a comment before any event: the Python path refuses it
+        elif first < eol:
+            spaces = 0
+            while i + spaces < eol and buf[i + spaces] == _SPACE:
+                spaces += 1
+            brace = i + spaces + 2
+            if indent < 0:
+                indent = spaces
+            if spaces != indent or brace >= eol:
+                return FALLBACK
+            if buf[i + spaces] != _DASH or buf[i + spaces + 1] != _SPACE or buf[brace] != _LBRACE:
+                return FALLBACK
+            close = eol - 1
+            while close > brace and (buf[close] == _SPACE or buf[close] == 9):
+                close -= 1
+            if buf[close] != _RBRACE:
+                return FALLBACK
+            column = brace - i + 1
+            if _yaml_plain_access(buf, brace + 1, close, fields, vcpus):
+                if not _add_access(acc, counts, index, fields, line, column):
+                    return FALLBACK
+            elif not _add_other(other, counts, index, brace + 1, close, line, column, 0):
+                return FALLBACK
+            index += 1
+            counts[C_EVENTS] = index
+        line += 1
+        i = eol + 1
+    counts[C_INDENT] = indent
     return OK

@@ -16,9 +16,13 @@ import re
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from kvmgen.errors import TraceError
 from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.records import Event, ReadProgress, Trace
+from kvmgen.trace.scanned import ScanTables
+from kvmgen.trace.table import EventTable, TableEvents, merge_by_index
 from kvmgen.trace.tree import Map, decode
 from kvmgen.trace.validate import _Validator
 from kvmgen.trace.yaml_loader import parse_yaml
@@ -75,6 +79,10 @@ _KEYS = frozenset(
     }
 )
 _MEMO_LIMIT = 1 << 16
+
+# Below this size reading every line in Python is quicker than importing numba
+# for the scan (about 0.25 s).
+YAML_SCAN_MIN_BYTES = 1 << 18
 
 
 def _parse_event(inside: str, memo: dict[str, Any]) -> dict[str, Any] | None:
@@ -133,7 +141,10 @@ def load_yaml_fast(
 ) -> Trace | None:
     """The trace, if the file has the one-event-per-line layout and is valid; else None.
 
-    ``progress(lines done, lines)`` is called every 65,536 lines.
+    From :data:`YAML_SCAN_MIN_BYTES` on, a jitted scan classifies the lines and
+    reads plain accesses straight into columns; the other event lines (and every
+    line of a smaller file) are read here in Python. ``progress(lines done,
+    lines)`` is called every 65,536 lines read in Python, and at the end.
     """
     text = decode(path, data)
     lines = text.split("\n")
@@ -145,38 +156,84 @@ def load_yaml_fast(
         root, pos = parse_yaml(path, header.encode())
         validator = _Validator(path)
         vm = validator.trace(root, pos, "yaml", sha256).vm
-    except TraceError:
-        return None
-    vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
-    events: list[Event] = []
-    memo: dict[str, Any] = {}
-    indent: str | None = None
-    try:
-        for number in range(start + 2, len(lines) + 1):
-            line = lines[number - 1]
-            if progress is not None and not number & 0xFFFF:
-                progress(number, len(lines))
-            stripped = line.strip()
-            if not stripped or (stripped.startswith("#") and indent is not None):
-                continue
-            match = _EVENT.match(line)
-            if match is None or (indent is not None and match.group(1) != indent):
-                return None
-            indent = match.group(1)
-            value = _parse_event(match.group(2), memo)
-            if value is None or "during" in value:
-                return None
-            at = (number, match.start(2))
-            events.append(
-                validator.fast_event(value, len(events), at, vcpus, partial(_located, value, at))
-            )
+        vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
+        reader = _LineReader(validator, vcpus, progress, len(lines))
+        if len(data) >= YAML_SCAN_MIN_BYTES:
+            events = _scanned(data, start, reader)
+        else:
+            events = _read_lines(lines, start, reader)
     except TraceError:
         return None
     if progress is not None:
         progress(len(lines), len(lines))
     if not events:
         return None  # "events:" with no list is null, an error only the full loader words
-    return validator.finish(vm, tuple(events), "yaml", sha256)
+    return validator.finish(vm, events, "yaml", sha256)
+
+
+class _LineReader:
+    """Reads event lines in Python, in order, checking each with the validator."""
+
+    def __init__(
+        self, validator: _Validator, vcpus: int, progress: ReadProgress | None, lines: int
+    ) -> None:
+        self.validator = validator
+        self.vcpus = vcpus
+        self.progress = progress
+        self.lines = lines
+        self.memo: dict[str, Any] = {}
+
+    def event(self, inside: str, index: int, at: tuple[int, int]) -> Event | None:
+        """The event inside one line's braces; None if the line is unusual."""
+        if self.progress is not None and not at[0] & 0xFFFF:
+            self.progress(at[0], self.lines)
+        value = _parse_event(inside, self.memo)
+        if value is None or "during" in value:
+            return None
+        return self.validator.fast_event(value, index, at, self.vcpus, partial(_located, value, at))
+
+
+def _read_lines(lines: list[str], start: int, reader: _LineReader) -> tuple[Event, ...] | None:
+    """Every event line after ``events:`` (line ``start``), read in Python."""
+    events: list[Event] = []
+    indent: str | None = None
+    for number in range(start + 2, len(lines) + 1):
+        line = lines[number - 1]
+        stripped = line.strip()
+        if not stripped or (stripped.startswith("#") and indent is not None):
+            continue
+        match = _EVENT.match(line)
+        if match is None or (indent is not None and match.group(1) != indent):
+            return None
+        indent = match.group(1)
+        event = reader.event(match.group(2), len(events), (number, match.start(2)))
+        if event is None:
+            return None
+        events.append(event)
+    return tuple(events)
+
+
+def _scanned(data: bytes, start: int, reader: _LineReader) -> TableEvents | None:
+    """Every event line after ``events:`` (line ``start``), classified by the jitted scan."""
+    offset = -1
+    for _ in range(start + 1):
+        offset = data.index(b"\n", offset + 1)
+    buf = np.frombuffer(data, dtype=np.uint8)[offset + 1 :]
+    scan = ScanTables(buf)
+    sk = scan.sk
+    scan.counts[sk.C_INDENT] = -1
+    if sk.scan_yaml_lines(buf, start + 2, scan.acc, scan.other, scan.counts, reader.vcpus):
+        return None
+    others: list[Event] = []
+    for other in scan.others():
+        inside = bytes(buf[other.start : other.end]).decode("utf-8")
+        event = reader.event(inside, other.index, (other.line, other.column))
+        if event is None:
+            return None
+        others.append(event)
+    accesses = scan.accesses()
+    reader.validator.note_accesses(accesses)
+    return TableEvents(merge_by_index(accesses, EventTable.from_events(others)))
 
 
 def _located(value: dict[str, Any], at: tuple[int, int]) -> Map:

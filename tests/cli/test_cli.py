@@ -227,7 +227,9 @@ def test_real_subprocess_exit_codes(tmp_path):
     assert bad.returncode == 2 and b"Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("name", ["seed-stale-gen0.yaml", "churn-delete-move.yaml"])
+@pytest.mark.parametrize(
+    "name", ["seed-stale-gen0.yaml", "churn-delete-move.yaml", "qemu-boot-smm.yaml"]
+)
 def test_same_report_bytes_from_yaml_json_jsonl_and_stdin(run_cli, tmp_path, name, monkeypatch):
     import yaml
 
@@ -245,9 +247,13 @@ def test_same_report_bytes_from_yaml_json_jsonl_and_stdin(run_cli, tmp_path, nam
         run_cli("replay", "-", "--json", "-", input=jsonl.read_text()).stdout,
         run_cli("replay", "-", "--json", "-", input=source.read_text()).stdout,
     ]
-    # Big JSON documents are read by a jitted scan into columns: the same report.
+    # Big JSON and YAML files are read by jitted scans into columns: the same report.
+    import kvmgen.trace.yaml_fast
+
     monkeypatch.setattr(kvmgen.trace, "JSON_SCAN_MIN_BYTES", 0)
+    monkeypatch.setattr(kvmgen.trace.yaml_fast, "YAML_SCAN_MIN_BYTES", 0)
     reports.append(run_cli("replay", str(as_json), "--json", "-").stdout)
+    reports.append(run_cli("replay", str(source), "--json", "-").stdout)
     compiled = tmp_path / "t.kvmc"
     assert run_cli("compile", str(as_json), "-o", str(compiled)).exit_code == 0
     reports.append(run_cli("replay", str(compiled), "--json", "-").stdout)
