@@ -33,9 +33,11 @@ _PAIR = re.compile(r'\s*([A-Za-z_]+): ("[^"\\]*"|[^,"{}\[\]#&*!|>\'%@`]*?)\s*(,|
 _INT = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"[+-]?[0-9]+\.[0-9]+")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .()/+=-]*")
 # Plain scalars YAML would not read as plain text.
 _SPECIAL = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ""})
 _TEXT_KEYS = frozenset({"note"})
+_OTHER_LINE_BREAKS = ("\r", "\x85", "\u2028", "\u2029")
 
 
 def _scalar(key: str, text: str) -> Any:
@@ -45,7 +47,11 @@ def _scalar(key: str, text: str) -> Any:
     if text.lower() in _SPECIAL:
         raise ValueError(text)
     if key in _TEXT_KEYS:
-        return text  # an unquoted note is its source text, as in the full loader
+        # An unquoted note is its source text, as in the full loader, when YAML would
+        # read it as plain text: no indicator up front, no ": " or " #" inside.
+        if not _PLAIN_TEXT.fullmatch(text):
+            raise ValueError(text)
+        return text
     if _INT.fullmatch(text):
         return int(text, 0)
     if _FLOAT.fullmatch(text):
@@ -147,6 +153,8 @@ def load_yaml_fast(
     lines)`` is called every 65,536 lines read in Python, and at the end.
     """
     text = decode(path, data)
+    if any(mark in text for mark in _OTHER_LINE_BREAKS):
+        return None  # YAML counts these as line breaks too: the full loader numbers lines
     lines = text.split("\n")
     start = next((i for i, line in enumerate(lines) if _EVENTS_KEY.match(line)), None)
     if start is None:

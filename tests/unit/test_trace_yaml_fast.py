@@ -193,3 +193,28 @@ def test_progress_reaches_the_end(tmp_path, line_reader):
     assert len(seen) >= (2 if line_reader == "python" else 1)
     assert seen[-1][0] == seen[-1][1]
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+_SYMBOLS = [*"{}[],:#'\" -0123456789xX\t\r\n", "op", "access", "gfn", "0x1f", "vcpu", "kind"]
+
+
+@settings(max_examples=300)
+@given(data=st.data())
+def test_mutated_lines_agree_or_fall_back(data):
+    lines = [
+        "  - {op: create, slot: 0, gfn: 0, pages: 8, note: ram}",
+        "  - {op: access, gfn: 3, vcpu: 1}",
+        "  - {op: access, gfn: 0x5, kind: write, repeat: 2}",
+        "  - {op: flags, slot: 0}",
+        "  - {op: access, gfn: 4}",
+    ]
+    text = HEAD + "\n".join(lines) + "\n"
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(len(HEAD), len(text)))
+        cut = data.draw(st.integers(0, 3))
+        text = text[:at] + data.draw(st.sampled_from(["", *_SYMBOLS])) + text[at + cut :]
+    encoded = text.encode()
+    sha = hashlib.sha256(encoded).hexdigest()
+    fast = load_yaml_fast("t.yaml", encoded, sha)
+    if fast is not None:
+        assert fast == load_yaml("t.yaml", encoded, sha)
