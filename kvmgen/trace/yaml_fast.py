@@ -33,7 +33,7 @@ _PAIR = re.compile(r'\s*([A-Za-z_]+): ("[^"\\]*"|[^,"{}\[\]#&*!|>\'%@`]*?)\s*(,|
 _INT = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"[+-]?[0-9]+\.[0-9]+")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PLAIN_TEXT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .()/+=-]*")
+_PLAIN_TEXT = re.compile(r"\w[\w .()/+=-]*")
 # Plain scalars YAML would not read as plain text.
 _SPECIAL = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ""})
 _TEXT_KEYS = frozenset({"note"})
