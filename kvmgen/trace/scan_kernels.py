@@ -511,12 +511,6 @@ _MAX_HEX_DIGITS = 15  # below 2^60
 
 
 @njit(cache=True)
-def _is_blank(c):  # type: ignore[no-untyped-def]
-    # What str.strip() removes, within ASCII.
-    return c == _SPACE or 9 <= c <= 13
-
-
-@njit(cache=True)
 def _word_char(c):  # type: ignore[no-untyped-def]
     return (97 <= c <= 122) or (65 <= c <= 90) or c == 95  # a-z A-Z _
 
@@ -639,8 +633,8 @@ def scan_yaml_lines(buf, first_line, acc, other, counts, vcpus):  # type: ignore
         while eol < n and buf[eol] != _NEWLINE:
             eol += 1
         first = i
-        while first < eol and _is_blank(buf[first]):
-            first += 1
+        while first < eol and buf[first] == _SPACE:
+            first += 1  # a tab may not start a line in YAML's block style
         if first < eol and buf[first] == _HASH:
             if indent < 0:
                 return FALLBACK  # a comment before any event: the Python path refuses it

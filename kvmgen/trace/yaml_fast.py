@@ -27,9 +27,11 @@ from kvmgen.trace.tree import Map, decode
 from kvmgen.trace.validate import _Validator
 from kvmgen.trace.yaml_loader import parse_yaml
 
-_EVENTS_KEY = re.compile(r"^events:\s*$")
+# YAML's own whitespace is the space and the tab; str.strip() and \s know more.
+_YAML_SPACE = " \t"
+_EVENTS_KEY = re.compile(r"^events:[ \t]*$")
 _EVENT = re.compile(r"^( *)- \{(.*)\}[ \t]*$")
-_PAIR = re.compile(r'\s*([A-Za-z_]+): ("[^"\\]*"|[^,"{}\[\]#&*!|>\'%@`]*?)\s*(,|$)')
+_PAIR = re.compile(r'[ \t]*([A-Za-z_]+): ("[^"\\]*"|[^,"{}\[\]#&*!|>\'%@`]*?)[ \t]*(,|$)')
 _INT = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"[+-]?[0-9]+\.[0-9]+")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -104,10 +106,10 @@ def _parse_event(inside: str, memo: dict[str, Any]) -> dict[str, Any] | None:
     try:
         for part in inside.split(","):
             key, sep, text = part.partition(": ")
-            key = key.strip()
+            key = key.strip(_YAML_SPACE)
             if not sep or key in out or key not in _KEYS:
                 return None
-            text = text.strip()
+            text = text.strip(_YAML_SPACE)
             if key in _TEXT_KEYS:
                 out[key] = _scalar(key, text)
                 continue
@@ -207,7 +209,7 @@ def _read_lines(lines: list[str], start: int, reader: _LineReader) -> tuple[Even
     indent: str | None = None
     for number in range(start + 2, len(lines) + 1):
         line = lines[number - 1]
-        stripped = line.strip()
+        stripped = line.strip(" ")  # a tab may not start a line in YAML's block style
         if not stripped or (stripped.startswith("#") and indent is not None):
             continue
         match = _EVENT.match(line)

@@ -195,7 +195,15 @@ def test_progress_reaches_the_end(tmp_path, line_reader):
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
 
 
-_SYMBOLS = [*"{}[],:#'\" -0123456789xX\t\r\n\u00e9\u00a0\u2028", "op", "access", "gfn", "0x1f", "vcpu", "kind"]
+_SYMBOLS = [
+    *"{}[],:#'\" -0123456789xX\t\r\n\u00e9\u00a0\u2028",
+    "op",
+    "access",
+    "gfn",
+    "0x1f",
+    "vcpu",
+    "kind",
+]
 
 
 @settings(max_examples=300)
