@@ -64,20 +64,23 @@ def load_input(path: str, fmt: str | None, progress: Any = None) -> Any:
         raise UsageError(f"{path}: no such file")
     if fmt == "jsonl" or (fmt is None and path.lower().endswith(".jsonl")):
         return scan_jsonl(path, progress=read)
-    if fmt is None and is_zip(path):
+    if fmt is None and is_compiled(path):
         from kvmgen.engine.compiled import load_compiled
 
         return load_compiled(path)
     return load_trace(path, fmt=fmt, progress=read)
 
 
-def is_zip(path: str) -> bool:
-    """Whether ``path`` starts like a zip archive (a compiled trace)."""
+def is_compiled(path: str) -> bool:
+    """Whether ``path`` starts like a compiled trace (of this format or the older zip one)."""
+    from kvmgen.engine import COMPILED_MAGIC, ZIP_MAGIC
+
     try:
         with open(path, "rb") as handle:
-            return handle.read(4) == b"PK\x03\x04"
+            head = handle.read(len(COMPILED_MAGIC))
     except OSError:
         return False
+    return head.startswith((COMPILED_MAGIC, ZIP_MAGIC))
 
 
 def progress_callback(quiet: bool) -> Any:

@@ -16,7 +16,7 @@ from kvmgen.errors import ExitCode, UsageError
     "out",
     required=True,
     metavar="FILE",
-    help="Where to write the compiled trace (a NumPy .npz archive).",
+    help="Where to write the compiled trace (the engine's arrays, raw, with hashes).",
 )
 @click.option(
     "--format",

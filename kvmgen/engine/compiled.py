@@ -1,12 +1,14 @@
 """Compiled traces: the engine's arrays saved once, replayed many times.
 
-``kvmgen compile TRACE -o FILE`` writes a NumPy ``.npz`` archive holding the
-encoded event arrays plus a JSON manifest: the header, the notes, the trace's
-content digest, the source file's path and SHA-256, a fingerprint of the array
-layout and a SHA-256 of the arrays. Loading checks all of it: a compiled file
-whose source changed since (stale), whose layout this kvmgen does not use, or
-whose bytes do not match their hash (corrupt) is refused with one clear line,
-never replayed into a wrong report.
+``kvmgen compile TRACE -o FILE`` writes one file: a magic string, a JSON
+manifest (the header, the notes, the trace's content digest, the source's path,
+SHA-256 and XXH3, a fingerprint of the array layout, where each array lies and
+an XXH3 of them all), then the arrays' raw bytes, each 64-byte aligned. Loading
+reads the file once and takes the arrays as views of it, no parsing. It checks
+everything: a file whose source changed since (stale), whose layout or format
+this kvmgen does not use, or whose bytes do not match their hash (corrupt) is
+refused with one clear line, never replayed into a wrong report. XXH3 (not
+SHA-256) keeps those checks far cheaper than reading the trace again.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zipfile
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from kvmgen import __version__
+from kvmgen.engine import COMPILED_MAGIC, ZIP_MAGIC
 from kvmgen.engine import kernels as k
 from kvmgen.engine.encode import EncodedTrace, encode, streamed_encoder
 from kvmgen.errors import TraceError
@@ -29,7 +33,10 @@ from kvmgen.trace.jsonl import StreamedTrace
 from kvmgen.trace.records import Op, SlotDecl, Trace, VmHeader
 from kvmgen.trace.table import EventTable
 
-COMPILED_VERSION = 1
+COMPILED_VERSION = 2
+_ALIGN = 64
+_LENGTH = struct.Struct("<Q")  # manifest length, after the magic; then its XXH3 (16 bytes)
+_HEAD = len(COMPILED_MAGIC) + _LENGTH.size + 16
 _ARRAYS = (
     "gfns",
     "ev_op",
@@ -110,13 +117,8 @@ def _vm_from_json(data: dict[str, Any]) -> VmHeader:
     )
 
 
-def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
-    for name in _ARRAYS:
-        array = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
+def _aligned(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
 
 
 def _encode_streamed(trace: StreamedTrace) -> tuple[EncodedTrace, dict[int, tuple[int, int, str]]]:
@@ -159,38 +161,69 @@ def compile_trace(trace: Trace | StreamedTrace, out: str) -> CompiledTrace:
     if isinstance(trace, StreamedTrace):
         enc, first_use = _encode_streamed(trace)
         notes, count = dict(trace.notes), trace.event_count
-        digest, source_sha = trace.content_digest(), trace.sha256
+        digest = trace.content_digest()
     else:
         table = trace.table()
         enc, first_use = encode(trace), _first_use(table)
         notes = table.event_notes()
         count = len(trace.events)
-        digest, source_sha = content_digest(trace.vm, table), trace.sha256
-    arrays = {name: getattr(enc, name) for name in _ARRAYS}
+        digest = content_digest(trace.vm, table)
+    arrays = {name: np.ascontiguousarray(getattr(enc, name)) for name in _ARRAYS}
+    layout, offset = [], 0
+    for name, array in arrays.items():
+        layout.append([name, array.dtype.str, list(array.shape), offset, array.nbytes])
+        offset = _aligned(offset + array.nbytes)
+    region = bytearray(offset)
+    for name, _, _, at, size in layout:
+        region[at : at + size] = arrays[name].tobytes()
     manifest = {
         "kvmgen_compiled": COMPILED_VERSION,
         "generator": f"kvmgen {__version__}",
         "layout": layout_fingerprint(),
-        "source": {"path": trace.path, "sha256": source_sha},
+        "source": _source(trace),
         "digest": digest,
         "events": count,
         "vcpus": enc.vcpus,
         "vm": _vm_json(trace.vm),
         "notes": {str(i): note for i, note in notes.items()},
         "first_use_of_as": {str(a): list(v) for a, v in first_use.items()},
-        "arrays_sha256": _arrays_sha256(arrays),
+        "arrays": layout,
+        "arrays_xxh3": xxhash.xxh3_128_hexdigest(region),
     }
+    text = json.dumps(manifest).encode()
+    head = COMPILED_MAGIC + _LENGTH.pack(len(text)) + xxhash.xxh3_128_digest(text) + text
     with open(out, "wb") as handle:
-        np.savez(handle, manifest=np.frombuffer(json.dumps(manifest).encode(), np.uint8), **arrays)
+        handle.write(head.ljust(_aligned(len(head)), b"\0"))
+        handle.write(region)
     return _from_parts(out, manifest, arrays)
 
 
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
+def _source(trace: Trace | StreamedTrace) -> dict[str, str | None]:
+    """The source's path, SHA-256 (of the bytes read) and XXH3 (for the stale check)."""
+    fast = None
+    if os.path.isfile(trace.path):
+        sha, fast = _file_hashes(trace.path)
+        if sha != trace.sha256:
+            raise TraceError(trace.path, "the trace changed while it was being compiled")
+    return {"path": trace.path, "sha256": trace.sha256, "xxh3": fast}
+
+
+def _file_hashes(path: str) -> tuple[str, str]:
+    """SHA-256 and XXH3-128 of a file, in one read."""
+    sha, fast = hashlib.sha256(), xxhash.xxh3_128()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            sha.update(chunk)
+            fast.update(chunk)
+    return sha.hexdigest(), fast.hexdigest()
+
+
+def _file_xxh3(path: str) -> str:
+    fast = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            fast.update(chunk)
+    return fast.hexdigest()
 
 
 def _from_parts(
@@ -217,33 +250,44 @@ def load_compiled(path: str, *, check_source: bool = True) -> CompiledTrace:
         return TraceError(path, f"corrupt compiled trace ({why}): compile it again")
 
     try:
-        # Our own handle: np.load leaks its file when the archive is damaged.
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
-            if "manifest" not in archive.files:
-                raise corrupt("no manifest")
-            manifest = json.loads(archive["manifest"].tobytes().decode())
-            if manifest.get("kvmgen_compiled") != COMPILED_VERSION:
-                raise TraceError(
-                    path,
-                    f"compiled trace format {manifest.get('kvmgen_compiled')!r} is not the one "
-                    f"this kvmgen reads ({COMPILED_VERSION}): compile the trace again",
-                )
-            if manifest.get("layout") != layout_fingerprint():
-                raise TraceError(
-                    path,
-                    f"compiled by {manifest.get('generator')} for another engine layout: "
-                    "compile the trace again",
-                )
-            arrays = {name: archive[name] for name in _ARRAYS}
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as error:
-        raise corrupt(type(error).__name__) from None
-    if _arrays_sha256(arrays) != manifest["arrays_sha256"]:
-        raise corrupt("the arrays do not match their recorded SHA-256")
+        with open(path, "rb") as handle:
+            # A writable buffer: the arrays are views of it, typed like any other array.
+            raw = bytearray(os.fstat(handle.fileno()).st_size)
+            handle.readinto(raw)
+    except OSError as error:
+        raise TraceError(path, f"cannot read the compiled trace: {error.strerror}") from None
+    if raw.startswith(ZIP_MAGIC):
+        raise TraceError(path, _other_format(1))
+    if not raw.startswith(COMPILED_MAGIC) or len(raw) < _HEAD:
+        raise corrupt("not a kvmgen compiled trace")
+    (length,) = _LENGTH.unpack_from(raw, len(COMPILED_MAGIC))
+    text = bytes(raw[_HEAD : _HEAD + length])
+    if xxhash.xxh3_128_digest(text) != raw[_HEAD - 16 : _HEAD]:
+        raise corrupt("the manifest does not match its recorded hash")
+    manifest = json.loads(text)
+    found = manifest.get("kvmgen_compiled") if isinstance(manifest, dict) else None
+    if found != COMPILED_VERSION:
+        raise TraceError(path, _other_format(found))
+    if manifest.get("layout") != layout_fingerprint():
+        raise TraceError(
+            path,
+            f"compiled by {manifest.get('generator')} for another engine layout: "
+            "compile the trace again",
+        )
+    region = memoryview(raw)[_aligned(_HEAD + length) :]
+    if xxhash.xxh3_128_hexdigest(region) != manifest["arrays_xxh3"]:
+        raise corrupt("the arrays do not match their recorded hash")
+    arrays = {}
+    for name, dtype, shape, offset, size in manifest["arrays"]:
+        kind = np.dtype(dtype)
+        flat = np.frombuffer(region, dtype=kind, count=size // kind.itemsize, offset=offset)
+        arrays[name] = flat.reshape(shape)
     source = manifest["source"]
     source_changed = (
         check_source
+        and source["xxh3"] is not None
         and os.path.isfile(source["path"])
-        and _file_sha256(source["path"]) != source["sha256"]
+        and _file_xxh3(source["path"]) != source["xxh3"]
     )
     if source_changed:
         raise TraceError(
@@ -252,3 +296,10 @@ def load_compiled(path: str, *, check_source: bool = True) -> CompiledTrace:
             f"(kvmgen compile {source['path']} -o {path})",
         )
     return _from_parts(path, manifest, arrays)
+
+
+def _other_format(found: object) -> str:
+    return (
+        f"compiled trace format {found!r} is not the one this kvmgen reads "
+        f"({COMPILED_VERSION}): compile the trace again"
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import zipfile
 
@@ -53,42 +52,70 @@ def test_stale_source_is_refused(source, tmp_path):
         load_compiled(out)
 
 
+def _flip(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def test_corrupt_arrays_are_refused(source, tmp_path):
     out = tmp_path / "c.kvmc"
     compile_trace(load_trace(source), str(out))
-    # Rewrite one array with a changed value but a valid zip: only the hash can tell.
-    with np.load(out) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    arrays["ev_rep"] = arrays["ev_rep"].copy()
-    arrays["ev_rep"][3] += 1
-    with open(out, "wb") as handle:
-        np.savez(handle, **arrays)
-    with pytest.raises(TraceError, match=r"corrupt compiled trace .*SHA-256"):
+    _flip(out, out.stat().st_size - 1 - 8 * 3)  # one bit of the last array
+    with pytest.raises(TraceError, match=r"corrupt compiled trace \(the arrays do not match"):
         load_compiled(str(out))
 
 
-def test_damaged_file_is_refused(source, tmp_path):
+def test_corrupt_manifest_is_refused(source, tmp_path):
+    out = tmp_path / "m.kvmc"
+    compile_trace(load_trace(source), str(out))
+    data = out.read_bytes()
+    # A digit of the event count flipped (x ^ 1 is a digit again): still valid JSON,
+    # only the hash can tell.
+    at = data.index(b'"events": ') + len(b'"events": ')
+    assert data[at : at + 1].isdigit()
+    _flip(out, at)
+    with pytest.raises(TraceError, match="the manifest does not match"):
+        load_compiled(str(out))
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.0])
+def test_damaged_file_is_refused(source, tmp_path, cut):
     out = tmp_path / "d.kvmc"
     compile_trace(load_trace(source), str(out))
-    data = bytearray(out.read_bytes())
-    out.write_bytes(bytes(data[: len(data) // 2]))
+    data = out.read_bytes()
+    out.write_bytes(data[: int(len(data) * cut)])
     with pytest.raises(TraceError, match="corrupt compiled trace"):
         load_compiled(str(out))
 
 
-def test_other_layout_is_refused(source, tmp_path):
+def test_other_layout_and_older_format_are_refused(source, tmp_path):
+    from kvmgen.engine import compiled
+
     out = tmp_path / "l.kvmc"
-    compile_trace(load_trace(source), str(out))
-    with np.load(out) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    manifest = json.loads(arrays["manifest"].tobytes())
-    manifest["layout"] = "0" * 16
-    arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), np.uint8)
-    with open(out, "wb") as handle:
-        np.savez(handle, **arrays)
+    real = compiled.layout_fingerprint
+    compiled.layout_fingerprint = lambda: "0" * 16
+    try:
+        compile_trace(load_trace(source), str(out))
+    finally:
+        compiled.layout_fingerprint = real
     with pytest.raises(TraceError, match="another engine layout"):
         load_compiled(str(out))
-    assert zipfile.is_zipfile(out)
+    old = tmp_path / "old.kvmc"
+    with zipfile.ZipFile(old, "w") as archive:
+        archive.writestr("manifest.npy", b"")
+    with pytest.raises(TraceError, match=r"compiled trace format 1 is not the one .* \(2\)"):
+        load_compiled(str(old))
+
+
+def test_arrays_are_writable_views_of_the_file(source, tmp_path):
+    out = tmp_path / "v.kvmc"
+    written = compile_trace(load_trace(source), str(out))
+    loaded = load_compiled(str(out))
+    for name in ("ev_op", "ev_x", "upd", "dur", "gfns", "initial_cover"):
+        a, b = getattr(written.encoded, name), getattr(loaded.encoded, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+        assert b.flags.writeable and b.flags.aligned
 
 
 def test_cli_errors_and_reference_refusal(run_cli, source, tmp_path):
