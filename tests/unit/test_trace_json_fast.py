@@ -16,6 +16,7 @@ from kvmgen.trace.json_fast import load_json_fast
 from kvmgen.trace.json_loader import load_json
 from kvmgen.trace.table import TableEvents
 from tests.conftest import TRACES
+from tests.property.mutation import check_fast_agrees_or_falls_back, mutated
 from tests.property.strategies import traces
 from tests.unit.test_trace_jsonl import _event_dict
 
@@ -132,15 +133,8 @@ def test_mutated_documents_agree_or_fall_back(data):
         ],
     }
     text = json.dumps(doc, indent=data.draw(st.sampled_from([None, 1])))
-    for _ in range(data.draw(st.integers(1, 3))):
-        at = data.draw(st.integers(0, len(text)))
-        cut = data.draw(st.integers(0, 3))
-        text = text[:at] + data.draw(st.sampled_from(["", *_SYMBOLS])) + text[at + cut :]
-    encoded = text.encode()
-    sha = hashlib.sha256(encoded).hexdigest()
-    fast = load_json_fast("t.json", encoded, sha)
-    if fast is not None:
-        assert fast == load_json("t.json", encoded, sha)
+    text = mutated(data, text, _SYMBOLS)
+    check_fast_agrees_or_falls_back(load_json_fast, load_json, "t.json", text)
 
 
 def test_big_documents_take_the_scan(tmp_path, monkeypatch):

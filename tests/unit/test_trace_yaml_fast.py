@@ -18,6 +18,7 @@ from kvmgen.trace.records import Trace
 from kvmgen.trace.yaml_fast import load_yaml_fast
 from kvmgen.trace.yaml_loader import load_yaml
 from tests.conftest import TRACES
+from tests.property.mutation import check_fast_agrees_or_falls_back, mutated
 from tests.property.strategies import traces
 from tests.unit.test_trace_jsonl import _event_dict
 
@@ -216,13 +217,5 @@ def test_mutated_lines_agree_or_fall_back(data):
         "  - {op: flags, slot: 0}",
         "  - {op: access, gfn: 4}",
     ]
-    text = HEAD + "\n".join(lines) + "\n"
-    for _ in range(data.draw(st.integers(1, 3))):
-        at = data.draw(st.integers(len(HEAD), len(text)))
-        cut = data.draw(st.integers(0, 3))
-        text = text[:at] + data.draw(st.sampled_from(["", *_SYMBOLS])) + text[at + cut :]
-    encoded = text.encode()
-    sha = hashlib.sha256(encoded).hexdigest()
-    fast = load_yaml_fast("t.yaml", encoded, sha)
-    if fast is not None:
-        assert fast == load_yaml("t.yaml", encoded, sha)
+    text = mutated(data, HEAD + "\n".join(lines) + "\n", _SYMBOLS, start=len(HEAD))
+    check_fast_agrees_or_falls_back(load_yaml_fast, load_yaml, "t.yaml", text)
