@@ -252,6 +252,38 @@ def _number(buf, i, out, at):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _access_key(buf, start, end):  # type: ignore[no-untyped-def]
+    """The id of the plain-access key spelled by bytes [start, end), or 0."""
+    if _is(buf, start, end, _OP):
+        return _K_OP
+    if _is(buf, start, end, _GFN):
+        return _K_GFN
+    if _is(buf, start, end, _AS):
+        return _K_AS
+    if _is(buf, start, end, _VCPU):
+        return _K_VCPU
+    if _is(buf, start, end, _REPEAT):
+        return _K_REPEAT
+    if _is(buf, start, end, _KIND):
+        return _K_KIND
+    return 0
+
+
+@njit(cache=True)
+def _complete_access(seen, fields, vcpus):  # type: ignore[no-untyped-def]
+    """Whether the keys ``seen`` and the ``fields`` read make a valid plain access.
+
+    What format v1 requires of one (fastpath.plain_access in Python): op and
+    gfn given, every value in range, the vCPU below the header's count.
+    """
+    if not (seen & (1 << _K_OP)) or not (seen & (1 << _K_GFN)):
+        return False
+    if fields[0] >= _GFN_END or fields[1] > 1 or fields[2] >= vcpus:
+        return False
+    return 1 <= fields[3] <= _REPEAT_MAX
+
+
+@njit(cache=True)
 def _plain_access(buf, i, lc, fields, vcpus):  # type: ignore[no-untyped-def]
     """Read the object at ``i`` as a plain access into ``fields``; offset past it, or -1.
 
@@ -274,19 +306,7 @@ def _plain_access(buf, i, lc, fields, vcpus):  # type: ignore[no-untyped-def]
         end = _plain_string_end(buf, i)
         if end < 0:
             return -1
-        key = 0
-        if _is(buf, i + 1, end, _OP):
-            key = _K_OP
-        elif _is(buf, i + 1, end, _GFN):
-            key = _K_GFN
-        elif _is(buf, i + 1, end, _AS):
-            key = _K_AS
-        elif _is(buf, i + 1, end, _VCPU):
-            key = _K_VCPU
-        elif _is(buf, i + 1, end, _REPEAT):
-            key = _K_REPEAT
-        elif _is(buf, i + 1, end, _KIND):
-            key = _K_KIND
+        key = _access_key(buf, i + 1, end)
         if key == 0 or seen & (1 << key):
             return -1
         seen |= 1 << key
@@ -320,13 +340,7 @@ def _plain_access(buf, i, lc, fields, vcpus):  # type: ignore[no-untyped-def]
             break
         else:
             return -1
-    if not (seen & (1 << _K_OP)) or not (seen & (1 << _K_GFN)):
-        return -1
-    if fields[0] >= _GFN_END or fields[1] > 1 or fields[2] >= vcpus:
-        return -1
-    if fields[3] < 1 or fields[3] > _REPEAT_MAX:
-        return -1
-    return i + 1
+    return i + 1 if _complete_access(seen, fields, vcpus) else -1
 
 
 @njit(cache=True)
@@ -565,19 +579,7 @@ def _yaml_plain_access(buf, i, end, fields, vcpus):  # type: ignore[no-untyped-d
         k = i
         while k < end and _word_char(buf[k]):
             k += 1
-        key = 0
-        if _is(buf, i, k, _OP):
-            key = _K_OP
-        elif _is(buf, i, k, _GFN):
-            key = _K_GFN
-        elif _is(buf, i, k, _AS):
-            key = _K_AS
-        elif _is(buf, i, k, _VCPU):
-            key = _K_VCPU
-        elif _is(buf, i, k, _REPEAT):
-            key = _K_REPEAT
-        elif _is(buf, i, k, _KIND):
-            key = _K_KIND
+        key = _access_key(buf, i, k)
         if key == 0 or seen & (1 << key):
             return False
         seen |= 1 << key
@@ -605,11 +607,7 @@ def _yaml_plain_access(buf, i, end, fields, vcpus):  # type: ignore[no-untyped-d
         if v == end:
             break
         i = v + 1
-    if not (seen & (1 << _K_OP)) or not (seen & (1 << _K_GFN)):
-        return False
-    if fields[0] >= _GFN_END or fields[1] > 1 or fields[2] >= vcpus:
-        return False
-    return 1 <= fields[3] <= _REPEAT_MAX
+    return _complete_access(seen, fields, vcpus)
 
 
 @njit(cache=True)
