@@ -17,7 +17,7 @@ from kvmgen.model.policy import HISTORICAL, NONE
 from kvmgen.runner import RunOutcome, Session
 from kvmgen.stats import OUTCOMES, StaleHit
 
-REPORT_VERSION = 2
+REPORT_VERSION = 3  # 3: the trace digest is taken over event columns (digest version 2)
 """Bumped whenever a key is removed or changes meaning (adding keys does not bump it).
 
 2: ``trace`` lost ``path`` and ``format``; ``trace.sha256`` is the content digest.

@@ -49,7 +49,7 @@ def test_replay_json_to_stdout_is_the_only_stdout(run_cli):
     result = run_cli("replay", str(TRACES / "wrap-probe-6.18.yaml"), "--json", "-")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
-    assert doc["kvmgen_report"] == 2
+    assert doc["kvmgen_report"] == 3
     (run,) = doc["runs"]
     assert run["policies"] == ["historical", "none"]
     assert [w["update"] for w in run["wraps"]] == [524288, 1048576]

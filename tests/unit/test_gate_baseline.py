@@ -14,7 +14,7 @@ from kvmgen.gate.baseline import (
     find_report,
     read_reports,
 )
-from kvmgen.report.document import build_document
+from kvmgen.report.document import REPORT_VERSION, build_document
 from kvmgen.report.json_report import dumps, schema
 from kvmgen.runner import resolve_target, run_session
 from kvmgen.trace import load_trace
@@ -82,7 +82,10 @@ def test_other_report_version_is_kept_but_not_comparable(tmp_path):
         ('{"kvmgen_check": 1, "passed": true}', "not a report"),
         ('{"kvmgen_baseline": 2, "traces": []}', "baseline file version 2"),
         ('{"kvmgen_baseline": 1, "traces": [{"report": {}}]}', r"traces\[0\]"),
-        ('{"kvmgen_report": 2, "trace": {"sha256": "x"}}', "missing key 'runs'"),
+        (
+            json.dumps({"kvmgen_report": REPORT_VERSION, "trace": {"sha256": "x"}}),
+            "missing key 'runs'",
+        ),
     ],
 )
 def test_bad_baselines_are_usage_errors(tmp_path, content, needle):

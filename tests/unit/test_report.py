@@ -396,13 +396,13 @@ def test_dumps_is_deterministic_with_trailing_newline(e5: Session) -> None:
     assert not first.endswith(b"\n\n")
     assert json.loads(first) == build_document(e5)
     # fixed key order: the version first
-    assert first.startswith(b'{\n  "kvmgen_report": 2,')
+    assert first.startswith(b'{\n  "kvmgen_report": 3,')
 
 
 def test_document_header(e5: Session) -> None:
     doc = build_document(e5)
     path = TRACES / "e5-undetected-wrap.yaml"
-    assert doc["kvmgen_report"] == 2
+    assert doc["kvmgen_report"] == 3
     # content identity, not the file's bytes: no path, no format
     assert doc["trace"] == {"sha256": e5.digest(), "events": 7}
     assert doc["trace"]["sha256"] != hashlib.sha256(path.read_bytes()).hexdigest()
