@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +115,37 @@ def progress_callback(quiet: bool) -> Any:
             bar.stop()
 
     return update
+
+
+@contextmanager
+def compile_notice(enabled: bool) -> Iterator[None]:
+    """While active, say once on stderr when numba starts compiling kvmgen's kernels.
+
+    That happens on the first run after an install or upgrade and takes seconds
+    with nothing else to show; loading them from numba's cache does not count.
+    """
+    if not enabled:
+        yield
+        return
+    from numba.core import event
+
+    class FirstCompile(event.Listener):
+        said = False
+
+        def on_start(self, ev: event.Event) -> None:
+            if not self.said:
+                self.said = True
+                click.echo(
+                    "kvmgen: compiling the numba kernels (first run after an install; "
+                    "cached afterwards)",
+                    err=True,
+                )
+
+        def on_end(self, ev: event.Event) -> None:
+            pass
+
+    with event.install_listener("numba:compile", FirstCompile()):
+        yield
 
 
 def write_output(target: str, data: bytes) -> None:
@@ -230,18 +262,19 @@ def build_session(
     policies = [parse_policy(b) for b in split_values(biases)] or None
     cost_model = load_costs(costs_path) if costs_path else None
     progress = progress_callback(quiet)
-    trace = load_input(trace_path, fmt, progress)
-    return run_session(
-        trace,
-        targets_fn(trace),
-        address_spaces=address_spaces,
-        policies=policies,
-        cost_model=cost_model,
-        implementation="reference" if reference else "engine",
-        record_limit=record_limit,
-        skip_unrunnable=compare,
-        progress=progress,
-    )
+    with compile_notice(progress is not None):
+        trace = load_input(trace_path, fmt, progress)
+        return run_session(
+            trace,
+            targets_fn(trace),
+            address_spaces=address_spaces,
+            policies=policies,
+            cost_model=cost_model,
+            implementation="reference" if reference else "engine",
+            record_limit=record_limit,
+            skip_unrunnable=compare,
+            progress=progress,
+        )
 
 
 def interrupted_exit(session: Session) -> int | None:

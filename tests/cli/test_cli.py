@@ -301,3 +301,20 @@ def test_no_progress_bar_without_a_terminal(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     assert progress_callback(quiet=False) is None  # pytest's stderr is not a terminal
     assert progress_callback(quiet=True) is None
+
+
+def test_compile_notice_says_so_once_and_only_when_enabled(capsys):
+    from numba import njit
+
+    from kvmgen.cli.app import compile_notice
+
+    def fresh():
+        return njit(lambda x: x + 1)  # a new function: numba compiles it on first call
+
+    with compile_notice(True):
+        fresh()(1)
+        fresh()(2)
+    assert capsys.readouterr().err.count("compiling the numba kernels") == 1
+    with compile_notice(False):
+        fresh()(1)
+    assert capsys.readouterr().err == ""
