@@ -188,25 +188,6 @@ _DTYPES: dict[str, type] = {
 }
 
 
-def concat(tables: Sequence[EventTable]) -> EventTable:
-    """One table of ``tables`` in order (note ids renumbered)."""
-    if len(tables) == 1:
-        return tables[0]
-    if not tables:
-        return EventTable.empty(0)
-    notes: list[str] = []
-    note_columns = []
-    for table in tables:
-        shifted = np.where(table.note >= 0, table.note + len(notes), _NO_NOTE).astype(np.int32)
-        note_columns.append(shifted)
-        notes.extend(table.notes)
-    column = {
-        name: np.concatenate([getattr(t, name) for t in tables]) for name in EventTable.columns()
-    }
-    column["note"] = np.concatenate(note_columns)
-    return EventTable(**column, notes=tuple(notes))
-
-
 def merge_by_index(a: EventTable, b: EventTable) -> EventTable:
     """The rows of two tables of different events, in event order.
 

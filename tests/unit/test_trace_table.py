@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 from hypothesis import given, settings
 
 from kvmgen.trace.records import Event, Op, Window
-from kvmgen.trace.table import EventTable, TableEvents, concat, merge_by_index
+from kvmgen.trace.table import EventTable, TableEvents, merge_by_index
 from tests.property.strategies import traces
 
 
@@ -45,14 +44,6 @@ def test_merge_of_a_block_far_into_a_trace():
     b = [Event(index=start + 1, op=Op.DELETE, slot=0, during=during)]
     merged = merge_by_index(EventTable.from_events(a), EventTable.from_events(b))
     assert merged.records() == (a[0], b[0], a[1])
-
-
-def test_concat_renumbers_notes():
-    one = EventTable.from_events([Event(index=0, op=Op.ACCESS, gfn=1, note="first")])
-    two = EventTable.from_events([Event(index=1, op=Op.ACCESS, gfn=2, note="second")])
-    joined = concat([one, two])
-    assert [e.note for e in joined.records()] == ["first", "second"]
-    assert np.array_equal(joined.note, [0, 1])
 
 
 def test_table_events_index_and_slice():
