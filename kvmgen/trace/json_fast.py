@@ -73,7 +73,8 @@ def load_json_fast(path: str, data: bytes, sha256: str) -> Trace | None:
     buf = np.frombuffer(data, dtype=np.uint8)
     scan = ScanTables(buf)
     sk = scan.sk
-    if sk.scan_json_events(buf, scan.acc, scan.other, scan.nested, scan.counts, VCPU_LIMIT):
+    status = sk.scan_json_events(buf, scan.acc, scan.other, scan.nested, scan.counts, VCPU_LIMIT)
+    if status != sk.OK:
         return None
     start, end = scan.count(sk.C_LIST_START), scan.count(sk.C_LIST_END)
     try:

@@ -1,4 +1,4 @@
-"""What a jitted scan of JSON bytes hands back, as tables the loaders can use.
+"""What a jitted scan of trace bytes hands back, as tables the loaders can use.
 
 :mod:`kvmgen.trace.scan_kernels` fills preallocated arrays: one row per plain
 access, one per other event (its byte span and key count) and one per object

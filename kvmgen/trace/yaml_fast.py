@@ -227,12 +227,15 @@ def _scanned(data: bytes, start: int, reader: _LineReader) -> TableEvents | None
     """Every event line after ``events:`` (line ``start``), classified by the jitted scan."""
     offset = -1
     for _ in range(start + 1):
-        offset = data.index(b"\n", offset + 1)
+        offset = data.find(b"\n", offset + 1)
+        if offset < 0:
+            return None  # "events:" ends the file: no list, an error the full loader words
     buf = np.frombuffer(data, dtype=np.uint8)[offset + 1 :]
     scan = ScanTables(buf)
     sk = scan.sk
     scan.counts[sk.C_INDENT] = -1
-    if sk.scan_yaml_lines(buf, start + 2, scan.acc, scan.other, scan.counts, reader.vcpus):
+    status = sk.scan_yaml_lines(buf, start + 2, scan.acc, scan.other, scan.counts, reader.vcpus)
+    if status != sk.OK:
         return None
     others: list[Event] = []
     for other in scan.others():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import yaml
@@ -386,11 +387,22 @@ GOOD = (
 )
 
 
-def _must_load_or_fail_cleanly(name: str, data: bytes) -> None:
+def _load_or_message(name: str, data: bytes) -> object:
     try:
-        load_trace(name, data=data)
+        return load_trace(name, data=data)
     except TraceError as caught:
         assert "\n" not in str(caught)
+        return str(caught)
+
+
+def _must_load_or_fail_cleanly(name: str, data: bytes) -> None:
+    """One line on failure, and the same trace or message with the jitted scans forced on."""
+    plain = _load_or_message(name, data)
+    with (
+        patch("kvmgen.trace.JSON_SCAN_MIN_BYTES", 0),
+        patch("kvmgen.trace.yaml_fast.YAML_SCAN_MIN_BYTES", 0),
+    ):
+        assert _load_or_message(name, data) == plain
 
 
 @given(st.binary(max_size=200))

@@ -219,3 +219,14 @@ def test_mutated_lines_agree_or_fall_back(data):
     ]
     text = mutated(data, HEAD + "\n".join(lines) + "\n", _SYMBOLS, start=len(HEAD))
     check_fast_agrees_or_falls_back(load_yaml_fast, load_yaml, "t.yaml", text)
+
+
+def test_events_key_on_the_last_line_falls_back(tmp_path):
+    # A big header and "events:" with no newline after it: nothing to scan.
+    text = "kvmgen: 1\nvm: {era: E5}\n" + "# padding\n" * 30_000 + "events:"
+    data = text.encode()
+    assert load_yaml_fast("t.yaml", data, hashlib.sha256(data).hexdigest()) is None
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(TraceError, match="events"):
+        load_trace(path)
