@@ -203,7 +203,7 @@ class _Validator:
         """
         event = plain_access(value, index, position[0], position[1], vcpus)
         if event is None:
-            return self.event(index, _Single(locate()))
+            return self.event(index, _Single(locate(), position))
         self.max_as = max(self.max_as, event.address_space)
         self.max_vcpu = max(self.max_vcpu, event.vcpu)
         return event
@@ -416,9 +416,11 @@ class _Validator:
 class _Single:
     """Stands in for the events list so :meth:`_Validator.event` can check one event."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, position: tuple[int, int]) -> None:
         self.node = node
-        self.at = node.at
+        # A mapping knows where it is; a bare scalar (a JSON Lines line "5") does not.
+        # Column 0 is how records say "no column" (JSON Lines positions are lines).
+        self.at = getattr(node, "at", (position[0], position[1] or None))
         self.src = None
 
     def __getitem__(self, index: int) -> Any:

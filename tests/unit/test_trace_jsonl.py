@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvmgen.errors import TraceError
 from kvmgen.report.document import build_document
@@ -150,6 +151,8 @@ def in_memory_digest(trace):
         ),
         ('{"op": "access", "gfn": 01}', "not valid JSON"),
         ("[1, 2]", "expected an event mapping"),
+        ("5", "event 1: expected an event mapping, got 5"),
+        ("null", "expected an event mapping"),
     ],
 )
 def test_line_errors_from_the_scan(tmp_path, line, message):
@@ -243,3 +246,34 @@ def test_scan_progress_counts_bytes(tmp_path, monkeypatch):
     size = path.stat().st_size
     assert len(seen) > 3 and seen[-1] == (size, size)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+_JSONL_SYMBOLS = [*'{}[],:" 0123456789-.e\n\r\t', '"op"', '"access"', '"gfn"', '"vcpu"']
+
+
+@settings(max_examples=300)
+@given(data=st.data())
+def test_mutated_lines_read_as_their_json_document_would(tmp_path_factory, data):
+    """A JSON Lines file that reads gives the events of its lines as one JSON document."""
+    from tests.property.mutation import mutated
+
+    lines = [
+        '{"op": "create", "slot": 0, "gfn": 0, "pages": 8, "note": "ram"}',
+        '{"op": "access", "gfn": 3, "vcpu": 1}',
+        '{"op": "delete", "slot": 0, "during": '
+        '[{"op": "access", "gfn": 3, "window": "before_zap"}]}',
+        '{"op": "access", "gfn": 5, "kind": "write", "repeat": 2}',
+    ]
+    header = '{"kvmgen": 1, "vm": {"era": "E5", "vcpus": 2}}\n'
+    body = mutated(data, "\n".join(lines) + "\n", _JSONL_SYMBOLS)
+    path = tmp_path_factory.mktemp("m") / "t.jsonl"
+    path.write_text(header + body)
+    try:
+        streamed = scan_jsonl(str(path)).materialize()
+    except TraceError as error:
+        assert "\n" not in str(error)
+        return
+    events = [line for line in body.split("\n") if line.strip()]
+    document = header.rstrip("\n")[:-1] + ', "events": [' + ",".join(events) + "]}"
+    whole = load_trace("t.json", data=document.encode())
+    assert _strip(streamed.events) == _strip(whole.events)
