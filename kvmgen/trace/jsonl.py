@@ -32,7 +32,7 @@ from kvmgen.trace.fields import Problem, parse_int
 from kvmgen.trace.records import ReadProgress, Trace, VmHeader
 from kvmgen.trace.scanned import OtherEvent, ScanTables, keys_as_written
 from kvmgen.trace.table import EventTable, merge_by_index
-from kvmgen.trace.tree import Map, Seq
+from kvmgen.trace.tree import Map, Seq, describe
 from kvmgen.trace.validate import FORMAT_VERSION, _Validator
 
 CHUNK_BYTES = 1 << 22  # read and replayed in blocks of about 4 MiB of whole lines
@@ -210,15 +210,21 @@ class StreamedTrace:
 def _header(path: str, raw: bytes, number: int) -> tuple[_Validator, VmHeader]:
     """Check the header line; return a validator primed with its vCPUs and slots."""
     root = _locate(_parse_line(path, raw, number), number)
-    if isinstance(root, dict) and "events" in root:
+    if not isinstance(root, dict):
+        raise TraceError(
+            path,
+            f'expected the header object {{"kvmgen": 1, ...}} on the first line, got '
+            f"{describe(root)}",
+            line=number,
+        )
+    if "events" in root:
         raise TraceError(
             path,
             "a JSON Lines trace has no events key: put one event per line after the header",
             line=number,
             field="events",
         )
-    if isinstance(root, dict):
-        root["events"] = Seq((number, None))
+    root["events"] = Seq((number, None))
     validator = _Validator(path)
     return validator, validator.trace(root, (number, None), "jsonl", "").vm
 

@@ -191,6 +191,9 @@ def test_header_rules(tmp_path):
     path.write_text("\n\n")
     with pytest.raises(TraceError, match="empty trace"):
         scan_jsonl(str(path))
+    path.write_text('[{"kvmgen": 1}]\n')
+    with pytest.raises(TraceError, match=r"h\.jsonl:1: expected the header object .* got a list"):
+        scan_jsonl(str(path))
 
 
 def test_address_space_check_names_first_event(tmp_path):
