@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kvmgen import __version__
+from kvmgen.engine import COMPILED_MAGIC, ZIP_MAGIC
 from kvmgen.errors import ExitCode, KvmgenError, UsageError
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from kvmgen.runner import Session
 
 FAIL_ON = ("harmful", "stale", "undetected-wrap", "disagree")
+# A compiled trace of this format, or of format 1 (refused with its own message).
+_COMPILED_MAGICS = (COMPILED_MAGIC, ZIP_MAGIC)
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -58,6 +61,10 @@ def load_input(path: str, fmt: str | None, progress: Any = None) -> Any:
     read = partial(progress, f"reading {os.path.basename(name)}") if progress else None
     if path == "-":
         head = sys.stdin.buffer.readline()
+        if fmt is None and head.startswith(_COMPILED_MAGICS):
+            from kvmgen.engine.compiled import load_compiled
+
+            return load_compiled(name, data=head + sys.stdin.buffer.read())
         if fmt == "jsonl" or (fmt is None and looks_like_jsonl(head)):
             return scan_jsonl(spool(head, sys.stdin.buffer), name=name, progress=read)
         return load_trace(name, data=head + sys.stdin.buffer.read(), fmt=fmt, progress=read)
@@ -74,14 +81,12 @@ def load_input(path: str, fmt: str | None, progress: Any = None) -> Any:
 
 def is_compiled(path: str) -> bool:
     """Whether ``path`` starts like a compiled trace (of this format or the older zip one)."""
-    from kvmgen.engine import COMPILED_MAGIC, ZIP_MAGIC
-
     try:
         with open(path, "rb") as handle:
-            head = handle.read(len(COMPILED_MAGIC))
+            head = handle.read(16)
     except OSError:
         return False
-    return head.startswith((COMPILED_MAGIC, ZIP_MAGIC))
+    return head.startswith(_COMPILED_MAGICS)
 
 
 def progress_callback(quiet: bool) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from kvmgen.cli.app import cli, load_input
@@ -16,7 +18,8 @@ from kvmgen.errors import ExitCode, UsageError
     "out",
     required=True,
     metavar="FILE",
-    help="Where to write the compiled trace (the engine's arrays, raw, with hashes).",
+    help="Where to write the compiled trace (the engine's arrays, raw, with hashes); "
+    "- for standard output (not a terminal).",
 )
 @click.option(
     "--format",
@@ -32,12 +35,15 @@ def compile_command(trace: str, out: str, fmt: str | None) -> int:
     """
     from kvmgen.engine.compiled import compile_trace
 
+    if out == "-" and sys.stdout.isatty():
+        raise UsageError("not writing a compiled trace to a terminal: use -o FILE or a pipe")
     loaded = load_input(trace, fmt)
     if loaded.format == "compiled":
         raise UsageError(f"{trace}: already a compiled trace")
-    compiled = compile_trace(loaded, out)
+    compiled = compile_trace(loaded, sys.stdout.buffer if out == "-" else out)
     click.echo(
-        f"compiled {compiled.event_count:,} events of {trace} to {out} "
+        f"compiled {compiled.event_count:,} events of {trace} to "
+        f"{'standard output' if out == '-' else out} "
         f"(digest {compiled.digest[:16]})",
         err=True,
     )

@@ -18,7 +18,7 @@ import json
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import xxhash
@@ -156,8 +156,11 @@ def _encode_streamed(trace: StreamedTrace) -> tuple[EncodedTrace, dict[int, tupl
     return joined, dict(trace.first_use_of_as)
 
 
-def compile_trace(trace: Trace | StreamedTrace, out: str) -> CompiledTrace:
-    """Encode ``trace`` and write it to ``out``; return what a later load will give."""
+def compile_trace(trace: Trace | StreamedTrace, out: str | BinaryIO) -> CompiledTrace:
+    """Encode ``trace`` and write it to ``out`` (a path or a binary stream).
+
+    Returns what a later load of the written bytes gives.
+    """
     if isinstance(trace, StreamedTrace):
         enc, first_use = _encode_streamed(trace)
         notes, count = dict(trace.notes), trace.event_count
@@ -192,10 +195,15 @@ def compile_trace(trace: Trace | StreamedTrace, out: str) -> CompiledTrace:
     }
     text = json.dumps(manifest).encode()
     head = COMPILED_MAGIC + _LENGTH.pack(len(text)) + xxhash.xxh3_128_digest(text) + text
-    with open(out, "wb") as handle:
-        handle.write(head.ljust(_aligned(len(head)), b"\0"))
-        handle.write(region)
-    return _from_parts(out, manifest, arrays)
+    if isinstance(out, str):
+        with open(out, "wb") as handle:
+            handle.write(head.ljust(_aligned(len(head)), b"\0"))
+            handle.write(region)
+    else:
+        out.write(head.ljust(_aligned(len(head)), b"\0"))
+        out.write(region)
+        out.flush()
+    return _from_parts(out if isinstance(out, str) else "<stdout>", manifest, arrays)
 
 
 def _source(trace: Trace | StreamedTrace) -> dict[str, str | None]:
@@ -243,19 +251,20 @@ def _from_parts(
     )
 
 
-def load_compiled(path: str, *, check_source: bool = True) -> CompiledTrace:
-    """Load a compiled trace, refusing stale, foreign or corrupt files."""
+def load_compiled(
+    path: str, *, check_source: bool = True, data: bytes | None = None
+) -> CompiledTrace:
+    """Load a compiled trace, refusing stale, foreign or corrupt files.
+
+    With ``data`` (a compiled trace read from standard input, say) the file is
+    not read and ``path`` only names the input in messages.
+    """
 
     def corrupt(why: str) -> TraceError:
         return TraceError(path, f"corrupt compiled trace ({why}): compile it again")
 
-    try:
-        with open(path, "rb") as handle:
-            # A writable buffer: the arrays are views of it, typed like any other array.
-            raw = bytearray(os.fstat(handle.fileno()).st_size)
-            handle.readinto(raw)
-    except OSError as error:
-        raise TraceError(path, f"cannot read the compiled trace: {error.strerror}") from None
+    # A writable buffer: the arrays are views of it, typed like any other array.
+    raw = bytearray(data) if data is not None else _read_writable(path)
     if raw.startswith(ZIP_MAGIC):
         raise TraceError(path, _other_format(1))
     if not raw.startswith(COMPILED_MAGIC) or len(raw) < _HEAD:
@@ -296,6 +305,16 @@ def load_compiled(path: str, *, check_source: bool = True) -> CompiledTrace:
             f"(kvmgen compile {source['path']} -o {path})",
         )
     return _from_parts(path, manifest, arrays)
+
+
+def _read_writable(path: str) -> bytearray:
+    try:
+        with open(path, "rb") as handle:
+            raw = bytearray(os.fstat(handle.fileno()).st_size)
+            handle.readinto(raw)
+    except OSError as error:
+        raise TraceError(path, f"cannot read the compiled trace: {error.strerror}") from None
+    return raw
 
 
 def _other_format(found: object) -> str:

@@ -125,3 +125,12 @@ def test_cli_errors_and_reference_refusal(run_cli, source, tmp_path):
     assert refused.exit_code == 2 and "needs the source trace" in refused.stderr
     again = run_cli("compile", str(out), "-o", str(tmp_path / "x.kvmc"))
     assert again.exit_code == 2 and "already a compiled trace" in again.stderr
+
+
+def test_compile_to_stdout_and_replay_from_stdin(run_cli, source):
+    written = run_cli("compile", str(source), "-o", "-")
+    assert written.exit_code == 0 and "to standard output" in written.stderr
+    assert written.stdout_bytes.startswith(b"KVMGENC")
+    from_stdin = run_cli("replay", "-", "--json", "-", input=written.stdout_bytes)
+    assert from_stdin.exit_code == 0, from_stdin.stderr
+    assert from_stdin.stdout == run_cli("replay", str(source), "--json", "-").stdout
