@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import struct
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -195,14 +196,10 @@ def compile_trace(trace: Trace | StreamedTrace, out: str | BinaryIO) -> Compiled
     }
     text = json.dumps(manifest).encode()
     head = COMPILED_MAGIC + _LENGTH.pack(len(text)) + xxhash.xxh3_128_digest(text) + text
-    if isinstance(out, str):
-        with open(out, "wb") as handle:
-            handle.write(head.ljust(_aligned(len(head)), b"\0"))
-            handle.write(region)
-    else:
-        out.write(head.ljust(_aligned(len(head)), b"\0"))
-        out.write(region)
-        out.flush()
+    with open(out, "wb") if isinstance(out, str) else nullcontext(out) as handle:
+        handle.write(head.ljust(_aligned(len(head)), b"\0"))
+        handle.write(region)
+        handle.flush()
     return _from_parts(out if isinstance(out, str) else "<stdout>", manifest, arrays)
 
 
@@ -210,28 +207,19 @@ def _source(trace: Trace | StreamedTrace) -> dict[str, str | None]:
     """The source's path, SHA-256 (of the bytes read) and XXH3 (for the stale check)."""
     fast = None
     if os.path.isfile(trace.path):
-        sha, fast = _file_hashes(trace.path)
+        sha, fast = _hash_file(trace.path, hashlib.sha256(), xxhash.xxh3_128())
         if sha != trace.sha256:
             raise TraceError(trace.path, "the trace changed while it was being compiled")
     return {"path": trace.path, "sha256": trace.sha256, "xxh3": fast}
 
 
-def _file_hashes(path: str) -> tuple[str, str]:
-    """SHA-256 and XXH3-128 of a file, in one read."""
-    sha, fast = hashlib.sha256(), xxhash.xxh3_128()
+def _hash_file(path: str, *hashers: Any) -> list[str]:
+    """Each hasher's hex digest of the file at ``path``, all fed in one read."""
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 22), b""):
-            sha.update(chunk)
-            fast.update(chunk)
-    return sha.hexdigest(), fast.hexdigest()
-
-
-def _file_xxh3(path: str) -> str:
-    fast = xxhash.xxh3_128()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            fast.update(chunk)
-    return fast.hexdigest()
+            for hasher in hashers:
+                hasher.update(chunk)
+    return [hasher.hexdigest() for hasher in hashers]
 
 
 def _from_parts(
@@ -296,7 +284,7 @@ def load_compiled(
         check_source
         and source["xxh3"] is not None
         and os.path.isfile(source["path"])
-        and _file_xxh3(source["path"]) != source["xxh3"]
+        and _hash_file(source["path"], xxhash.xxh3_128()) != [source["xxh3"]]
     )
     if source_changed:
         raise TraceError(

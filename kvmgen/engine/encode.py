@@ -116,13 +116,13 @@ class Encoder:
     def encode(self, table: EventTable) -> EncodedTrace:
         """The kernel arrays for one block of events, in order."""
         top = table.sub < 0
+        top_rows = np.flatnonzero(top)
         ops = table.op[top]
-        is_access = table.op == Op.ACCESS
         is_update = (ops != Op.ACCESS) & (ops != Op.BUMP)
         # Whole columns at once; only updates walk the slot table, one by one.
         ev_x = np.zeros(ops.shape[0], dtype=np.int64)
-        ev_x[ops == Op.ACCESS] = np.searchsorted(self.gfns, table.gfn[top & is_access])
-        update_rows = np.flatnonzero(top)[is_update]
+        ev_x[ops == Op.ACCESS] = np.searchsorted(self.gfns, table.gfn[top_rows[ops == Op.ACCESS]])
+        update_rows = top_rows[is_update]
         ev_x[is_update] = np.arange(update_rows.shape[0])
         upd = np.zeros((update_rows.shape[0], k.N_UCOLS), dtype=np.int64)
         columns = (
@@ -150,12 +150,10 @@ class Encoder:
         upd[:, k.U_OLO], upd[:, k.U_OHI] = indices[:, 2], indices[:, 3]
         # During accesses follow their update; the i-th top-level row has
         # (rows before it) - i of them before it.
-        during_before = np.flatnonzero(top) - np.arange(ops.shape[0])
-        next_top = np.append(np.flatnonzero(top)[1:], len(table))
+        during_before = top_rows - np.arange(ops.shape[0])
+        during_after = np.diff(top_rows, append=len(table)) - 1
         upd[:, k.U_DSTART] = during_before[is_update]
-        upd[:, k.U_DEND] = (
-            during_before[is_update] + (next_top - np.flatnonzero(top) - 1)[is_update]
-        )
+        upd[:, k.U_DEND] = (during_before + during_after)[is_update]
         inside = ~top
         dur = np.zeros((int(inside.sum()), k.N_DFIELDS), dtype=np.int64)
         dur[:, k.D_AS] = table.address_space[inside]
@@ -181,20 +179,19 @@ class Encoder:
         )
 
 
-def vcpu_count(vm_vcpus: int | None, table: EventTable) -> int:
+def vcpu_count(vm_vcpus: int | None, max_vcpu: int) -> int:
     """vCPUs to model: the header's count, or enough for every vCPU the events name."""
-    named = int(table.vcpu.max()) if len(table) else 0
-    return max(vm_vcpus or 0, named + 1)
+    return max(vm_vcpus or 0, max_vcpu + 1)
 
 
 def encode(trace: Trace) -> EncodedTrace:
     """Build the kernel arrays for a whole in-memory trace."""
     table = trace.table()
-    return Encoder(access_gfns(table), trace.vm.slots, vcpu_count(trace.vm.vcpus, table)).encode(
-        table
-    )
+    max_vcpu = int(table.vcpu.max()) if len(table) else 0
+    encoder = Encoder(access_gfns(table), trace.vm.slots, vcpu_count(trace.vm.vcpus, max_vcpu))
+    return encoder.encode(table)
 
 
 def streamed_encoder(trace: StreamedTrace) -> Encoder:
     """The encoder for a JSON Lines trace, from what its first pass collected."""
-    return Encoder(trace.access_gfns, trace.vm.slots, max(trace.vm.vcpus or 0, trace.max_vcpu + 1))
+    return Encoder(trace.access_gfns, trace.vm.slots, vcpu_count(trace.vm.vcpus, trace.max_vcpu))
