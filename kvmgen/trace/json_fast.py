@@ -26,8 +26,8 @@ from kvmgen.errors import TraceError
 from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.json_loader import parse_json
 from kvmgen.trace.records import Event, Trace
-from kvmgen.trace.scanned import ScanTables, keys_as_written
-from kvmgen.trace.table import EventTable, TableEvents, merge_by_index
+from kvmgen.trace.scanned import ScanTables, keys_as_written, merged
+from kvmgen.trace.table import TableEvents
 from kvmgen.trace.tree import Map, Seq, is_map
 from kvmgen.trace.validate import _Validator
 
@@ -103,6 +103,4 @@ def load_json_fast(path: str, data: bytes, sha256: str) -> Trace | None:
             others.append(validator.fast_event(value, other.index, at, vcpus, locate))
     except TraceError:
         return None
-    validator.note_accesses(accesses)
-    table = merge_by_index(accesses, EventTable.from_events(others))
-    return validator.finish(vm, TableEvents(table), "json", sha256)
+    return validator.finish(vm, TableEvents(merged(accesses, others, validator)), "json", sha256)

@@ -30,8 +30,8 @@ from kvmgen.trace.digest import TraceDigest
 from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.fields import Problem, parse_int
 from kvmgen.trace.records import ReadProgress, Trace, VmHeader
-from kvmgen.trace.scanned import OtherEvent, ScanTables, keys_as_written
-from kvmgen.trace.table import EventTable, merge_by_index
+from kvmgen.trace.scanned import OtherEvent, ScanTables, keys_as_written, merged
+from kvmgen.trace.table import EventTable
 from kvmgen.trace.tree import Map, Seq, describe
 from kvmgen.trace.validate import FORMAT_VERSION, _Validator
 
@@ -166,9 +166,7 @@ class StreamedTrace:
                 validator.fast_event(value, other.index, (other.line, 0), vcpus, locate)
                 for other, value, locate in self._parsed(scan, chunk)
             ]
-            accesses = scan.accesses()
-            validator.note_accesses(accesses)
-            table = merge_by_index(accesses, EventTable.from_events(others))
+            table = merged(scan.accesses(), others, validator)
             index += scan.count(scan.sk.C_EVENTS)
             digest.update(table)
             if len(table):

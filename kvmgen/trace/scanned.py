@@ -10,12 +10,14 @@ Python validator must look at.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from kvmgen.trace.table import EventTable
+from kvmgen.trace.records import Event
+from kvmgen.trace.table import EventTable, merge_by_index
+from kvmgen.trace.validate import _Validator
 
 _LBRACE = 123
 
@@ -95,3 +97,13 @@ def keys_as_written(value: object, other: OtherEvent) -> bool:
         isinstance(entry, dict) and len(entry) == keys
         for entry, (_, _, keys) in zip(entries, other.nested, strict=True)
     )
+
+
+def merged(accesses: EventTable, others: Sequence[Event], validator: _Validator) -> EventTable:
+    """The scan's accesses and the validator's other events as one table, in event order.
+
+    ``validator`` checked ``others`` and is told of the accesses too, so the
+    trace it finishes knows every address space and vCPU named.
+    """
+    validator.note_accesses(accesses)
+    return merge_by_index(accesses, EventTable.from_events(others))

@@ -21,8 +21,8 @@ import numpy as np
 from kvmgen.errors import TraceError
 from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.records import Event, ReadProgress, Trace
-from kvmgen.trace.scanned import ScanTables
-from kvmgen.trace.table import EventTable, TableEvents, merge_by_index
+from kvmgen.trace.scanned import ScanTables, merged
+from kvmgen.trace.table import TableEvents
 from kvmgen.trace.tree import Map, decode
 from kvmgen.trace.validate import _Validator
 from kvmgen.trace.yaml_loader import parse_yaml
@@ -244,9 +244,7 @@ def _scanned(data: bytes, start: int, reader: _LineReader) -> TableEvents | None
         if event is None:
             return None
         others.append(event)
-    accesses = scan.accesses()
-    reader.validator.note_accesses(accesses)
-    return TableEvents(merge_by_index(accesses, EventTable.from_events(others)))
+    return TableEvents(merged(scan.accesses(), others, reader.validator))
 
 
 def _located(value: dict[str, Any], at: tuple[int, int]) -> Map:
