@@ -10,7 +10,8 @@ import hashlib
 import os
 
 from kvmgen.errors import TraceError, UsageError
-from kvmgen.trace.json_fast import JSON_SCAN_MIN_BYTES, load_json_fast
+from kvmgen.trace import scanned
+from kvmgen.trace.json_fast import load_json_fast
 from kvmgen.trace.json_loader import load_json
 from kvmgen.trace.records import (
     UPDATE_OPS,
@@ -86,7 +87,7 @@ def load_trace(
         fast = load_yaml_fast(name, data, sha256, progress)
         if fast is not None:
             return fast
-    if kind == "json" and len(data) >= JSON_SCAN_MIN_BYTES:
+    if kind == "json" and len(data) >= scanned.SCAN_MIN_BYTES:
         # A jitted scan into columns; same fallback rule.
         fast = load_json_fast(name, data, sha256)
         if fast is not None:

@@ -31,10 +31,6 @@ from kvmgen.trace.table import TableEvents
 from kvmgen.trace.tree import Map, Seq, is_map
 from kvmgen.trace.validate import _Validator
 
-# Below this size the full loader is quicker than importing numba for the scan
-# (about 0.25 s; it reads some 600 kB in that time).
-JSON_SCAN_MIN_BYTES = 1 << 18
-
 
 def _located(value: dict[str, Any], at: tuple[int, int], subs: list[tuple[int, int]]) -> Map:
     """One event as a located tree: its own position and its during entries' positions."""

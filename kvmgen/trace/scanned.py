@@ -21,6 +21,11 @@ from kvmgen.trace.validate import _Validator
 
 _LBRACE = 123
 
+# Loaders scan files from this size on. Below it, reading in Python is quicker
+# than importing numba for the scan (about 0.25 s, in which the JSON loader
+# reads some 600 kB).
+SCAN_MIN_BYTES = 1 << 18
+
 
 @dataclass(frozen=True)
 class OtherEvent:

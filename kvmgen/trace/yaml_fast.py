@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from kvmgen.errors import TraceError
+from kvmgen.trace import scanned
 from kvmgen.trace.fastpath import VCPU_LIMIT
 from kvmgen.trace.records import Event, ReadProgress, Trace
 from kvmgen.trace.scanned import ScanTables, merged
@@ -88,10 +89,6 @@ _KEYS = frozenset(
 )
 _MEMO_LIMIT = 1 << 16
 
-# Below this size reading every line in Python is quicker than importing numba
-# for the scan (about 0.25 s).
-YAML_SCAN_MIN_BYTES = 1 << 18
-
 
 def _parse_event(inside: str, memo: dict[str, Any]) -> dict[str, Any] | None:
     """``key: value`` pairs of one flow mapping, or None if any part is unusual.
@@ -149,7 +146,7 @@ def load_yaml_fast(
 ) -> Trace | None:
     """The trace, if the file has the one-event-per-line layout and is valid; else None.
 
-    From :data:`YAML_SCAN_MIN_BYTES` on, a jitted scan classifies the lines and
+    From :data:`~kvmgen.trace.scanned.SCAN_MIN_BYTES` on, a jitted scan classifies the lines and
     reads plain accesses straight into columns; the other event lines (and every
     line of a smaller file) are read here in Python. ``progress(lines done,
     lines)`` is called every 65,536 lines read in Python, and at the end.
@@ -168,7 +165,7 @@ def load_yaml_fast(
         vm = validator.trace(root, pos, "yaml", sha256).vm
         vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
         reader = _LineReader(validator, vcpus, progress, len(lines))
-        if len(data) >= YAML_SCAN_MIN_BYTES:
+        if len(data) >= scanned.SCAN_MIN_BYTES:
             events = _scanned(data, start, reader)
         else:
             events = _read_lines(lines, start, reader)

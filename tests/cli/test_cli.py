@@ -248,10 +248,7 @@ def test_same_report_bytes_from_yaml_json_jsonl_and_stdin(run_cli, tmp_path, nam
         run_cli("replay", "-", "--json", "-", input=source.read_text()).stdout,
     ]
     # Big JSON and YAML files are read by jitted scans into columns: the same report.
-    import kvmgen.trace.yaml_fast
-
-    monkeypatch.setattr(kvmgen.trace, "JSON_SCAN_MIN_BYTES", 0)
-    monkeypatch.setattr(kvmgen.trace.yaml_fast, "YAML_SCAN_MIN_BYTES", 0)
+    monkeypatch.setattr(kvmgen.trace.scanned, "SCAN_MIN_BYTES", 0)
     reports.append(run_cli("replay", str(as_json), "--json", "-").stdout)
     reports.append(run_cli("replay", str(source), "--json", "-").stdout)
     compiled = tmp_path / "t.kvmc"

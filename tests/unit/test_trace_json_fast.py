@@ -144,7 +144,7 @@ def test_big_documents_take_the_scan(tmp_path, monkeypatch):
     text = json.dumps(yaml.safe_load((TRACES / "churn-delete-move.yaml").read_text()))
     path.write_text(text)
     assert type(load_trace(path).events) is tuple
-    monkeypatch.setattr(kvmgen.trace, "JSON_SCAN_MIN_BYTES", 0)
+    monkeypatch.setattr(kvmgen.trace.scanned, "SCAN_MIN_BYTES", 0)
     scanned = load_trace(path)
     assert type(scanned.events) is TableEvents
     assert scanned == load_json(str(path), text.encode(), scanned.sha256)

@@ -398,10 +398,7 @@ def _load_or_message(name: str, data: bytes) -> object:
 def _must_load_or_fail_cleanly(name: str, data: bytes) -> None:
     """One line on failure, and the same trace or message with the jitted scans forced on."""
     plain = _load_or_message(name, data)
-    with (
-        patch("kvmgen.trace.JSON_SCAN_MIN_BYTES", 0),
-        patch("kvmgen.trace.yaml_fast.YAML_SCAN_MIN_BYTES", 0),
-    ):
+    with patch("kvmgen.trace.scanned.SCAN_MIN_BYTES", 0):
         assert _load_or_message(name, data) == plain
 
 

@@ -28,7 +28,7 @@ def line_reader(request, monkeypatch):
     import kvmgen.trace.yaml_fast as yaml_fast
 
     threshold = 0 if request.param == "scan" else 1 << 62
-    monkeypatch.setattr(yaml_fast, "YAML_SCAN_MIN_BYTES", threshold)
+    monkeypatch.setattr(yaml_fast.scanned, "SCAN_MIN_BYTES", threshold)
     return request.param
 
 
