@@ -428,28 +428,37 @@ def stale_kind(params, ctr, spte, cache, a, x, v, from_cache):  # type: ignore[n
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def cache_hit(params, ctr, cache, v, x):  # type: ignore[no-untyped-def]
+    """Whether vCPU v's MMIO cache holds gfn index x and is still valid (section 6)."""
+    hit = cache[v, K_HAS] == 1 and cache[v, K_GID] == x
+    if hit and params[P_CACHE_HAS_GEN] == 1:
+        hit = cache[v, K_FILL_AS0] == ctr[C_GEN]
+    return hit
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def check_passes(params, spte, a, x, ga):  # type: ignore[no-untyped-def]
+    """Whether the MMIO SPTE at (a, x) passes the generation check at generation ga."""
+    if params[P_HAS_GEN] != 1:
+        return True
+    if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
+        return False
+    return mmio_generation(params, ga) == spte[a, x, S_STORED]
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def access_once(params, ctr, spte, cache, rec, a, x, v):  # type: ignore[no-untyped-def]
     """One guest access (section 6). Returns (outcome, stale kind or -1, source, changed)."""
     if not spte_live(ctr, spte, a, x):
         return slow_path(params, ctr, spte, cache, a, x, v), -1, 0, True
     if spte[a, x, S_KIND] == KIND_RAM:
         return O_RAM_ACCESS, -1, 0, False
-    cache_valid = cache[v, K_HAS] == 1 and cache[v, K_GID] == x
-    if cache_valid and params[P_CACHE_HAS_GEN] == 1:
-        cache_valid = cache[v, K_FILL_AS0] == ctr[C_GEN]
-    if cache_valid:
+    if cache_hit(params, ctr, cache, v, x):
         kind = stale_kind(params, ctr, spte, cache, a, x, v, True)
         if kind >= 0:
             record_stale(params, ctr, spte, cache, rec, 1, a, x, v, 1, kind)
         return O_CACHE_HIT, kind, 1, False
-    ga = ctr[C_GEN + a]
-    passed = True
-    if params[P_HAS_GEN] == 1:
-        if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
-            passed = False
-        else:
-            passed = mmio_generation(params, ga) == spte[a, x, S_STORED]
-    if not passed:
+    if not check_passes(params, spte, a, x, ctr[C_GEN + a]):
         slow_path(params, ctr, spte, cache, a, x, v)
         return O_MMIO_REFAULT, -1, 0, True
     kind = stale_kind(params, ctr, spte, cache, a, x, v, False)
@@ -710,9 +719,7 @@ def plain_accesses(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, start, params, ctr, spte
     """
     # params is read-only: read what the fast path needs once.
     has_gen = params[P_HAS_GEN] == 1
-    bit63 = params[P_BUMP_SCHEME] == B_BIT63
     stamp_mask = params[P_STAMP_MASK]
-    cache_has_gen = params[P_CACHE_HAS_GEN] == 1
     # Outcomes counted in registers and added to ctr once.
     ram_access = 0
     mmio_fast = 0
@@ -746,21 +753,11 @@ def plain_accesses(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, start, params, ctr, spte
         # A live MMIO SPTE outside every slot: neither a refault nor a passed check
         # can be harmful. A cache hit is checked for staleness, so leave it.
         v = np.int64(vcpu_rows[i])
-        g0 = ctr[C_GEN]
         ga = ctr[C_GEN + a]
-        cache_hit = cache[v, K_HAS] == 1 and cache[v, K_GID] == x
-        if cache_hit and cache_has_gen:
-            cache_hit = cache[v, K_FILL_AS0] == g0
-        if cache_hit:
+        if cache_hit(params, ctr, cache, v, x):
             stop = i
             break
-        passed = True
-        if has_gen:
-            if bit63 and ga < 0:
-                passed = False
-            else:
-                passed = mmio_generation(params, ga) == spte[a, x, S_STORED]
-        if passed:
+        if check_passes(params, spte, a, x, ga):
             # A passed check is a benign stale hit when the SPTE's generation differs.
             if has_gen and spte[a, x, S_MADE] != ga:
                 stop = i
