@@ -36,7 +36,6 @@ from kvmgen.trace.tree import Map, Seq, describe
 from kvmgen.trace.validate import FORMAT_VERSION, _Validator
 
 CHUNK_BYTES = 1 << 22  # read and replayed in blocks of about 4 MiB of whole lines
-_HEADER_KEYS = ("kvmgen", "vm")
 
 
 def _locate(value: Any, line: int) -> Any:

@@ -18,7 +18,7 @@ from kvmgen.trace.table import TableEvents
 from tests.conftest import TRACES
 from tests.property.mutation import check_fast_agrees_or_falls_back, mutated
 from tests.property.strategies import traces
-from tests.unit.test_trace_jsonl import _event_dict
+from tests.unit.test_trace_jsonl import _event_dict, vm_dict
 
 
 def _both(text: str):
@@ -37,15 +37,7 @@ def test_samples_as_json(path, indent):
 @settings(max_examples=80)
 @given(trace=traces(2))
 def test_generated_traces(trace):
-    vm = {
-        "address_spaces": trace.vm.address_spaces,
-        "vcpus": trace.vm.vcpus,
-        "slots": [
-            {"slot": s.slot, "as": s.address_space, "gfn": s.gfn, "pages": s.pages}
-            for s in trace.vm.slots
-        ],
-    }
-    doc = {"kvmgen": 1, "vm": vm, "events": [_event_dict(e) for e in trace.events]}
+    doc = {"kvmgen": 1, "vm": vm_dict(trace), "events": [_event_dict(e) for e in trace.events]}
     for indent in (None, 1):
         fast, full = _both(json.dumps(doc, indent=indent))
         assert fast is not None and fast == full

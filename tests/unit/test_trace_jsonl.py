@@ -58,8 +58,9 @@ def _event_dict(e: Event) -> dict:
     return out
 
 
-def trace_to_jsonl(trace: Trace, out: Path) -> Path:
-    vm = {
+def vm_dict(trace: Trace) -> dict:
+    """The header of a generated trace as format-v1 data."""
+    return {
         "address_spaces": trace.vm.address_spaces,
         "vcpus": trace.vm.vcpus,
         "slots": [
@@ -67,7 +68,10 @@ def trace_to_jsonl(trace: Trace, out: Path) -> Path:
             for s in trace.vm.slots
         ],
     }
-    lines = [json.dumps({"kvmgen": 1, "vm": vm})]
+
+
+def trace_to_jsonl(trace: Trace, out: Path) -> Path:
+    lines = [json.dumps({"kvmgen": 1, "vm": vm_dict(trace)})]
     lines += [json.dumps(_event_dict(e)) for e in trace.events]
     out.write_text("\n".join(lines) + "\n")
     return out
