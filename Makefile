@@ -28,9 +28,10 @@ test: $(STAMP) ## Run the test suite (unit, property, golden, CLI)
 test-all: $(STAMP) ## The test suite including slow tests
 	$(BIN)/pytest
 
-lint: $(STAMP) ## ruff format check and lint
+lint: $(STAMP) ## ruff format check, ruff lint and mypy
 	$(BIN)/ruff format --check kvmgen tests bench
 	$(BIN)/ruff check kvmgen tests bench
+	$(BIN)/mypy
 
 conformance: $(STAMP) ## Real-kernel probe past the first wrap (root, /dev/kvm, tracefs; ~40 s)
 	$(BIN)/kvmgen probe --full -o $(or $(CONFORMANCE_OUT),$${TMPDIR:-/tmp}/kvmgen-conformance.yaml)

@@ -31,7 +31,7 @@ from kvmgen.engine.encode import EncodedTrace, encode  # noqa: E402
 from kvmgen.engine.replay import new_state, replay_engine, run_block, to_result  # noqa: E402
 from kvmgen.model.eras import ERAS  # noqa: E402
 from kvmgen.model.policy import parse_policy, resolve_runs  # noqa: E402
-from kvmgen.model.reference import replay_reference  # noqa: E402
+from kvmgen.reference.replay import replay_reference  # noqa: E402
 from kvmgen.trace.records import Event, Op, SlotDecl, Trace, VmHeader  # noqa: E402
 
 GFNS = 4096  # distinct accessed pages; half of them RAM, half MMIO
@@ -184,15 +184,15 @@ def bench_startup() -> dict[str, float]:
     sample = str(ROOT / "traces" / "smm-cache-as0.yaml")
     code = (
         "import time; t=time.perf_counter();"
-        "from kvmgen.runner import run_session, resolve_target;"
-        "from kvmgen.trace import load_trace;"
+        "from kvmgen.session import run_session, resolve_target;"
+        "from kvmgen.inputs import open_trace as load_trace;"
         f"tr=load_trace({sample!r});"
         "run_session(tr,[resolve_target(tr,None,None)]);"
         "print(time.perf_counter()-t)"
     )
     scan = (
         "import time; t=time.perf_counter();"
-        "from kvmgen.trace.json_fast import load_json_fast;"
+        "from kvmgen.trace.formats.json_fast import load_json_fast;"
         'load_json_fast(\'x\', b\'{"kvmgen": 1, "events": [{"op": "access", "gfn": 1}]}\', \'\');'
         "print(time.perf_counter()-t)"
     )
@@ -278,7 +278,7 @@ def bench_ingest(yaml_events: int, json_events: int, work: Path) -> dict[str, fl
     import yaml
 
     from kvmgen.engine.compiled import compile_trace, load_compiled
-    from kvmgen.trace import load_trace
+    from kvmgen.inputs import open_trace as load_trace
 
     ypath = work / "trace.yaml"
     write_flow_yaml(ypath, yaml_events)

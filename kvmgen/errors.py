@@ -15,7 +15,9 @@ class ExitCode(IntEnum):
     OK = 0
     GATE_FAILED = 1
     USAGE = 2
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    BROKEN_PIPE = 141  # standard output's reader went away (128 + SIGPIPE)
+    TERMINATED = 143  # SIGTERM, what CI runners send on cancel or timeout (128 + SIGTERM)
 
 
 class KvmgenError(Exception):

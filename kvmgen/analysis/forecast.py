@@ -1,7 +1,7 @@
 """``kvmgen forecast``: when each address space's truncated generation wraps, and whether
 the kernel notices, from an update rate or a timestamped trace.
 
-Closed form (see :mod:`kvmgen.analysis.genmath`): with one address space receiving
+Closed form (see :mod:`kvmgen.model.genmath`): with one address space receiving
 a steady stream of updates of ``b`` bumps each, its nominal value after ``k`` bumps
 is ``(n0 + k*step) mod 2^W``. It first wraps at bump ``k1 = (2^W - 1 - n0) // step
 + 1`` and then every ``P = 2^W / step`` bumps. A wrap is detected when the era's
@@ -18,8 +18,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kvmgen.analysis.genmath import GenMath
 from kvmgen.errors import UsageError
+from kvmgen.model.genmath import GenMath
 from kvmgen.model.policy import RunSpec
 
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*(?:/\s*([a-z]+))?\s*$", re.I)
@@ -357,3 +357,59 @@ def format_seconds(value: float | None) -> str:
         if value < limit:
             return f"{value / scale:.3g} {unit}"
     return f"{value / (86400 * 365.25):.3g} y"
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A whole forecast: the runs, where their rates come from, and how to say it."""
+
+    runs: tuple[RunForecast, ...]
+    source: str  # "rate" or "trace"
+    description: str  # one line naming the rate or the trace's measured rates
+    trace: str | None = None
+    updates_per_second: float | None = None
+    op: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """The ``--json`` document (``kvmgen_forecast`` version 1)."""
+        return {
+            "kvmgen_forecast": 1,
+            "source": self.source,
+            "trace": self.trace,
+            "updates_per_second": self.updates_per_second,
+            "op": self.op,
+            "runs": [forecast_dict(run) for run in self.runs],
+        }
+
+
+def rate_forecast(rate: str, per_second: float, op: str, specs: Sequence[RunSpec]) -> Forecast:
+    """Each address space of each run receives ``per_second`` updates of ``op``.
+
+    ``rate`` is how the user wrote it (``30/s``), ``per_second`` its :func:`parse_rate`.
+    """
+    if op not in BUMPS_PER_OP:
+        raise UsageError(f"--op {op!r}: expected one of {', '.join(BUMPS_PER_OP)}")
+    runs = tuple(
+        forecast_run(spec, updates_per_second=per_second, bumps_per_update=BUMPS_PER_OP[op])
+        for spec in specs
+    )
+    text = f"{rate} {op} updates per address space ({per_second:.4g}/s)"
+    return Forecast(runs, "rate", text, updates_per_second=per_second, op=op)
+
+
+def trace_forecast(measured: TraceRates, path: str, specs: Sequence[RunSpec]) -> Forecast:
+    """The bump rates a timestamped trace showed (:func:`trace_rates`), from VM creation on."""
+    runs = tuple(
+        forecast_run(
+            spec,
+            updates_per_second=measured.updates_per_second,
+            bumps_per_second=measured.bumps_per_second(spec.address_spaces),
+        )
+        for spec in specs
+    )
+    text = (
+        f"{path}: {measured.updates:,} updates in {measured.span_seconds:g} s "
+        f"({measured.updates_per_second:.4g}/s), bumps per AS "
+        + " / ".join(f"{b:,}" for b in measured.bumps)
+    )
+    return Forecast(runs, "trace", text, trace=path, updates_per_second=measured.updates_per_second)

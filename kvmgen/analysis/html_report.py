@@ -11,8 +11,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from kvmgen import __version__
 from kvmgen.report.labels import bias_text, era_text
+from kvmgen.version import __version__
 
 LIST_LIMIT = 25
 

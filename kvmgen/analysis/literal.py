@@ -13,14 +13,13 @@ window's edges with the engine, for the literal run and for the masked run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kvmgen.analysis.genmath import GenMath
 from kvmgen.analysis.timeline import BumpWalk, walk_bumps
 from kvmgen.model.costs import CostModel, run_costs
-from kvmgen.model.policy import LITERAL_PREFIX, RunSpec, parse_policy, resolve_runs
+from kvmgen.model.genmath import GenMath
+from kvmgen.model.policy import RunSpec, parse_policy, resolve_runs
 from kvmgen.trace.records import Op, Trace
 
 
@@ -30,19 +29,6 @@ def fmt_cycles(value: float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.2f} {unit}"
     return f"{value:,.0f}"
-
-
-def with_companions(biases: Sequence[str]) -> tuple[str, ...]:
-    """The ``--bias`` values with ``none`` and ``B`` added beside every ``literal:B``."""
-    out = list(biases)
-    words = [w.strip().lower() for value in biases for w in value.split(",") if w.strip()]
-    for word in words:
-        if word.startswith(LITERAL_PREFIX):
-            policy = parse_policy(word)
-            for extra in ("none", str(policy.value)):
-                if extra not in words and extra not in out:
-                    out.append(extra)
-    return tuple(out)
 
 
 @dataclass(frozen=True)

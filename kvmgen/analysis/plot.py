@@ -19,9 +19,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from kvmgen.analysis.genmath import GenMath
 from kvmgen.analysis.timeline import BumpWalk, curves, walk_bumps
 from kvmgen.errors import UsageError
+from kvmgen.model.genmath import GenMath
 from kvmgen.report.labels import bias_text, era_text
 from kvmgen.trace.records import Trace
 
@@ -332,16 +332,15 @@ def timeline_figure(session: Any) -> Any:
     return fig
 
 
-def save(fig: Any, path: str) -> None:
-    """Write ``fig`` to ``path`` (format from the suffix) and close it."""
-    fmt = plot_format(path)
+def figure_bytes(fig: Any, fmt: str) -> bytes:
+    """``fig`` drawn as ``svg`` or ``png`` bytes (closes it)."""
     plt = _pyplot()
+    buffer = io.BytesIO()
     try:
-        fig.savefig(path, format=fmt, dpi=110, metadata=_metadata(fmt))
-    except OSError as error:
-        raise UsageError(f"--plot {path}: cannot write: {error.strerror or error}") from None
+        fig.savefig(buffer, format=fmt, dpi=110, metadata=_metadata(fmt))
     finally:
         plt.close(fig)
+    return buffer.getvalue()
 
 
 def _metadata(fmt: str) -> dict[str, Any]:
@@ -361,10 +360,9 @@ def svg_text(fig: Any) -> str:
     return text[text.index("<svg") :]
 
 
-def plot_session(session: Any, path: str) -> None:
-    """``--plot FILE`` of ``replay`` and ``compare``."""
-    plot_format(path)
-    save(timeline_figure(session), path)
+def session_plot(session: Any, fmt: str) -> bytes:
+    """``--plot FILE`` of ``replay`` and ``compare``: every run's timeline, as ``fmt`` bytes."""
+    return figure_bytes(timeline_figure(session), fmt)
 
 
 def sweep_figure(sweep: Any) -> Any:
@@ -415,7 +413,6 @@ def sweep_figure(sweep: Any) -> Any:
     return fig
 
 
-def plot_sweep(sweep: Any, path: str) -> None:
-    """``sweep --plot FILE``."""
-    plot_format(path)
-    save(sweep_figure(sweep), path)
+def sweep_plot(sweep: Any, fmt: str) -> bytes:
+    """``sweep --plot FILE``, as ``fmt`` (``svg`` or ``png``) bytes."""
+    return figure_bytes(sweep_figure(sweep), fmt)

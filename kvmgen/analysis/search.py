@@ -41,10 +41,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
-from kvmgen.analysis.genmath import GenMath
 from kvmgen.analysis.tracegen import Step, Touch, to_trace
 from kvmgen.errors import UsageError
 from kvmgen.model.eras import InProgressView
+from kvmgen.model.genmath import GenMath
 from kvmgen.model.policy import RunSpec
 from kvmgen.stats import ReplayResult
 from kvmgen.trace.records import Op, Window

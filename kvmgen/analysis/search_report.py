@@ -123,7 +123,7 @@ def run_search(spec: RunSpec, config: SearchConfig, *, kernel: str | None = None
             else f"none found: {why} before the bound was covered exhaustively; "
             "more --budget or --time-limit may find one"
         )
-        summary = (head, verdict, f"searched: {_bound_text(outcome)}", rate)
+        summary: tuple[str, ...] = (head, verdict, f"searched: {_bound_text(outcome)}", rate)
         return SearchReport(outcome, kernel, None, None, None, summary)
     assert outcome.steps is not None
     result = replay_engine(to_trace(outcome.steps, spec.address_spaces), spec)
@@ -157,9 +157,9 @@ def run_search(spec: RunSpec, config: SearchConfig, *, kernel: str | None = None
 def _verify(text: str, spec: RunSpec, outcome: SearchOutcome) -> None:
     """Load the printed YAML back and replay it: it must show the goal."""
     from kvmgen.engine.replay import replay_engine
-    from kvmgen.trace import load_trace
+    from kvmgen.trace.formats import load_document
 
-    trace = load_trace("<search>", data=text.encode(), fmt="yaml")
+    trace = load_document("<search>", text.encode(), "yaml")
     result = replay_engine(trace, spec)
     if not Searcher(spec, outcome.config, evaluate=lambda _: result).reached(result):
         raise RuntimeError("kvmgen search: the printed trace does not replay to the goal (a bug)")

@@ -87,7 +87,7 @@ class SweepRow:
     value: int
     spec: RunSpec
     metrics: dict[str, int]
-    run: Any  # kvmgen.runner.RunOutcome
+    run: Any  # kvmgen.session.RunOutcome
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _replay(trace: Any, spec: RunSpec, cost_model: Any) -> tuple[dict[str, int],
     from kvmgen.engine.replay import replay_engine
     from kvmgen.model.costs import run_costs
     from kvmgen.report.document import metrics
-    from kvmgen.runner import RunOutcome
+    from kvmgen.session import RunOutcome
 
     result = replay_engine(trace, spec, record_limit=100)
     run = RunOutcome(spec, result, run_costs(cost_model, spec.era, result))
@@ -125,10 +125,10 @@ def run_sweep(
 ) -> Sweep:
     """Replay ``trace`` once per bias (``biases``) or per width (``widths``)."""
     from kvmgen.model.costs import CostModel
-    from kvmgen.trace import check_trace_for_run
+    from kvmgen.trace.checks import check_trace_spaces
 
     model = cost_model or CostModel()
-    check_trace_for_run(trace, nas)
+    check_trace_spaces(trace, nas)
     rows = []
     where = f"{era.name}" + (f" ({choice.kernel})" if choice else "") + f", {nas} AS"
     if widths is not None:
@@ -149,6 +149,46 @@ def run_sweep(
     kind = "literal bias" if literal else "bias"
     title = f"kvmgen sweep {trace.path}: {where}, {kind}"
     return Sweep("bias", title, f"{kind} B", tuple(rows))
+
+
+def sweep_trace(
+    trace: Any,
+    target: Any,
+    nas: int,
+    *,
+    bias: str | None = None,
+    width: str | None = None,
+    cost_model: Any = None,
+) -> Sweep:
+    """The sweep ``kvmgen sweep`` runs: ``width`` (with ``bias`` as the one policy) or ``bias``.
+
+    ``bias`` is a range ``START:STOP[:STEP]`` (``literal:`` in front for the literal
+    hack) when no ``width`` is given; ``target`` is a :class:`kvmgen.session.Target`.
+    """
+    if width is not None:
+        policy = parse_policy(bias) if bias else None
+        return run_sweep(
+            trace,
+            target.era,
+            nas,
+            choice=target.choice,
+            widths=parse_range(width, "--width"),
+            policy=policy,
+            cost_model=cost_model,
+        )
+    if bias is None:
+        raise UsageError("sweep needs --bias START:STOP[:STEP] or --width START:STOP")
+    literal = bias.strip().lower().startswith(LITERAL_PREFIX)
+    text = bias.strip()[len(LITERAL_PREFIX) :] if literal else bias
+    return run_sweep(
+        trace,
+        target.era,
+        nas,
+        choice=target.choice,
+        biases=parse_range(text, "--bias"),
+        literal=literal,
+        cost_model=cost_model,
+    )
 
 
 COLUMNS: tuple[tuple[str, str], ...] = (

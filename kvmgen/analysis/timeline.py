@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from kvmgen.analysis.genmath import GenMath
+from kvmgen.model.genmath import GenMath
 from kvmgen.model.policy import RunSpec
 from kvmgen.trace.records import Op, Trace
 

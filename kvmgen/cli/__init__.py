@@ -1,4 +1,4 @@
-"""The ``kvmgen`` command line: a thin layer over the library."""
+"""The ``kvmgen`` command line: options parsed, :mod:`kvmgen.api` called, results rendered."""
 
 from kvmgen.cli.app import cli, main
 

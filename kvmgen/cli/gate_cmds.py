@@ -11,51 +11,38 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kvmgen.cli.app import cli, make_console, split_values
 from kvmgen.cli.options import (
     address_spaces_option,
     biases_option,
     costs_option,
     eras_option,
+    format_option,
+    json_option,
     kernels_option,
+    quiet_option,
+    record_limit_option,
+    reference_option,
+    split_option,
 )
 from kvmgen.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from kvmgen.gate.check import CheckOutcome, TraceRun
+    from kvmgen.gate.check import CheckResult
 
 SCHEMAS = ("report", "check", "baseline")
 
 
-def _write(target: str, data: bytes, what: str) -> None:
-    """Write an output file (``-`` is stdout); an unwritable path is a usage error."""
-    from kvmgen.cli.app import write_output
-
-    try:
-        write_output(target, data)
-    except OSError as exc:
-        raise UsageError(f"{what} {target}: cannot write: {exc.strerror or exc}") from None
-
-
-@cli.command()
+@click.command()
 @click.argument("traces", nargs=-1, metavar="[TRACE]...")
 @kernels_option("Kernel version(s); several run like compare.")
 @eras_option("Era(s) E0..E12, or 'all'.")
 @biases_option()
 @address_spaces_option()
 @costs_option()
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["yaml", "json", "jsonl"]),
-    help="Trace format [default: from the file name, else sniffed].",
-)
-@click.option("--reference", is_flag=True, help="Replay with the plain-Python reference model.")
-@click.option(
-    "--record-limit",
-    type=click.IntRange(1, 10**7),
-    default=None,
-    help="Records kept per run in saved reports [default: 10000]; counts stay exact.",
+@format_option()
+@reference_option()
+@record_limit_option(
+    None, "Records kept per run in saved reports [default: 10000]; counts stay exact."
 )
 @click.option(
     "--max",
@@ -80,7 +67,7 @@ def _write(target: str, data: bytes, what: str) -> None:
 @click.option("--save-baseline", metavar="FILE", help="Write this run's reports as a baseline.")
 @click.option("--junit", "junit_path", metavar="FILE", help="Write JUnit XML.")
 @click.option("--markdown", "markdown_path", metavar="FILE|-", help="Write a Markdown summary.")
-@click.option("--json", "json_path", metavar="PATH|-", help="Write the check result as JSON.")
+@json_option("Write the check result as JSON.")
 @click.option(
     "--config",
     "config_path",
@@ -88,7 +75,7 @@ def _write(target: str, data: bytes, what: str) -> None:
     help="YAML settings file [default: [tool.kvmgen.check] in the nearest pyproject.toml].",
 )
 @click.option("--no-config", is_flag=True, help="Ignore pyproject.toml.")
-@click.option("-q", "--quiet", is_flag=True, help="No tables; failures still go to stderr.")
+@quiet_option("No tables; failures still go to stderr.")
 def check(
     traces: Sequence[str],
     kernels: Sequence[str],
@@ -121,11 +108,12 @@ def check(
     [tool.kvmgen.check] in pyproject.toml or --config FILE.yaml; the command
     line wins.
     """
-    from kvmgen.cli.app import load_input
-    from kvmgen.gate.baseline import read_reports
-    from kvmgen.gate.check import ReplayRequest, evaluate, replay_traces
+    from kvmgen import api
+    from kvmgen.cli.common import progress_for
     from kvmgen.gate.config import load_config
     from kvmgen.gate.limits import MAX, MAX_REGRESSION, merge_limits, parse_options
+    from kvmgen.output import STDOUT
+    from kvmgen.report.console import make_console
 
     if config_path and no_config:
         raise UsageError("--config and --no-config contradict each other")
@@ -148,30 +136,36 @@ def check(
             "nothing to check: give --max METRIC=VALUE, --baseline FILE with "
             "--max-regression METRIC=PCT, or --save-baseline FILE"
         )
-    if json_path == "-" and markdown_path == "-":
+    if json_path == STDOUT and markdown_path == STDOUT:
         raise UsageError("--json - and --markdown - cannot both use standard output")
-    baseline_reports = read_reports(baseline) if baseline else None
+    outputs = (save_baseline, json_path, junit_path, markdown_path)
+    _refuse_inputs(outputs, [*paths, baseline, config_path])
     from_cli = bool(kernels or eras)
-    request = ReplayRequest(
-        kernels=tuple(split_values(kernels)) if from_cli else config.kernels,
-        eras=tuple(split_values(eras)) if from_cli else config.eras,
-        biases=tuple(split_values(biases)) or config.biases,
+    allow = config.allow_changed_traces if allow_changed_traces is None else allow_changed_traces
+    result = api.check(
+        paths,
+        max={limit.metric: limit.value for limit in limits if limit.kind == MAX},
+        max_regression={
+            limit.metric: limit.value for limit in limits if limit.kind == MAX_REGRESSION
+        },
+        baseline=baseline,
+        allow_changed_traces=allow,
+        kernels=kernels if from_cli else config.kernels,
+        eras=eras if from_cli else config.eras,
+        biases=biases or config.biases,
         address_spaces=address_spaces or config.address_spaces,
         costs=costs_path or config.costs,
         fmt=fmt,
         reference=reference,
         record_limit=record_limit,
+        progress=progress_for(quiet),
     )
-    runs = replay_traces(paths, request, load_input)
-    allow = config.allow_changed_traces if allow_changed_traces is None else allow_changed_traces
-    outcome = evaluate(
-        runs, limits, baseline=baseline_reports, baseline_path=baseline, allow_changed_traces=allow
-    )
-    _write_check_outputs(outcome, runs, save_baseline, json_path, junit_path, markdown_path)
+    outcome = result.outcome
+    _write_check_outputs(result, save_baseline, json_path, junit_path, markdown_path, paths)
     if not quiet:
         from kvmgen.gate.console import render_check
 
-        render_check(outcome, make_console(stderr="-" in (json_path, markdown_path)))
+        render_check(outcome, make_console(stderr=STDOUT in (json_path, markdown_path)))
     for failure in outcome.failures:
         click.echo(f"kvmgen: check failed: {failure.describe()}", err=True)
     if save_baseline and not quiet:
@@ -179,38 +173,52 @@ def check(
     return ExitCode.OK if outcome.passed else ExitCode.GATE_FAILED
 
 
+def _refuse_inputs(outputs: Sequence[str | None], inputs: Sequence[str | None]) -> None:
+    """Before anything replays: no output may be one of the inputs."""
+    from kvmgen.output import refuse_inputs
+
+    names = ("--save-baseline", "--json", "--junit", "--markdown")
+    for name, target in zip(names, outputs, strict=True):
+        if target:
+            refuse_inputs(target, inputs, name)
+
+
 def _write_check_outputs(
-    outcome: CheckOutcome,
-    runs: list[TraceRun],
+    result: CheckResult,
     save_baseline: str | None,
     json_path: str | None,
     junit_path: str | None,
     markdown_path: str | None,
+    inputs: Sequence[str],
 ) -> None:
-    from kvmgen.gate.baseline import baseline_bytes
     from kvmgen.gate.junit import junit_xml
     from kvmgen.gate.markdown import check_markdown
+    from kvmgen.output import write_output
     from kvmgen.report.json_report import dumps
 
     if save_baseline:
-        pairs = [(run.path, run.document) for run in runs]
-        _write(save_baseline, baseline_bytes(pairs), "--save-baseline")
+        write_output(save_baseline, result.baseline_bytes(), what="--save-baseline", inputs=inputs)
     if json_path:
-        _write(json_path, dumps(outcome.as_dict()), "--json")
+        write_output(json_path, dumps(result.outcome.as_dict()), what="--json", inputs=inputs)
     if junit_path:
-        _write(junit_path, junit_xml(outcome), "--junit")
+        write_output(junit_path, junit_xml(result.outcome), what="--junit", inputs=inputs)
     if markdown_path:
-        _write(markdown_path, check_markdown(outcome).encode("utf-8"), "--markdown")
+        markdown = check_markdown(result.outcome).encode("utf-8")
+        write_output(markdown_path, markdown, what="--markdown", inputs=inputs)
 
 
-@cli.command()
+@click.command()
 @click.argument("old", metavar="OLD.json")
 @click.argument("new", metavar="NEW.json")
 @click.option("--markdown", is_flag=True, help="Print Markdown instead of a table.")
 @click.option("--fail-on-change", is_flag=True, help="Exit 1 when anything changed.")
 @click.option("--all", "show_all", is_flag=True, help="List unchanged metrics too.")
 @click.option(
-    "--metric", "metric_names", multiple=True, help="Only these metrics (repeat or comma-separate)."
+    "--metric",
+    "metric_names",
+    multiple=True,
+    callback=split_option,
+    help="Only these metrics (repeat or comma-separate).",
 )
 def diff(
     old: str,
@@ -226,7 +234,7 @@ def diff(
     from kvmgen.gate.limits import check_metric
     from kvmgen.gate.metrics import METRICS
 
-    chosen = [check_metric(m, f"--metric {m}") for m in split_values(metric_names)]
+    chosen = [check_metric(m, f"--metric {m}") for m in metric_names]
     result = diff_reports(
         read_reports(old, "OLD"),
         read_reports(new, "NEW"),
@@ -239,12 +247,13 @@ def diff(
         click.echo(diff_markdown(result, old, new), nl=False)
     else:
         from kvmgen.gate.console import render_diff
+        from kvmgen.report.console import make_console
 
         render_diff(result, make_console(), old, new)
     return ExitCode.GATE_FAILED if fail_on_change and result.changed else ExitCode.OK
 
 
-@cli.command()
+@click.command()
 @click.argument("name", metavar="[report|check|baseline]", required=False, default="report")
 def schema(name: str) -> int:
     """Print a JSON Schema: the report (default), `check --json`, or a baseline file."""

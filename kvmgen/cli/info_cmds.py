@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import click
 
-from kvmgen.cli.app import cli, make_console
 from kvmgen.errors import ExitCode
 
 
-@cli.command()
+@click.command()
 def eras() -> int:
     """The era registry: what each kernel era does."""
     from rich.table import Table
 
     from kvmgen.model.eras import ERAS
+    from kvmgen.report.console import make_console
 
     table = Table(title="kvmgen eras (kernel-semantics.md section 9)", title_justify="left")
     for name in (
@@ -48,7 +48,7 @@ def eras() -> int:
     return ExitCode.OK
 
 
-@cli.command()
+@click.command()
 @click.option(
     "--costs",
     "costs_path",
@@ -60,6 +60,7 @@ def costs(costs_path: str | None) -> int:
     from rich.table import Table
 
     from kvmgen.model.costs import COST_KEYS, SOURCES, CostModel, load_costs
+    from kvmgen.report.console import make_console
 
     model = load_costs(costs_path) if costs_path else CostModel()
     table = Table(title="kvmgen unit costs (override with --costs FILE.yaml)", title_justify="left")

@@ -17,24 +17,24 @@ import hashlib
 import json
 import os
 import struct
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 import xxhash
 
-from kvmgen import __version__
 from kvmgen.engine import COMPILED_MAGIC, ZIP_MAGIC
 from kvmgen.engine import kernels as k
 from kvmgen.engine.encode import EncodedTrace, encode, streamed_encoder
 from kvmgen.errors import TraceError
+from kvmgen.trace.checks import SpaceUse, trace_uses
 from kvmgen.trace.digest import content_digest
-from kvmgen.trace.jsonl import StreamedTrace
-from kvmgen.trace.records import Op, SlotDecl, Trace, VmHeader
-from kvmgen.trace.table import EventTable
+from kvmgen.trace.records import SlotDecl, Trace, VmHeader
+from kvmgen.trace.streamed import StreamedTrace
+from kvmgen.trace.table import EventTable, table_of
+from kvmgen.version import __version__
 
-COMPILED_VERSION = 2
+COMPILED_VERSION = 3
 _ALIGN = 64
 _LENGTH = struct.Struct("<Q")  # manifest length, after the magic; then its XXH3 (16 bytes)
 _HEAD = len(COMPILED_MAGIC) + _LENGTH.size + 16
@@ -68,7 +68,7 @@ class CompiledTrace:
     digest: str
     event_count: int
     encoded: EncodedTrace
-    first_use_of_as: dict[int, tuple[int, int, str]]
+    space_uses: dict[int, SpaceUse]
     notes: dict[int, str] = field(default_factory=dict)
     source_path: str = ""
     source_sha256: str = ""
@@ -77,23 +77,11 @@ class CompiledTrace:
     @property
     def max_address_space(self) -> int:
         """The largest address space any event names."""
-        return max(self.first_use_of_as, default=0)
+        return max(self.space_uses, default=0)
 
     def content_digest(self) -> str:
         """The source trace's content digest, recorded when it was compiled."""
         return self.digest
-
-
-def _first_use(table: EventTable) -> dict[int, tuple[int, int, str]]:
-    """Address space -> (index, line, op name) of the first event that names it."""
-    first: dict[int, tuple[int, int, str]] = {}
-    top = table.top_rows()
-    for a in np.unique(table.address_space).tolist():
-        row = int(np.argmax(table.address_space == a))
-        parent = int(top[np.searchsorted(top, row, side="right") - 1])
-        op = Op(int(table.op[parent])).name.lower()
-        first[a] = (int(table.index[parent]), int(table.line[parent]), op)
-    return first
 
 
 def _vm_json(vm: VmHeader) -> dict[str, Any]:
@@ -122,7 +110,7 @@ def _aligned(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
-def _encode_streamed(trace: StreamedTrace) -> tuple[EncodedTrace, dict[int, tuple[int, int, str]]]:
+def _encode_streamed(trace: StreamedTrace) -> EncodedTrace:
     encoder = streamed_encoder(trace)
     gfns = encoder.gfns
     parts = [encoder.encode(block) for block in trace.blocks()]
@@ -154,32 +142,43 @@ def _encode_streamed(trace: StreamedTrace) -> tuple[EncodedTrace, dict[int, tupl
         initial_cover=encoder.initial_cover,
         vcpus=encoder.vcpus,
     )
-    return joined, dict(trace.first_use_of_as)
+    return joined
 
 
-def compile_trace(trace: Trace | StreamedTrace, out: str | BinaryIO) -> CompiledTrace:
-    """Encode ``trace`` and write it to ``out`` (a path or a binary stream).
+def compile_trace(
+    trace: Trace | StreamedTrace, out: str | IO[bytes], *, name: str | None = None
+) -> CompiledTrace:
+    """Encode ``trace`` and write it to ``out``: a path (``-``: standard output) or a stream.
 
-    Returns what a later load of the written bytes gives.
+    Returns what a later load of the written bytes gives. A path is written
+    through :func:`kvmgen.output.open_output` (never over the trace itself,
+    committed only once whole); ``name`` names a stream in messages.
     """
+    if isinstance(out, str):
+        from kvmgen.output import STDOUT, open_output
+
+        with open_output(out, inputs=[trace.path]) as handle:
+            return compile_trace(trace, handle, name="<stdout>" if out == STDOUT else out)
     if isinstance(trace, StreamedTrace):
-        enc, first_use = _encode_streamed(trace)
+        enc, uses = _encode_streamed(trace), trace.space_uses
         notes, count = dict(trace.notes), trace.event_count
         digest = trace.content_digest()
     else:
-        table = trace.table()
-        enc, first_use = encode(trace), _first_use(table)
+        table = table_of(trace)
+        enc, uses = encode(trace), trace_uses(trace)
         notes = table.event_notes()
         count = len(trace.events)
         digest = content_digest(trace.vm, table)
     arrays = {name: np.ascontiguousarray(getattr(enc, name)) for name in _ARRAYS}
-    layout, offset = [], 0
+    layout: list[list[Any]] = []
+    offset = 0
     for name, array in arrays.items():
         layout.append([name, array.dtype.str, list(array.shape), offset, array.nbytes])
         offset = _aligned(offset + array.nbytes)
     region = bytearray(offset)
-    for name, _, _, at, size in layout:
-        region[at : at + size] = arrays[name].tobytes()
+    for name, array in arrays.items():
+        at = next(entry[3] for entry in layout if entry[0] == name)
+        region[at : at + array.nbytes] = array.tobytes()
     manifest = {
         "kvmgen_compiled": COMPILED_VERSION,
         "generator": f"kvmgen {__version__}",
@@ -190,17 +189,15 @@ def compile_trace(trace: Trace | StreamedTrace, out: str | BinaryIO) -> Compiled
         "vcpus": enc.vcpus,
         "vm": _vm_json(trace.vm),
         "notes": {str(i): note for i, note in notes.items()},
-        "first_use_of_as": {str(a): list(v) for a, v in first_use.items()},
+        "space_uses": {str(a): use.as_list() for a, use in uses.items()},
         "arrays": layout,
         "arrays_xxh3": xxhash.xxh3_128_hexdigest(region),
     }
     text = json.dumps(manifest).encode()
     head = COMPILED_MAGIC + _LENGTH.pack(len(text)) + xxhash.xxh3_128_digest(text) + text
-    with open(out, "wb") if isinstance(out, str) else nullcontext(out) as handle:
-        handle.write(head.ljust(_aligned(len(head)), b"\0"))
-        handle.write(region)
-        handle.flush()
-    return _from_parts(out if isinstance(out, str) else "<stdout>", manifest, arrays)
+    out.write(head.ljust(_aligned(len(head)), b"\0"))
+    out.write(region)
+    return _from_parts(name or str(getattr(out, "name", "<stream>")), manifest, arrays)
 
 
 def _source(trace: Trace | StreamedTrace) -> dict[str, str | None]:
@@ -225,14 +222,14 @@ def _hash_file(path: str, *hashers: Any) -> list[str]:
 def _from_parts(
     path: str, manifest: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> CompiledTrace:
-    enc = EncodedTrace(vcpus=int(manifest["vcpus"]), **arrays)  # type: ignore[arg-type]
+    enc = EncodedTrace(vcpus=int(manifest["vcpus"]), **arrays)
     return CompiledTrace(
         path=path,
         vm=_vm_from_json(manifest["vm"]),
         digest=manifest["digest"],
         event_count=int(manifest["events"]),
         encoded=enc,
-        first_use_of_as={int(a): tuple(v) for a, v in manifest["first_use_of_as"].items()},
+        space_uses={int(a): SpaceUse.from_list(v) for a, v in manifest["space_uses"].items()},
         notes={int(i): note for i, note in manifest["notes"].items()},
         source_path=manifest["source"]["path"],
         source_sha256=manifest["source"]["sha256"],

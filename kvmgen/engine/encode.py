@@ -19,9 +19,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kvmgen.engine import kernels as k
-from kvmgen.trace.jsonl import StreamedTrace
 from kvmgen.trace.records import Op, SlotDecl, Trace
-from kvmgen.trace.table import EventTable
+from kvmgen.trace.streamed import StreamedTrace
+from kvmgen.trace.table import EventTable, table_of
 
 I64 = NDArray[np.int64]
 
@@ -186,7 +186,7 @@ def vcpu_count(vm_vcpus: int | None, max_vcpu: int) -> int:
 
 def encode(trace: Trace) -> EncodedTrace:
     """Build the kernel arrays for a whole in-memory trace."""
-    table = trace.table()
+    table = table_of(trace)
     max_vcpu = int(table.vcpu.max()) if len(table) else 0
     encoder = Encoder(access_gfns(table), trace.vm.slots, vcpu_count(trace.vm.vcpus, max_vcpu))
     return encoder.encode(table)

@@ -24,7 +24,8 @@ Semantics: ``docs/model.md``; section numbers below refer to it.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from kvmgen.jit import kernel
 
 # ---- params: one int64 array per run (replay.py fills it from the Era and RunSpec)
 P_NAS = 0
@@ -74,7 +75,7 @@ C_LAST = 34  # N_RFIELDS slots: the last stale-hit record made, for merging repe
 C_IDENT = 51  # four slots: (update, event, sub, race) of the access being replayed
 N_COUNTERS = 55
 
-# ---- access outcomes (offsets from C_OUTCOME)
+# ---- access outcomes (offsets from C_OUTCOME), in stats.OUTCOMES order
 O_RAM_FAULT = 0
 O_RAM_REFAULT = 1
 O_RAM_ACCESS = 2
@@ -82,6 +83,7 @@ O_MMIO_SLOW = 3
 O_MMIO_FAST = 4
 O_MMIO_REFAULT = 5
 O_CACHE_HIT = 6
+N_OUTCOMES = 7
 
 # ---- ops (records.Op) and windows (records.Window)
 OP_CREATE = 0
@@ -133,7 +135,9 @@ K_FILL_GEN = 3
 K_FILL_AS0 = 4
 N_KFIELDS = 5
 
-# ---- zap scopes (eras.ZapScope) and bump schemes (eras.BumpScheme)
+# ---- the model's enums as the kernels see them; tests/unit/test_engine_codes.py pins
+# every value to model/eras.py, records.py and stats.py (numba's cache would not
+# notice a change there, so they are copied here rather than imported)
 Z_NOTHING = 0
 Z_ALL = 1
 Z_MMIO = 2
@@ -149,6 +153,9 @@ T_BEFORE = 3
 V_OLD_LAYOUT = 0
 V_ODD = 1
 V_BIT63 = 2
+WT_NONE = 0
+WT_AT_LEAST = 1
+WT_LOW_BITS_ZERO = 2
 
 # ---- records: rec[kind, i, field], the first record_limit of each kind
 REC_STALE = 0
@@ -197,8 +204,8 @@ LAYOUT_SET = 1
 LAYOUT_CLEAR = 2
 
 
-@njit(cache=True, _nrt=False)
-def next_generation(params, old):  # type: ignore[no-untyped-def]
+@kernel()
+def next_generation(params, old):
     """The value a bump leaves (docs/model.md section 3)."""
     scheme = params[P_BUMP_SCHEME]
     if scheme == B_PLAIN:
@@ -210,20 +217,20 @@ def next_generation(params, old):  # type: ignore[no-untyped-def]
     return (old & LOW63) + params[P_NAS]
 
 
-@njit(cache=True, _nrt=False)
-def nominal(params, g):  # type: ignore[no-untyped-def]
+@kernel()
+def nominal(params, g):
     """The truncated generation whose wrap is reported."""
     return (g + params[P_MMIO_OFFSET]) & params[P_NOMINAL_MASK]
 
 
-@njit(cache=True, _nrt=False)
-def mmio_generation(params, g):  # type: ignore[no-untyped-def]
+@kernel()
+def mmio_generation(params, g):
     """The MMIO generation the check compares (section 2)."""
     return (g + params[P_MMIO_OFFSET]) & params[P_CHECK_MASK]
 
 
-@njit(cache=True, _nrt=False)
-def in_progress(params, g):  # type: ignore[no-untyped-def]
+@kernel()
+def in_progress(params, g):
     """Whether ``g`` carries the era's update-in-progress marker."""
     scheme = params[P_BUMP_SCHEME]
     if scheme == B_ODD_EVEN or scheme == B_ODD_STRIDE:
@@ -233,21 +240,21 @@ def in_progress(params, g):  # type: ignore[no-untyped-def]
     return False
 
 
-@njit(cache=True, _nrt=False)
-def wrap_test(params, new):  # type: ignore[no-untyped-def]
+@kernel()
+def wrap_test(params, new):
     """The kernel's wrap-zap condition on the new generation."""
     test = params[P_WRAP_TEST]
     n = nominal(params, new)
-    if test == 1:
+    if test == WT_AT_LEAST:
         return n >= params[P_WRAP_THRESHOLD]
-    if test == 2:
+    if test == WT_LOW_BITS_ZERO:
         ignore = params[P_NAS] - 1 if params[P_BUMP_SCHEME] == B_BIT63 else 0
         return (n & ~ignore) == 0
     return False
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def spte_live(ctr, spte, a, x):  # type: ignore[no-untyped-def]
+@kernel(inline="always")
+def spte_live(ctr, spte, a, x):
     """Whether (a, x) holds an SPTE that no zap has dropped."""
     kind = spte[a, x, S_KIND]
     if kind == KIND_NONE or spte[a, x, S_EPOCH] != ctr[C_ZAP_EPOCH]:
@@ -255,8 +262,8 @@ def spte_live(ctr, spte, a, x):  # type: ignore[no-untyped-def]
     return kind == KIND_RAM or spte[a, x, S_MEPOCH] == ctr[C_MMIO_EPOCH]
 
 
-@njit(cache=True, _nrt=False)
-def zap(params, ctr, spte, rec, kind, scope, a, bump, olo, ohi):  # type: ignore[no-untyped-def]
+@kernel()
+def zap(params, ctr, spte, rec, kind, scope, a, bump, olo, ohi):
     """Drop SPTEs per ``scope``, count and record it (section 5).
 
     Whole-MMU and MMIO-only zaps bump an epoch instead of touching every SPTE, so
@@ -303,8 +310,8 @@ def zap(params, ctr, spte, rec, kind, scope, a, bump, olo, ohi):  # type: ignore
     ctr[C_ZAP_RECORDS] = i + 1
 
 
-@njit(cache=True, _nrt=False)
-def install(params, ctr, spte, a, x, ram):  # type: ignore[no-untyped-def]
+@kernel()
+def install(params, ctr, spte, a, x, ram):
     """Install a RAM or MMIO SPTE at (a, x); return whether a zap had dropped the last one."""
     live = spte_live(ctr, spte, a, x)
     was_dropped = spte[a, x, S_KIND] != KIND_NONE and not live
@@ -327,8 +334,8 @@ def install(params, ctr, spte, a, x, ram):  # type: ignore[no-untyped-def]
     return was_dropped
 
 
-@njit(cache=True, _nrt=False)
-def fill_cache(params, ctr, cache, v, a, x):  # type: ignore[no-untyped-def]
+@kernel()
+def fill_cache(params, ctr, cache, v, a, x):
     """Cache MMIO info for vCPU v; return whether the cache changed."""
     g0 = ctr[C_GEN]
     if params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, g0):
@@ -349,8 +356,8 @@ def fill_cache(params, ctr, cache, v, a, x):  # type: ignore[no-untyped-def]
     return not same
 
 
-@njit(cache=True, _nrt=False)
-def record_stale(params, ctr, spte, cache, rec, n, a, x, v, source, kind):  # type: ignore[no-untyped-def]
+@kernel()
+def record_stale(params, ctr, spte, cache, rec, n, a, x, v, source, kind):
     """Count ``n`` stale hits and record them, merging with the previous record when equal.
 
     The access's (update, event, sub, race) are in ``ctr[C_IDENT:]``; the record
@@ -400,8 +407,8 @@ def record_stale(params, ctr, spte, cache, rec, n, a, x, v, source, kind):  # ty
     ctr[C_STALE_RECORDS] = i + 1
 
 
-@njit(cache=True, _nrt=False)
-def slow_path(params, ctr, spte, cache, a, x, v):  # type: ignore[no-untyped-def]
+@kernel()
+def slow_path(params, ctr, spte, cache, a, x, v):
     """Fault with no usable SPTE: install RAM or MMIO (section 6 step 1); return the outcome."""
     if spte[a, x, S_COVER] == 1:
         dropped = install(params, ctr, spte, a, x, True)
@@ -411,8 +418,8 @@ def slow_path(params, ctr, spte, cache, a, x, v):  # type: ignore[no-untyped-def
     return O_MMIO_SLOW
 
 
-@njit(cache=True, _nrt=False)
-def stale_kind(params, ctr, spte, cache, a, x, v, from_cache):  # type: ignore[no-untyped-def]
+@kernel()
+def stale_kind(params, ctr, spte, cache, a, x, v, from_cache):
     """0 harmful, 1 benign, -1 not stale, for a cache hit or a passed check (section 6)."""
     if spte[a, x, S_COVER] == 1:
         return 0
@@ -427,8 +434,8 @@ def stale_kind(params, ctr, spte, cache, a, x, v, from_cache):  # type: ignore[n
     return -1
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def cache_hit(params, ctr, cache, v, x):  # type: ignore[no-untyped-def]
+@kernel(inline="always")
+def cache_hit(params, ctr, cache, v, x):
     """Whether vCPU v's MMIO cache holds gfn index x and is still valid (section 6)."""
     hit = cache[v, K_HAS] == 1 and cache[v, K_GID] == x
     if hit and params[P_CACHE_HAS_GEN] == 1:
@@ -436,8 +443,8 @@ def cache_hit(params, ctr, cache, v, x):  # type: ignore[no-untyped-def]
     return hit
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def check_passes(params, spte, a, x, ga):  # type: ignore[no-untyped-def]
+@kernel(inline="always")
+def check_passes(params, spte, a, x, ga):
     """Whether the MMIO SPTE at (a, x) passes the generation check at generation ga."""
     if params[P_HAS_GEN] != 1:
         return True
@@ -446,8 +453,8 @@ def check_passes(params, spte, a, x, ga):  # type: ignore[no-untyped-def]
     return mmio_generation(params, ga) == spte[a, x, S_STORED]
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def access_once(params, ctr, spte, cache, rec, a, x, v):  # type: ignore[no-untyped-def]
+@kernel(inline="always")
+def access_once(params, ctr, spte, cache, rec, a, x, v):
     """One guest access (section 6). Returns (outcome, stale kind or -1, source, changed)."""
     if not spte_live(ctr, spte, a, x):
         return slow_path(params, ctr, spte, cache, a, x, v), -1, 0, True
@@ -468,8 +475,8 @@ def access_once(params, ctr, spte, cache, rec, a, x, v):  # type: ignore[no-unty
     return O_MMIO_FAST, kind, 0, changed
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def access(params, ctr, spte, cache, rec, a, x, v, reps):  # type: ignore[no-untyped-def]
+@kernel(inline="always")
+def access(params, ctr, spte, cache, rec, a, x, v, reps):
     """``reps`` identical accesses; once one leaves the state unchanged, the rest repeat it."""
     done = 0
     while done < reps:
@@ -484,8 +491,8 @@ def access(params, ctr, spte, cache, rec, a, x, v, reps):  # type: ignore[no-unt
             return
 
 
-@njit(cache=True, _nrt=False)
-def access_general(params, ctr, spte, cache, rec, a, x, v, reps, event, sub, race):  # type: ignore[no-untyped-def]
+@kernel()
+def access_general(params, ctr, spte, cache, rec, a, x, v, reps, event, sub, race):
     """Any access, with the identity its stale-hit records carry (docs/model.md section 6)."""
     ctr[C_IDENT] = ctr[C_UPDATES]
     ctr[C_IDENT + 1] = event
@@ -494,8 +501,8 @@ def access_general(params, ctr, spte, cache, rec, a, x, v, reps, event, sub, rac
     access(params, ctr, spte, cache, rec, a, x, v, reps)
 
 
-@njit(cache=True, _nrt=False)
-def run_window(params, ctr, spte, cache, rec, dur, start, end, window, event):  # type: ignore[no-untyped-def]
+@kernel()
+def run_window(params, ctr, spte, cache, rec, dur, start, end, window, event):
     """Run the ``during`` accesses of one window, in order."""
     for j in range(start, end):
         if dur[j, D_WINDOW] != window:
@@ -516,8 +523,8 @@ def run_window(params, ctr, spte, cache, rec, dur, start, end, window, event):  
         )
 
 
-@njit(cache=True, _nrt=False)
-def set_layout(spte, a, lo, hi, layout):  # type: ignore[no-untyped-def]
+@kernel()
+def set_layout(spte, a, lo, hi, layout):
     """Mark gfn indices [lo, hi) of address space a as inside or outside a slot."""
     if layout == LAYOUT_NONE:
         return
@@ -526,8 +533,8 @@ def set_layout(spte, a, lo, hi, layout):  # type: ignore[no-untyped-def]
         spte[a, x, S_COVER] = value
 
 
-@njit(cache=True, _nrt=False)
-def record_wrap(params, ctr, rec, a, bump_no, old, new):  # type: ignore[no-untyped-def]
+@kernel()
+def record_wrap(params, ctr, rec, a, bump_no, old, new):
     """Count and record a wrap of ``a``; detected if a wrap zap of ``a`` came since the last."""
     detected = ctr[C_ZAP_SEEN + a]
     ctr[C_WRAPS] += 1
@@ -545,7 +552,7 @@ def record_wrap(params, ctr, rec, a, bump_no, old, new):  # type: ignore[no-unty
     ctr[C_ZAP_SEEN + a] = 0
 
 
-@njit(cache=True, _nrt=False)
+@kernel()
 def bump(
     params,
     ctr,
@@ -562,7 +569,7 @@ def bump(
     event,
     ends_ioctl,
     create_flush,
-):  # type: ignore[no-untyped-def]
+):
     """One memslot install in address space ``a``, in the order of docs/model.md section 4.1."""
     old = ctr[C_GEN + a]
     new = next_generation(params, old)
@@ -591,8 +598,8 @@ def bump(
         record_wrap(params, ctr, rec, a, bump_no, old, new)
 
 
-@njit(cache=True, _nrt=False)
-def quiet_bumps(params, ctr, a, remaining):  # type: ignore[no-untyped-def]
+@kernel()
+def quiet_bumps(params, ctr, a, remaining):
     """How many of the next ``remaining`` bumps of ``a`` provably neither wrap nor zap.
 
     Those bumps only move the counters, so the caller applies them at once; this is
@@ -617,8 +624,8 @@ def quiet_bumps(params, ctr, a, remaining):  # type: ignore[no-untyped-def]
     return min(k, remaining)
 
 
-@njit(cache=True, _nrt=False)
-def raw_bumps(params, ctr, spte, cache, rec, dur, a, count, numbered, event):  # type: ignore[no-untyped-def]
+@kernel()
+def raw_bumps(params, ctr, spte, cache, rec, dur, a, count, numbered, event):
     """``count`` plain bumps of ``a`` with no accesses (flags repeats, ``bump`` events)."""
     done = 0
     step = next_generation(params, np.int64(0))
@@ -637,8 +644,8 @@ def raw_bumps(params, ctr, spte, cache, rec, dur, a, count, numbered, event):  #
         done += 1
 
 
-@njit(cache=True, _nrt=False)
-def update(params, ctr, spte, cache, rec, dur, op, a, row, reps, event):  # type: ignore[no-untyped-def]
+@kernel()
+def update(params, ctr, spte, cache, rec, dur, op, a, row, reps, event):
     """One memslot update event (create, delete, move, flags) with its repetitions."""
     dstart = row[U_DSTART]
     dend = row[U_DEND]
@@ -706,8 +713,8 @@ def update(params, ctr, spte, cache, rec, dur, op, a, row, reps, event):  # type
     )
 
 
-@njit(cache=True, _nrt=False)
-def plain_accesses(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, start, params, ctr, spte, cache):  # type: ignore[no-untyped-def]
+@kernel()
+def plain_accesses(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, start, params, ctr, spte, cache):
     """Replay top-level accesses from row ``start`` on while they take the fast path.
 
     Returns the row of the first event it left alone (an update, a bump, or an
@@ -775,10 +782,10 @@ def plain_accesses(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, start, params, ctr, spte
     return start + stop
 
 
-@njit(cache=True, _nrt=False)
+@kernel()
 def replay_events(
     ev_op, ev_as, ev_vcpu, ev_x, ev_rep, ev_index, upd, dur, params, ctr, spte, cache, rec
-):  # type: ignore[no-untyped-def]
+):
     """Replay a block of events into the state arrays (``params`` .. ``rec``).
 
     Top-level rows: ``ev_*``; an update's ``ev_x`` indexes ``upd``, an access's is

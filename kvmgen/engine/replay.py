@@ -12,13 +12,13 @@ from kvmgen.engine import kernels as k
 from kvmgen.engine.encode import EncodedTrace, encode, streamed_encoder
 from kvmgen.model.policy import U64, RunSpec
 from kvmgen.stats import DEFAULT_RECORD_LIMIT, ReplayResult, StaleHit, WrapEvent, ZapEvent
-from kvmgen.trace.jsonl import StreamedTrace
 from kvmgen.trace.records import Trace
+from kvmgen.trace.streamed import StreamedTrace
 from kvmgen.trace.table import EventTable
 
 I64 = NDArray[np.int64]
-_SCOPE_NAMES = {1: "all_sptes", 2: "mmio_sptes", 3: "slot_ram_sptes"}
-_RACE_NAMES = {0: None, 1: "in_progress", 2: "before_zap"}
+_SCOPE_NAMES = {k.Z_ALL: "all_sptes", k.Z_MMIO: "mmio_sptes", k.Z_SLOT_RAM: "slot_ram_sptes"}
+_RACE_NAMES = {k.WIN_NONE: None, k.WIN_IN_PROGRESS: "in_progress", k.WIN_BEFORE_ZAP: "before_zap"}
 
 
 def engine_params(spec: RunSpec, record_limit: int) -> I64:
@@ -173,7 +173,7 @@ def to_result(
         updates=int(ctr[k.C_UPDATES]),
         bumps=tuple(int(ctr[k.C_BUMPS + a]) for a in range(nas)),
         final_generation=tuple(_u64(ctr[k.C_GEN + a]) for a in range(nas)),
-        accesses=tuple(int(ctr[k.C_OUTCOME + i]) for i in range(7)),
+        accesses=tuple(int(ctr[k.C_OUTCOME + i]) for i in range(k.N_OUTCOMES)),
         wrap_zaps=int(ctr[k.C_WRAP_ZAPS]),
         flush_zaps=int(ctr[k.C_FLUSH_ZAPS]),
         dropped_wrap_ram=int(ctr[k.C_DROP_WRAP_RAM]),

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kvmgen import __version__
 from kvmgen.errors import UsageError
 from kvmgen.gate.metrics import ReportFormatError, lookup, report_runs
 from kvmgen.report.document import REPORT_VERSION
+from kvmgen.version import __version__
 
 BASELINE_VERSION = 1
 """Version of the baseline wrapper (``kvmgen schema baseline``); the reports inside

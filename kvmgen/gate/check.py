@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kvmgen import __version__
 from kvmgen.errors import UsageError
 from kvmgen.gate.baseline import TraceReport, find_report
 from kvmgen.gate.limits import (
@@ -30,6 +29,7 @@ from kvmgen.gate.limits import (
 )
 from kvmgen.gate.metrics import RunId, RunMetrics, index_runs, lookup, report_runs
 from kvmgen.report.document import REPORT_VERSION
+from kvmgen.version import __version__
 
 CHECK_VERSION = 1
 """Version of the ``kvmgen check --json`` document (``kvmgen/schema/check.schema.json``).
@@ -200,7 +200,12 @@ def _regression_result(
     trace: str, run: RunMetrics, limit: Limit, base: RunMetrics | None, why_not: str | None
 ) -> Result:
     value = run.values[limit.metric]
-    common = {"trace": trace, "check": limit.kind, "run": run.id, "metric": limit.metric}
+    common: dict[str, Any] = {
+        "trace": trace,
+        "check": limit.kind,
+        "run": run.id,
+        "metric": limit.metric,
+    }
     if base is None:
         reason = why_not or "no such run in the baseline"
         return Result(**common, status=SKIPPED, message=reason, limit=limit.value, value=value)
@@ -269,6 +274,25 @@ class TraceRun:
         """The trace's content digest, from its report."""
         value = lookup(self.document, "trace", "sha256")
         return str(value)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A finished ``kvmgen check``: the verdict and the replayed traces' reports."""
+
+    outcome: CheckOutcome
+    traces: tuple[TraceRun, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every limit held."""
+        return self.outcome.passed
+
+    def baseline_bytes(self) -> bytes:
+        """What ``--save-baseline`` writes: each trace's report with its path."""
+        from kvmgen.gate.baseline import baseline_bytes
+
+        return baseline_bytes([(run.path, run.document) for run in self.traces])
 
 
 def evaluate(
@@ -391,11 +415,8 @@ class ReplayRequest:
     record_limit: int | None = None
 
 
-TraceLoader = Callable[[str, str | None], Any]
-
-
 def replay_traces(
-    paths: Sequence[str], request: ReplayRequest, load: TraceLoader
+    paths: Sequence[str], request: ReplayRequest, progress: Callable[..., None] | None = None
 ) -> list[TraceRun]:
     """Replay every trace (each path once) into its report document.
 
@@ -403,14 +424,18 @@ def replay_traces(
     is strict like ``replay``; several (or ``--era all``) run like ``compare``,
     listing eras that cannot run a trace under ``skipped``. A trace no era can
     run is a usage error, and so is a Ctrl-C (exit 130, nothing written).
+    ``progress(label, done, total)`` is told how each read and replay advances.
     """
+    from functools import partial
+
+    from kvmgen.inputs import open_trace
     from kvmgen.model.costs import load_costs
-    from kvmgen.model.policy import parse_policy
+    from kvmgen.model.policy import parse_policies
     from kvmgen.report.document import build_document
-    from kvmgen.runner import resolve_target, run_session, targets_for
+    from kvmgen.session import resolve_target, run_session, targets_for
     from kvmgen.stats import DEFAULT_RECORD_LIMIT
 
-    policies = [parse_policy(b) for b in request.biases] or None
+    policies = parse_policies(request.biases)
     cost_model = load_costs(request.costs) if request.costs else None
     single = (
         len(request.kernels) <= 1
@@ -422,7 +447,8 @@ def replay_traces(
         raise UsageError("standard input (-) can be read only once")
     out: list[TraceRun] = []
     for path in dict.fromkeys(paths):
-        trace = load(path, request.fmt)
+        read = partial(progress, f"reading {path}") if progress else None
+        trace = open_trace(path, request.fmt, progress=read)
         if chosen is None:
             kernel = request.kernels[0] if request.kernels else None
             era = request.eras[0] if request.eras else None
@@ -439,6 +465,7 @@ def replay_traces(
             implementation="reference" if request.reference else "engine",
             record_limit=request.record_limit or DEFAULT_RECORD_LIMIT,
             skip_unrunnable=not single,
+            progress=progress,
         )
         if getattr(session, "partial", False):
             raise KeyboardInterrupt

@@ -178,10 +178,10 @@ def load_config(path: str | None, *, discover: bool = True, cwd: Path | None = N
         raise UsageError(f"--config {path}: no such file")
     base = file.resolve().parent
     if file.suffix.lower() == ".toml":
-        table = _read_toml(file, cwd)
-        if table is None:
+        found_table = _read_toml(file, cwd)
+        if found_table is None:
             raise UsageError(f"{path}: no [tool.kvmgen.check] table")
-        return parse_config(table, f"{path} [tool.kvmgen.check]", base, cwd)
+        return parse_config(found_table, f"{path} [tool.kvmgen.check]", base, cwd)
     import yaml  # deferred: only needed with a YAML config
 
     try:

@@ -5,7 +5,7 @@ Importers, workload generators and the probe all produce plain dicts (``{"op":
 them out one line each, so a generator can emit 10^8 events without holding
 them. The JSON form is one valid JSON document whose events sit one per line
 (``grep``/``head`` friendly); the YAML form looks like the hand-written samples.
-Both load with :func:`kvmgen.trace.load_trace` to the same trace.
+Both load with :func:`kvmgen.inputs.open_trace` to the same trace.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TextIO
+from typing import IO, Any
 
 from kvmgen.errors import UsageError
 
@@ -83,7 +83,7 @@ def _mapping(item: Mapping[str, Any], fmt: str) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def _yaml_list(out: TextIO, key: str, items: Iterable[Mapping[str, Any]], indent: str) -> int:
+def _yaml_list(out: IO[str], key: str, items: Iterable[Mapping[str, Any]], indent: str) -> int:
     out.write(f"{indent}{key}:")
     count = 0
     for item in items:
@@ -94,7 +94,7 @@ def _yaml_list(out: TextIO, key: str, items: Iterable[Mapping[str, Any]], indent
     return count
 
 
-def _json_list(out: TextIO, key: str, items: Iterable[Mapping[str, Any]], last: bool) -> int:
+def _json_list(out: IO[str], key: str, items: Iterable[Mapping[str, Any]], last: bool) -> int:
     out.write(f' "{key}": [')
     count = 0
     for item in items:
@@ -105,7 +105,7 @@ def _json_list(out: TextIO, key: str, items: Iterable[Mapping[str, Any]], last: 
 
 
 def write_trace(
-    out: TextIO,
+    out: IO[str],
     fmt: str,
     events: Iterable[Mapping[str, Any]],
     *,

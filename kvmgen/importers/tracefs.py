@@ -45,7 +45,7 @@ from kvmgen.importers.qemu import (
     parse_time,
     seconds,
 )
-from kvmgen.trace.observations import ZAP_EVENTS
+from kvmgen.trace.observed import ZAP_EVENTS
 
 _TRACEFS = re.compile(
     r"\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?:\d+|-+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
@@ -474,9 +474,9 @@ class _Importer:
     ) -> int:
         if u.qemu is not None:
             produced = self.tracker.apply(u.qemu)
-            for ev in produced:
-                ev["t"] = seconds(u.t_ns)
-                events.append(ev)
+            for made in produced:
+                made["t"] = seconds(u.t_ns)
+                events.append(made)
             return len(produced)
         assert u.fields is not None
         f = u.fields

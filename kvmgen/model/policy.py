@@ -7,6 +7,7 @@ policy name that produced it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kvmgen.errors import UsageError
@@ -59,6 +60,32 @@ def parse_policy(text: str) -> Policy:
     if value < 0 or value > U64:
         raise UsageError(f"--bias {text!r}: expected an integer from 0 to 2^64-1")
     return Policy(str(value), value)
+
+
+def parse_policies(values: Iterable[str | Policy] | None) -> list[Policy] | None:
+    """Policies from ``--bias`` values (each may be comma-separated), or None for none given."""
+    out: list[Policy] = []
+    for value in values or ():
+        if isinstance(value, Policy):
+            out.append(value)
+            continue
+        out.extend(parse_policy(part) for part in value.split(",") if part.strip())
+    return out or None
+
+
+def with_literal_companions(policies: Sequence[Policy]) -> list[Policy]:
+    """``policies`` with ``none`` and ``B`` added after them for every ``literal:B``.
+
+    A literal bias is read against the masked one and no bias (the literal-bias
+    section of a report compares the three), so they run whenever it does.
+    """
+    out = list(policies)
+    for policy in policies:
+        if policy.literal and policy.value is not None:
+            for extra in (Policy(NONE, 0), Policy(str(policy.value), policy.value)):
+                if extra not in out:
+                    out.append(extra)
+    return out
 
 
 @dataclass(frozen=True)

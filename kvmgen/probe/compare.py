@@ -1,6 +1,6 @@
 """Observed vs modelled: does the model predict what the kernel reported?
 
-For a trace with observations (``kvmgen.trace.observations``) and one replayed run:
+For a trace with observations (``kvmgen.trace.observed``) and one replayed run:
 
 - **Zaps, per update.** Within the capture window, every update's observed zap
   count is compared with the model's zaps *that the era traces*: the fast
@@ -28,7 +28,7 @@ from typing import Any
 from kvmgen.model.eras import ERAS, Era, ZapStyle
 from kvmgen.model.policy import RunSpec
 from kvmgen.stats import ReplayResult
-from kvmgen.trace.observations import AccessSeen, CaptureInfo, ZapSeen
+from kvmgen.trace.observed import AccessSeen, CaptureInfo, ZapSeen
 from kvmgen.trace.records import Op, Trace
 
 CLASSES = ("create", "delete", "move", "flags", "no change")
@@ -218,8 +218,8 @@ class ModelledAccess:
 
 def model_accesses(trace: Trace, spec: RunSpec, wanted: set[int]) -> dict[int, ModelledAccess]:
     """Replay ``trace`` with the reference model, noting what each wanted access did."""
-    from kvmgen.model import reference
-    from kvmgen.model.reference_state import RefState
+    from kvmgen.reference import replay as reference
+    from kvmgen.reference.state import RefState
 
     class _Watch(RefState):
         def __init__(self) -> None:
@@ -243,7 +243,9 @@ def model_accesses(trace: Trace, spec: RunSpec, wanted: set[int]) -> dict[int, M
                 outcome=_MODEL_OUTCOME[name],
                 kvm_gen=self.mmio(now) if self.era.has_mmio_generation else None,
                 spte_gen=spte.stored if spte is not None and spte.mmio else None,
-                mark_gen=(after.stored if modern else self.mmio(now)) if made else None,
+                mark_gen=(after.stored if modern else self.mmio(now))
+                if made and after is not None
+                else None,
             )
 
     state = _Watch()

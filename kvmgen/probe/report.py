@@ -1,7 +1,7 @@
 """Observed vs modelled, for people (rich tables) and for ``--fail-on disagree``.
 
-``replay`` calls :func:`report_observed` after its own report when the trace carries
-observations; ``probe`` calls :func:`compare_trace` on the run it just captured.
+``replay`` renders :func:`compare_session` after its own report when the trace carries
+observations; ``probe`` compares the run it just captured the same way.
 Only runs that stand for the kernel as shipped are compared (the ``historical``
 policy): a real kernel has its own bias. With no such run, every run is compared.
 """
@@ -11,16 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import click
-
-from kvmgen.errors import ExitCode
 from kvmgen.probe.compare import RunComparison, compare_run
 from kvmgen.trace.records import Trace
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from kvmgen.runner import RunOutcome, Session
+    from kvmgen.session import RunOutcome, Session
 
 SHOWN = 20
 
@@ -30,7 +27,7 @@ def _complete(trace: Trace, run: RunOutcome) -> Any:
     result = run.result
     if len(result.zap_events) >= result.wrap_zaps + result.flush_zaps:
         return result
-    from kvmgen.runner import REPLAYERS
+    from kvmgen.session import REPLAYERS
 
     needed = result.wrap_zaps + result.flush_zaps + 1
     return REPLAYERS["engine"]()(trace, run.spec, record_limit=max(needed, result.record_limit))
@@ -120,39 +117,3 @@ def verdict(comp: RunComparison) -> str:
         f"DISAGREE at {len(comp.disagreements):,} places ({gated:,} gated) "
         f"over {updates:,} updates and {comp.access_compared:,} accesses"
     )
-
-
-def report_observed(
-    session: Session,
-    comparisons: Sequence[RunComparison],
-    *,
-    quiet: bool,
-    to_stderr: bool,
-    gate: bool,
-    console: Console | None = None,
-) -> int:
-    """Print ``comparisons`` unless quiet; with ``gate``, exit 1 on a disagreement.
-
-    ``comparisons`` come from :func:`compare_session`.
-    """
-    from kvmgen.errors import UsageError
-
-    if not comparisons:
-        if gate:
-            raise UsageError(
-                f"{session.trace.path}: --fail-on disagree needs a trace with observations "
-                "(kvmgen import tracefs, kvmgen probe)"
-            )
-        return ExitCode.OK
-    if not quiet:
-        if console is None:
-            from kvmgen.cli.app import make_console
-
-            console = make_console(stderr=to_stderr)
-        render(comparisons, console)
-    failed = [c for c in comparisons if c.failed]
-    if gate and failed:
-        for comp in failed:
-            click.echo(f"kvmgen: gate failed: {comp.label}: {verdict(comp)}", err=True)
-        return ExitCode.GATE_FAILED
-    return ExitCode.OK

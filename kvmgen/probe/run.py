@@ -304,10 +304,10 @@ def compare_probe(run: ProbeRun) -> ProbeRun:
     from kvmgen.model.policy import parse_policy
     from kvmgen.model.versions import era_for_version
     from kvmgen.probe.report import compare_session
-    from kvmgen.runner import Target, run_session
-    from kvmgen.trace import load_trace
+    from kvmgen.session import Target, run_session
+    from kvmgen.trace.formats import load_document
 
-    trace = load_trace("<probe capture>.yaml", data=run.text.encode())
+    trace = load_document("<probe capture>", run.text.encode(), "yaml")
     choice = era_for_version(run.kernel)
     session = run_session(
         trace,

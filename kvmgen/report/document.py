@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from kvmgen import __version__
 from kvmgen.model.costs import COST_KEYS, SOURCES
 from kvmgen.model.policy import HISTORICAL, NONE
-from kvmgen.runner import RunOutcome, Session
+from kvmgen.session import RunOutcome, Session
 from kvmgen.stats import OUTCOMES, StaleHit
+from kvmgen.version import __version__
 
 REPORT_VERSION = 3  # 3: the trace digest is taken over event columns (digest version 2)
 """Bumped whenever a key is removed or changes meaning (adding keys does not bump it).

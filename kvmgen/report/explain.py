@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kvmgen.model.eras import Era
-from kvmgen.runner import RunOutcome
+from kvmgen.session import RunOutcome
 from kvmgen.stats import StaleHit, WrapEvent, ZapEvent
 
 _SCOPE_TEXT = {

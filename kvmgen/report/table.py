@@ -8,7 +8,7 @@ from rich.table import Table
 from kvmgen.report.document import comparisons, metrics
 from kvmgen.report.explain import stale_reason, wrap_reason
 from kvmgen.report.labels import run_label
-from kvmgen.runner import RunOutcome, Session
+from kvmgen.session import RunOutcome, Session
 from kvmgen.stats import OUTCOMES
 
 LIST_LIMIT = 8

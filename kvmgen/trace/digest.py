@@ -43,6 +43,9 @@ _ROW = np.dtype(
 )
 
 
+_FIELDS: tuple[str, ...] = tuple(_ROW.names or ())
+
+
 class TraceDigest:
     """Incremental content digest: the header first, then events in order."""
 
@@ -56,7 +59,7 @@ class TraceDigest:
     def update(self, table: EventTable) -> None:
         """Add a block of events (in trace order)."""
         rows = np.zeros(len(table), dtype=_ROW)
-        for name in _ROW.names:
+        for name in _FIELDS:
             if name != "note_bytes":
                 rows[name] = getattr(table, name)
         # Unset values must not tell traces apart by what a loader left in them.

@@ -11,12 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from kvmgen.trace.observations import Observation
-    from kvmgen.trace.table import EventTable
-
+from kvmgen.trace.observed import Observation
 
 ReadProgress = Callable[[int, int], None]
 """How far a loader has read a big input: called with (done, total) in its own unit."""
@@ -116,7 +113,7 @@ class Trace:
     carry it so a result can be tied to the exact input. ``events`` is a tuple
     of records, or (from a loader that reads into columns) a
     :class:`~kvmgen.trace.table.TableEvents` that builds them on demand;
-    :meth:`table` gives the columns either way.
+    :func:`kvmgen.trace.table.table_of` gives the columns either way.
     """
 
     path: str
@@ -127,22 +124,10 @@ class Trace:
     sha256: str = ""
     max_address_space: int = field(default=0)
     max_vcpu: int = field(default=0)
-    # What a real kernel reported during the capture (kvmgen.trace.observations).
+    # What a real kernel reported during the capture (kvmgen.trace.observed).
     observations: tuple[Observation, ...] = ()
-    _table: EventTable | None = field(default=None, compare=False, repr=False)
-
-    def table(self) -> EventTable:
-        """Every event as columns (built from the records once, if need be)."""
-        if self._table is None:
-            from kvmgen.trace.table import EventTable, TableEvents
-
-            if isinstance(self.events, TableEvents):
-                table = self.events.table
-            else:
-                table = EventTable.from_events(self.events)
-            object.__setattr__(self, "_table", table)
-        assert self._table is not None
-        return self._table
+    # The events as columns, once kvmgen.trace.table.table_of has built them.
+    _table: Any = field(default=None, compare=False, repr=False)
 
     def iter_all(self) -> list[Event]:
         """All events in replay order, each update followed by its ``during`` accesses."""

@@ -18,7 +18,7 @@ from typing import Any, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from kvmgen.trace.records import AccessKind, Event, Op, Window
+from kvmgen.trace.records import AccessKind, Event, Op, Trace, Window
 
 _NO_NOTE = -1
 
@@ -268,3 +268,16 @@ class TableEvents(Sequence[Event]):
 
     def __repr__(self) -> str:
         return f"TableEvents({len(self)} events)"
+
+
+def table_of(trace: Trace) -> EventTable:
+    """Every event of an in-memory trace as columns (built from its records once, then kept)."""
+    if trace._table is None:
+        if isinstance(trace.events, TableEvents):
+            table = trace.events.table
+        else:
+            table = EventTable.from_events(trace.events)
+        # Trace is frozen: the cache is the one field set after construction.
+        object.__setattr__(trace, "_table", table)
+    table_: EventTable = trace._table
+    return table_

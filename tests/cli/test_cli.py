@@ -248,7 +248,7 @@ def test_same_report_bytes_from_yaml_json_jsonl_and_stdin(run_cli, tmp_path, nam
         run_cli("replay", "-", "--json", "-", input=source.read_text()).stdout,
     ]
     # Big JSON and YAML files are read by jitted scans into columns: the same report.
-    monkeypatch.setattr(kvmgen.trace.scanned, "SCAN_MIN_BYTES", 0)
+    monkeypatch.setattr(kvmgen.trace.formats.scan, "SCAN_MIN_BYTES", 0)
     reports.append(run_cli("replay", str(as_json), "--json", "-").stdout)
     reports.append(run_cli("replay", str(source), "--json", "-").stdout)
     compiled = tmp_path / "t.kvmc"
@@ -260,7 +260,7 @@ def test_same_report_bytes_from_yaml_json_jsonl_and_stdin(run_cli, tmp_path, nam
 
 def _ctrl_c_at_progress(monkeypatch, *, while_reading: bool) -> None:
     """Make the progress bar raise KeyboardInterrupt, as Ctrl-C would, at its first update."""
-    import kvmgen.cli.app as app
+    import kvmgen.cli.common as app
 
     def interrupting(quiet):
         def tick(label, done, total):
@@ -293,7 +293,7 @@ def test_ctrl_c_while_reading_exits_130_without_a_report(run_cli, tmp_path, monk
 
 
 def test_no_progress_bar_without_a_terminal(monkeypatch):
-    from kvmgen.cli.app import progress_callback
+    from kvmgen.report.console import progress_callback
 
     monkeypatch.delenv("CI", raising=False)
     assert progress_callback(quiet=False) is None  # pytest's stderr is not a terminal
@@ -303,7 +303,7 @@ def test_no_progress_bar_without_a_terminal(monkeypatch):
 def test_compile_notice_says_so_once_and_only_when_enabled(capsys):
     from numba import njit
 
-    from kvmgen.cli.app import compile_notice
+    from kvmgen.report.console import compile_notice
 
     def fresh():
         return njit(lambda x: x + 1)  # a new function: numba compiles it on first call

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from kvmgen.inputs import open_trace
 from kvmgen.probe.run import missing_prerequisites
-from kvmgen.trace import load_trace
 from tests.conftest import TRACES
 
 pytestmark = pytest.mark.usefixtures("warm_engine")
@@ -75,7 +75,7 @@ def test_import_qemu_to_stdout(run_cli, qemu_log):
     result = run_cli("import", "qemu", str(qemu_log), "--kernel", "4.19")
     assert result.exit_code == 0
     assert result.stdout.startswith("# Imported by kvmgen import qemu")
-    trace = load_trace("out.yaml", data=result.stdout.encode())
+    trace = open_trace(result.stdout.encode(), name="out.yaml")
     assert [e.op.name for e in trace.events] == ["CREATE", "CREATE", "CREATE", "DELETE", "CREATE"]
     assert trace.vm.address_spaces == 2 and trace.vm.kernel == "4.19"
     assert "5 updates" in result.stderr and "1 lines with ret != 0" in result.stderr
@@ -192,7 +192,7 @@ def test_import_tracefs_merges_a_qemu_log(run_cli, qemu_log, tmp_path):
     out = tmp_path / "merged.json"
     result = run_cli("import", "tracefs", str(trace_file), "--qemu", str(qemu_log), "-o", str(out))
     assert result.exit_code == 0, result.stderr
-    trace = load_trace(out)
+    trace = open_trace(out)
     assert [o.update for o in trace.observations if type(o).__name__ == "ZapSeen"] == [4]
 
 

@@ -13,11 +13,11 @@ import os
 import jsonschema
 import pytest
 
-from kvmgen.model.reference import replay_reference
+from kvmgen.inputs import open_trace
+from kvmgen.reference.replay import replay_reference
 from kvmgen.report.document import build_document
 from kvmgen.report.json_report import dumps, schema
-from kvmgen.runner import resolve_target, run_session
-from kvmgen.trace import load_trace
+from kvmgen.session import resolve_target, run_session
 from tests.conftest import ROOT, TRACES
 
 EXPECTED = ROOT / "tests" / "golden" / "expected"
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("warm_engine")
 
 
 def _report(path):
-    trace = load_trace(path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path)
+    trace = open_trace(path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path)
     session = run_session(trace, [resolve_target(trace, None, None)])
     return trace, session, dumps(build_document(session))
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from kvmgen.inputs import open_trace
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy
-from kvmgen.runner import Target, run_session
-from kvmgen.trace import load_trace
+from kvmgen.session import Target, run_session
 from kvmgen.trace.records import Op
 from tests.conftest import TRACES
 
@@ -16,7 +16,7 @@ BUMPS = {Op.CREATE: 1, Op.DELETE: 2, Op.MOVE: 2}
 
 
 def _runs(name, era, *policies, nas=None):
-    trace = load_trace(TRACES / name)
+    trace = open_trace(TRACES / name)
     session = run_session(
         trace, [Target(ERAS[era])], address_spaces=nas, policies=[parse_policy(p) for p in policies]
     )
@@ -47,7 +47,7 @@ def _update_of_bump(trace, address_space, wanted):
 
 
 def test_qemu_boot_counts():
-    trace = load_trace(TRACES / "qemu-boot-smm.yaml")
+    trace = open_trace(TRACES / "qemu-boot-smm.yaml")
     updates = [e for e in trace.events if e.op not in (Op.ACCESS, Op.BUMP)]
     assert len(updates) == 112
     assert sum(e.address_space == 0 for e in updates) == 58

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from kvmgen.engine.replay import replay_engine
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy, resolve_runs
-from kvmgen.model.reference import replay_reference
+from kvmgen.reference.replay import replay_reference
 from kvmgen.trace.records import Event, Op, Trace, VmHeader
 from tests.property.strategies import ALL_ERAS, runs, traces
 

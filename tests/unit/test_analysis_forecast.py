@@ -11,10 +11,10 @@ from kvmgen.analysis.forecast import (
     parse_rate,
     trace_rates,
 )
-from kvmgen.analysis.genmath import BIT63, GenMath
 from kvmgen.engine.replay import replay_engine
 from kvmgen.errors import UsageError
 from kvmgen.model.eras import E6_SLOT_FLUSH, ERAS
+from kvmgen.model.genmath import BIT63, GenMath
 from kvmgen.model.policy import parse_policy, resolve_runs
 from kvmgen.trace.records import Event, Op, SlotDecl, Trace, VmHeader
 

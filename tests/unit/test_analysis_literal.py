@@ -10,7 +10,7 @@ from kvmgen.engine.replay import replay_engine
 from kvmgen.errors import UsageError
 from kvmgen.model.eras import E6_SLOT_FLUSH, ERAS, InitScheme
 from kvmgen.model.policy import Policy, parse_policy, resolve_runs
-from kvmgen.model.reference import replay_reference
+from kvmgen.reference.replay import replay_reference
 from tests.property.strategies import traces
 
 pytestmark = pytest.mark.usefixtures("warm_engine")

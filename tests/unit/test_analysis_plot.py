@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from kvmgen.analysis.genmath import GenMath
 from kvmgen.analysis.html_report import render_html
-from kvmgen.analysis.plot import plot_format, plot_session, plot_sweep
+from kvmgen.analysis.plot import plot_format, session_plot, sweep_plot
 from kvmgen.analysis.sweep import run_sweep
 from kvmgen.analysis.timeline import curves, walk_bumps
 from kvmgen.errors import UsageError
+from kvmgen.inputs import open_trace
 from kvmgen.model.eras import ERAS
+from kvmgen.model.genmath import GenMath
 from kvmgen.model.policy import parse_policy
-from kvmgen.runner import resolve_target, run_session
-from kvmgen.trace import load_trace
+from kvmgen.session import resolve_target, run_session
 from tests.conftest import TRACES
 
 pytestmark = pytest.mark.usefixtures("warm_engine")
@@ -25,7 +25,7 @@ SAMPLES = sorted(p.name for p in TRACES.glob("*.yaml"))
 
 
 def _session(name: str, kernel: str | None = None, policies=None):
-    trace = load_trace(TRACES / name)
+    trace = open_trace(TRACES / name)
     return run_session(trace, [resolve_target(trace, kernel, None)], policies=policies)
 
 
@@ -46,7 +46,7 @@ def assert_svg(path: Path) -> None:
 
 
 def test_walk_places_every_bump():
-    trace = load_trace(TRACES / "e5-undetected-wrap.yaml")
+    trace = open_trace(TRACES / "e5-undetected-wrap.yaml")
     walk = walk_bumps(trace)
     assert walk.bumps[:2] == [1 + 262_143 + 1, 1 + 40]
     assert walk.updates == 3
@@ -62,12 +62,12 @@ def test_walk_counts_zero_bump_updates():
         b"  - {op: move, slot: 0, gfn: 0}\n  - {op: flags, slot: 0, repeat: 5}\n"
         b"  - {op: delete, slot: 0}\n"
     )
-    walk = walk_bumps(load_trace("z.yaml", data=text))
+    walk = walk_bumps(open_trace(text, name="z.yaml"))
     assert (walk.updates, walk.bumps[0]) == (11, 1 + 0 + 0 + 5 + 2)
 
 
 def test_curves_follow_the_generation_math():
-    trace = load_trace(TRACES / "wrap-probe-6.18.yaml")
+    trace = open_trace(TRACES / "wrap-probe-6.18.yaml")
     session = _session("wrap-probe-6.18.yaml")
     spec = session.runs[0].spec
     (curve,) = curves(walk_bumps(trace), spec)
@@ -90,15 +90,15 @@ def test_plot_suffix():
 @pytest.mark.parametrize("name", SAMPLES)
 def test_every_sample_plots_to_png(tmp_path, name):
     out = tmp_path / "t.png"
-    plot_session(_session(name), str(out))
+    out.write_bytes(session_plot(_session(name), "png"))
     assert_png(out)
 
 
 def test_svg_is_valid_and_deterministic(tmp_path):
     session = _session("e5-undetected-wrap.yaml")
     a, b = tmp_path / "a.svg", tmp_path / "b.svg"
-    plot_session(session, str(a))
-    plot_session(session, str(b))
+    a.write_bytes(session_plot(session, "svg"))
+    b.write_bytes(session_plot(session, "svg"))
     assert_svg(a)
     assert a.read_bytes() == b.read_bytes()
 
@@ -106,12 +106,12 @@ def test_svg_is_valid_and_deterministic(tmp_path):
 def test_literal_plot_and_sweep_plot(tmp_path):
     policies = [parse_policy(p) for p in ("literal:150", "150", "none")]
     session = _session("qemu-boot-smm.yaml", "6.8", policies)
-    plot_session(session, str(tmp_path / "l.svg"))
+    (tmp_path / "l.svg").write_bytes(session_plot(session, "svg"))
     text = (tmp_path / "l.svg").read_text()
     assert "bit 63" in text  # the legend names the shaded windows
-    trace = load_trace(TRACES / "seed-stale-gen0.yaml")
+    trace = open_trace(TRACES / "seed-stale-gen0.yaml")
     sweep = run_sweep(trace, ERAS["E3"], 1, biases=[0, 2, 4, 6])
-    plot_sweep(sweep, str(tmp_path / "s.png"))
+    (tmp_path / "s.png").write_bytes(sweep_plot(sweep, "png"))
     assert_png(tmp_path / "s.png")
 
 

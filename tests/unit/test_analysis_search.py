@@ -9,10 +9,10 @@ from kvmgen.analysis.search_report import run_search
 from kvmgen.analysis.tracegen import GFNS, Step, Touch, to_trace, to_yaml
 from kvmgen.engine.replay import replay_engine
 from kvmgen.errors import UsageError
+from kvmgen.inputs import open_trace
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy, resolve_runs
 from kvmgen.model.versions import era_for_version
-from kvmgen.trace import load_trace
 from kvmgen.trace.records import Op, Window
 
 pytestmark = pytest.mark.usefixtures("warm_engine")
@@ -123,7 +123,7 @@ def test_random_phase_is_seeded():
 def test_printed_trace_replays_to_the_claim():
     report = run_search(_spec("E12", 1), SearchConfig(goal="harmful"), kernel=None)
     assert report.yaml is not None and report.yaml.startswith("# kvmgen search")
-    trace = load_trace("found.yaml", data=report.yaml.encode())
+    trace = open_trace(report.yaml.encode(), name="found.yaml")
     result = replay_engine(trace, _spec("E12", 1))
     assert result.stale_harmful >= 1
     assert "--era E12 --bias none --address-spaces 1 --fail-on harmful" in report.yaml
@@ -139,7 +139,7 @@ def test_yaml_round_trip_of_every_op():
         Step(Op.DELETE, 0, 0),
     )
     text = to_yaml(steps, 2, kernel="4.19", era=None, comments=("a comment",))
-    loaded = load_trace("t.yaml", data=text.encode())
+    loaded = open_trace(text.encode(), name="t.yaml")
     built = to_trace(steps, 2)
     assert [(e.op, e.address_space, e.gfn, e.repeat) for e in loaded.events] == [
         (e.op, e.address_space, e.gfn, e.repeat) for e in built.events

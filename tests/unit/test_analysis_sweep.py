@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from kvmgen.analysis.sweep import parse_range, run_sweep, with_width
 from kvmgen.engine.replay import replay_engine
 from kvmgen.errors import UsageError
+from kvmgen.inputs import open_trace
 from kvmgen.model.eras import E6_SLOT_FLUSH, ERAS
 from kvmgen.model.policy import parse_policy, resolve_runs
-from kvmgen.model.reference import replay_reference
-from kvmgen.trace import load_trace
+from kvmgen.reference.replay import replay_reference
 from tests.conftest import TRACES
 from tests.property.strategies import traces
 
@@ -63,14 +63,14 @@ def test_width_sweep_wraps_scale_with_the_period(era):
     """Four periods at 10 bits are two periods at 11 bits: the wrap count halves."""
     nas = era.default_address_spaces
     (spec,) = resolve_runs(with_width(era, 10), nas, [parse_policy("none")])
-    from kvmgen.analysis.genmath import GenMath
+    from kvmgen.model.genmath import GenMath
 
     period = GenMath(spec).period
     text = (
         "kvmgen: 1\nevents:\n  - {op: create, slot: 0, gfn: 0, pages: 1}\n"
         f"  - {{op: flags, slot: 0, repeat: {4 * period - 1}}}\n"
     )
-    trace = load_trace("p.yaml", data=text.encode())
+    trace = open_trace(text.encode(), name="p.yaml")
     sweep = run_sweep(trace, era, nas, widths=[10, 11], policy=parse_policy("none"))
     assert [row.metrics["wraps"] for row in sweep.rows] == [4, 2]
 
@@ -90,7 +90,7 @@ def test_engine_equals_reference_at_any_width(era, width, bias, data):
 
 
 def test_bias_sweep_rows_are_single_replays():
-    trace = load_trace(TRACES / "seed-stale-gen0.yaml")
+    trace = open_trace(TRACES / "seed-stale-gen0.yaml")
     sweep = run_sweep(trace, ERAS["E3"], 1, biases=[0, 2, 150])
     assert [row.value for row in sweep.rows] == [0, 2, 150]
     for row in sweep.rows:
@@ -103,7 +103,7 @@ def test_bias_sweep_rows_are_single_replays():
 
 
 def test_literal_bias_sweep():
-    trace = load_trace(TRACES / "qemu-boot-smm.yaml")
+    trace = open_trace(TRACES / "qemu-boot-smm.yaml")
     sweep = run_sweep(trace, ERAS["E12"], 2, biases=[0, 150], literal=True)
     assert all(row.spec.literal for row in sweep.rows)
     masked = run_sweep(trace, ERAS["E12"], 2, biases=[150])
@@ -113,6 +113,6 @@ def test_literal_bias_sweep():
 
 
 def test_sweep_e0_bias_is_refused():
-    trace = load_trace(TRACES / "seed-stale-gen0.yaml")
+    trace = open_trace(TRACES / "seed-stale-gen0.yaml")
     with pytest.raises(UsageError, match="no MMIO generation"):
         run_sweep(trace, ERAS["E0"], 1, biases=[0, 1])

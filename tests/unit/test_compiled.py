@@ -10,8 +10,8 @@ import pytest
 
 from kvmgen.engine.compiled import compile_trace, load_compiled
 from kvmgen.errors import TraceError
-from kvmgen.trace import load_trace
-from kvmgen.trace.jsonl import scan_jsonl
+from kvmgen.inputs import open_trace
+from kvmgen.trace.formats.jsonl import scan_jsonl
 from tests.conftest import TRACES
 from tests.unit.test_trace_jsonl import yaml_to_jsonl
 
@@ -37,7 +37,7 @@ def test_compiled_report_is_byte_identical(run_cli, tmp_path, name):
 def test_compiling_jsonl_matches_compiling_yaml(tmp_path):
     jsonl = yaml_to_jsonl(TRACES / "churn-delete-move.yaml", tmp_path / "c.jsonl")
     a = compile_trace(scan_jsonl(str(jsonl)), str(tmp_path / "a.kvmc"))
-    b = compile_trace(load_trace(TRACES / "churn-delete-move.yaml"), str(tmp_path / "b.kvmc"))
+    b = compile_trace(open_trace(TRACES / "churn-delete-move.yaml"), str(tmp_path / "b.kvmc"))
     assert a.digest == b.digest and a.event_count == b.event_count
     for name in ("ev_op", "ev_x", "ev_rep", "upd", "dur", "gfns", "initial_cover"):
         assert np.array_equal(getattr(a.encoded, name), getattr(b.encoded, name)), name
@@ -45,7 +45,7 @@ def test_compiling_jsonl_matches_compiling_yaml(tmp_path):
 
 def test_stale_source_is_refused(source, tmp_path):
     out = str(tmp_path / "s.kvmc")
-    compile_trace(load_trace(source), out)
+    compile_trace(open_trace(source), out)
     load_compiled(out)
     source.write_text(source.read_text().replace("repeat: 262142", "repeat: 262141"))
     with pytest.raises(TraceError, match=r"stale compiled trace: .*seed\.yaml changed"):
@@ -60,7 +60,7 @@ def _flip(path, offset):
 
 def test_corrupt_arrays_are_refused(source, tmp_path):
     out = tmp_path / "c.kvmc"
-    compile_trace(load_trace(source), str(out))
+    compile_trace(open_trace(source), str(out))
     _flip(out, out.stat().st_size - 1 - 8 * 3)  # one bit of the last array
     with pytest.raises(TraceError, match=r"corrupt compiled trace \(the arrays do not match"):
         load_compiled(str(out))
@@ -68,7 +68,7 @@ def test_corrupt_arrays_are_refused(source, tmp_path):
 
 def test_corrupt_manifest_is_refused(source, tmp_path):
     out = tmp_path / "m.kvmc"
-    compile_trace(load_trace(source), str(out))
+    compile_trace(open_trace(source), str(out))
     data = out.read_bytes()
     # A digit of the event count flipped (x ^ 1 is a digit again): still valid JSON,
     # only the hash can tell.
@@ -82,7 +82,7 @@ def test_corrupt_manifest_is_refused(source, tmp_path):
 @pytest.mark.parametrize("cut", [0.5, 0.0])
 def test_damaged_file_is_refused(source, tmp_path, cut):
     out = tmp_path / "d.kvmc"
-    compile_trace(load_trace(source), str(out))
+    compile_trace(open_trace(source), str(out))
     data = out.read_bytes()
     out.write_bytes(data[: int(len(data) * cut)])
     with pytest.raises(TraceError, match="corrupt compiled trace"):
@@ -96,7 +96,7 @@ def test_other_layout_and_older_format_are_refused(source, tmp_path):
     real = compiled.layout_fingerprint
     compiled.layout_fingerprint = lambda: "0" * 16
     try:
-        compile_trace(load_trace(source), str(out))
+        compile_trace(open_trace(source), str(out))
     finally:
         compiled.layout_fingerprint = real
     with pytest.raises(TraceError, match="another engine layout"):
@@ -104,13 +104,16 @@ def test_other_layout_and_older_format_are_refused(source, tmp_path):
     old = tmp_path / "old.kvmc"
     with zipfile.ZipFile(old, "w") as archive:
         archive.writestr("manifest.npy", b"")
-    with pytest.raises(TraceError, match=r"compiled trace format 1 is not the one .* \(2\)"):
+    with pytest.raises(
+        TraceError,
+        match=rf"compiled trace format 1 is not the one .* \({compiled.COMPILED_VERSION}\)",
+    ):
         load_compiled(str(old))
 
 
 def test_arrays_are_writable_views_of_the_file(source, tmp_path):
     out = tmp_path / "v.kvmc"
-    written = compile_trace(load_trace(source), str(out))
+    written = compile_trace(open_trace(source), str(out))
     loaded = load_compiled(str(out))
     for name in ("ev_op", "ev_x", "upd", "dur", "gfns", "initial_cover"):
         a, b = getattr(written.encoded, name), getattr(loaded.encoded, name)

@@ -14,10 +14,10 @@ from kvmgen.gate.baseline import (
     find_report,
     read_reports,
 )
+from kvmgen.inputs import open_trace
 from kvmgen.report.document import REPORT_VERSION, build_document
 from kvmgen.report.json_report import dumps, schema
-from kvmgen.runner import resolve_target, run_session
-from kvmgen.trace import load_trace
+from kvmgen.session import resolve_target, run_session
 from tests.conftest import TRACES
 from tests.unit.gate_reports import SHA_A, SHA_B, make_report, make_run
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("warm_engine")
 def real_reports():
     out = []
     for name in ("smm-cache-as0.yaml", "qemu-boot-smm.yaml"):
-        trace = load_trace(TRACES / name)
+        trace = open_trace(TRACES / name)
         session = run_session(trace, [resolve_target(trace, None, None)])
         out.append((f"traces/{name}", build_document(session)))
     return out

@@ -13,9 +13,9 @@ from kvmgen.gate.metrics import (
     report_runs,
     run_metrics,
 )
+from kvmgen.inputs import open_trace
 from kvmgen.report.document import DELTA_METRICS, metrics, run_dict
-from kvmgen.runner import resolve_target, run_session
-from kvmgen.trace import load_trace
+from kvmgen.session import resolve_target, run_session
 from tests.conftest import TRACES
 from tests.unit.gate_reports import make_report, make_run
 
@@ -31,7 +31,7 @@ def test_metric_names_are_the_report_delta_metrics():
     "name", ["qemu-boot-smm.yaml", "seed-stale-gen0.yaml", "churn-delete-move.yaml"]
 )
 def test_json_metrics_equal_live_metrics(name):
-    trace = load_trace(TRACES / name)
+    trace = open_trace(TRACES / name)
     session = run_session(trace, [resolve_target(trace, None, None)])
     assert session.runs
     for run in session.runs:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kvmgen.errors import TraceError
-from kvmgen.trace import load_trace
-from kvmgen.trace.observations import AccessSeen, CaptureInfo, ZapSeen
+from kvmgen.inputs import open_trace
+from kvmgen.trace.observed import AccessSeen, CaptureInfo, ZapSeen
 
 HEAD = """\
 kvmgen: 1
@@ -20,7 +20,7 @@ events:
 
 
 def load(observations: str, name: str = "t.yaml"):
-    return load_trace(name, data=(HEAD + "observations:\n" + observations).encode())
+    return open_trace((HEAD + "observations:\n" + observations).encode(), name=name)
 
 
 def error(observations: str) -> str:
@@ -66,7 +66,7 @@ def test_access_update_is_derived_when_left_out():
 
 
 def test_no_observations_key_means_none():
-    assert load_trace("t.yaml", data=HEAD.encode()).observations == ()
+    assert open_trace(HEAD.encode(), name="t.yaml").observations == ()
 
 
 def test_json_traces_carry_observations_too():
@@ -75,7 +75,7 @@ def test_json_traces_carry_observations_too():
         '{"op": "delete", "slot": 0}],\n'
         '"observations": [{"kind": "zap", "update": 2, "event": "kvm_mmu_zap_all_fast"}]}'
     )
-    trace = load_trace("t.json", data=text.encode())
+    trace = open_trace(text.encode(), name="t.json")
     assert trace.observations == (ZapSeen(index=0, line=3, update=2, event="kvm_mmu_zap_all_fast"),)
 
 
@@ -116,4 +116,4 @@ def test_bad_observations_are_one_line_errors(observations, expected):
 
 def test_observations_must_be_a_list():
     with pytest.raises(TraceError, match="observations: expected a list of observations"):
-        load_trace("t.yaml", data=(HEAD + "observations: {kind: zap}\n").encode())
+        open_trace((HEAD + "observations: {kind: zap}\n").encode(), name="t.yaml")

@@ -9,10 +9,10 @@ import pytest
 from kvmgen.errors import TraceError
 from kvmgen.importers.emit import write_trace
 from kvmgen.importers.qemu import header_for, import_qemu, parse_line, read_log
+from kvmgen.inputs import open_trace
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy
-from kvmgen.runner import Target, run_session
-from kvmgen.trace import load_trace
+from kvmgen.session import Target, run_session
 from kvmgen.trace.records import Op
 
 # One line of each shape QEMU has printed, as a real log has them.
@@ -56,7 +56,7 @@ def imported(lines: list[str], first_sight: str = "auto", kernel: str | None = N
     tracker, events = import_qemu(log, first_sight)
     out = io.StringIO()
     write_trace(out, "yaml", events, vm=header_for(tracker, kernel))
-    trace = load_trace("qemu.yaml", data=out.getvalue().encode())
+    trace = open_trace(out.getvalue().encode(), name="qemu.yaml")
     return tracker, events, trace
 
 

@@ -10,12 +10,12 @@ from kvmgen.errors import TraceError, UsageError
 from kvmgen.importers.emit import write_trace
 from kvmgen.importers.qemu import read_log
 from kvmgen.importers.tracefs import import_tracefs, parse_trace_line, update_marker
+from kvmgen.inputs import open_trace
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy
 from kvmgen.probe.compare import compare_run
-from kvmgen.runner import Target, run_session
-from kvmgen.trace import load_trace
-from kvmgen.trace.observations import AccessSeen, CaptureInfo, ZapSeen
+from kvmgen.session import Target, run_session
+from kvmgen.trace.observed import AccessSeen, CaptureInfo, ZapSeen
 
 # (line, comm, pid, cpu, seconds, event, payload start)
 SHAPES = [
@@ -198,7 +198,7 @@ def _capture(fast_ok: bool = True, gen: int = 2) -> list[str]:
 def _load(result):
     out = io.StringIO()
     write_trace(out, "yaml", result.events, vm=result.vm, observations=result.observations)
-    return load_trace("t.yaml", data=out.getvalue().encode())
+    return open_trace(out.getvalue().encode(), name="t.yaml")
 
 
 def test_capture_imports_to_updates_accesses_and_observations():

@@ -9,14 +9,14 @@ from collections import Counter
 import pytest
 
 from kvmgen.errors import UsageError
+from kvmgen.inputs import open_trace
 from kvmgen.model.eras import E6_SLOT_FLUSH, ERAS
 from kvmgen.model.policy import parse_policy
 from kvmgen.probe import kvm as kvmio
 from kvmgen.probe.capture import find_tracefs
 from kvmgen.probe.compare import compare_run, update_classes, visible
 from kvmgen.probe.run import WRAP_UPDATES, ProbeOptions, missing_prerequisites, plan, run_probe
-from kvmgen.runner import Target, run_session
-from kvmgen.trace import load_trace
+from kvmgen.session import Target, run_session
 
 
 def test_ioctl_numbers_match_the_uapi_header():
@@ -102,7 +102,7 @@ events:
 
 
 def test_update_classes_tell_changes_from_no_ops():
-    trace = load_trace("c.yaml", data=CLASSES.encode())
+    trace = open_trace(CLASSES.encode(), name="c.yaml")
     ranges = update_classes(trace)
     assert [ranges.class_of(u) for u in range(1, 11)] == [
         "create",
@@ -127,7 +127,7 @@ def _mid_run(observations: str):
         "  - {op: delete, slot: 0}\n"
         "observations:\n" + observations
     )
-    trace = load_trace("m.yaml", data=text.encode())
+    trace = open_trace(text.encode(), name="m.yaml")
     session = run_session(trace, [Target(ERAS["E12"])], policies=[parse_policy("historical")])
     run = session.runs[0]
     return compare_run(trace, run.spec, run.result, "E12")
@@ -202,7 +202,7 @@ def test_short_probe_on_this_kernel_agrees_with_the_model():
     assert rows["move"].observed_zaps == rows["move"].updates == 8
     assert rows["create"].observed_zaps == 0 and rows["create"].updates > 0
     assert rows["flags"].observed_zaps == 0 and rows["no change"].observed_zaps == 0
-    trace = load_trace("probe.yaml", data=run.text.encode())
+    trace = open_trace(run.text.encode(), name="probe.yaml")
     assert trace.vm.kernel == run.kernel and trace.observations[0].from_vm_start
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from kvmgen.model.eras import E6_SLOT_FLUSH, ERAS, Era
 from kvmgen.model.policy import RunSpec, parse_policy, resolve_runs
-from kvmgen.model.reference import replay_reference
+from kvmgen.reference.replay import replay_reference
 from kvmgen.stats import OUTCOMES, ReplayResult, StaleHit, WrapEvent, ZapEvent
 from kvmgen.trace.records import Event, Op, SlotDecl, Trace, VmHeader, Window
 

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 from rich.console import Console
 
+from kvmgen.inputs import open_trace
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy
 from kvmgen.model.versions import era_for_version
@@ -24,9 +25,8 @@ from kvmgen.report.document import DELTA_METRICS, build_document, comparisons, m
 from kvmgen.report.explain import event_records, stale_reason, wrap_reason, zap_reason
 from kvmgen.report.json_report import dumps, dumps_line, schema
 from kvmgen.report.table import render, verdicts
-from kvmgen.runner import Session, Target, resolve_target, run_session
+from kvmgen.session import Session, Target, resolve_target, run_session
 from kvmgen.stats import OUTCOMES
-from kvmgen.trace import load_trace
 from kvmgen.trace.records import Event, Op, Trace, VmHeader, Window
 
 pytestmark = pytest.mark.usefixtures("warm_engine")
@@ -85,14 +85,14 @@ def session_for(trace: Trace, target: Target, **kwargs: Any) -> Session:
 @pytest.fixture(scope="module")
 def e5(warm_engine: None) -> Session:
     """traces/e5-undetected-wrap.yaml on 4.19 (E5), historical and none."""
-    trace = load_trace(TRACES / "e5-undetected-wrap.yaml")
+    trace = open_trace(TRACES / "e5-undetected-wrap.yaml")
     return run_session(trace, [resolve_target(trace, None, None)])
 
 
 @pytest.fixture(scope="module")
 def probe(warm_engine: None) -> Session:
     """traces/wrap-probe-6.18.yaml: 6.18 (E12), NAS 1, 1 create + 1,099,999 flags."""
-    trace = load_trace(TRACES / "wrap-probe-6.18.yaml")
+    trace = open_trace(TRACES / "wrap-probe-6.18.yaml")
     return run_session(trace, [resolve_target(trace, None, None)])
 
 

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from kvmgen.errors import TraceError
-from kvmgen.trace import Event, Op, Window, load_trace
-from kvmgen.trace.json_loader import parse_json
+from kvmgen.inputs import open_trace
+from kvmgen.trace import Event, Op, Window
+from kvmgen.trace.formats.json_full import parse_json
 from kvmgen.trace.tree import Map, key_pos, value_pos
 
 PRETTY = """\
@@ -35,7 +36,7 @@ PRETTY = """\
 
 
 def load(text: str, name: str = "t.json"):
-    return load_trace(name, data=text.encode())
+    return open_trace(text.encode(), name=name)
 
 
 def error(text: str, name: str = "t.json") -> str:
@@ -86,7 +87,7 @@ def test_same_trace_in_yaml_and_json_gives_the_same_events() -> None:
     data = json.loads(PRETTY)
     lines = ["kvmgen: 1", f"vm: {json.dumps(data['vm'])}", "events:"]
     lines += [f"  - {json.dumps(event)}" for event in data["events"]]
-    from_yaml = load_trace("t.yaml", data=("\n".join(lines) + "\n").encode())
+    from_yaml = open_trace(("\n".join(lines) + "\n").encode(), name="t.yaml")
 
     def strip(event: Event) -> Event:
         during = tuple(strip(sub) for sub in event.during)
@@ -189,5 +190,5 @@ def test_deep_nesting_does_not_recurse() -> None:
 
 def test_format_from_suffix_overrides_sniffing() -> None:
     text = "{kvmgen: 1, events: []}"  # YAML flow mapping, not JSON
-    assert load_trace("t.yaml", data=text.encode()).format == "yaml"
+    assert open_trace(text.encode(), name="t.yaml").format == "yaml"
     assert error(text).startswith("t.json:1:2: JSON syntax error")

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmgen.errors import TraceError
-from kvmgen.trace import load_trace
-from kvmgen.trace.json_fast import load_json_fast
-from kvmgen.trace.json_loader import load_json
+from kvmgen.inputs import open_trace
+from kvmgen.trace.formats.json_fast import load_json_fast
+from kvmgen.trace.formats.json_full import load_json
 from kvmgen.trace.table import TableEvents
 from tests.conftest import TRACES
 from tests.property.mutation import check_fast_agrees_or_falls_back, mutated
@@ -135,9 +135,9 @@ def test_big_documents_take_the_scan(tmp_path, monkeypatch):
     path = tmp_path / "t.json"
     text = json.dumps(yaml.safe_load((TRACES / "churn-delete-move.yaml").read_text()))
     path.write_text(text)
-    assert type(load_trace(path).events) is tuple
-    monkeypatch.setattr(kvmgen.trace.scanned, "SCAN_MIN_BYTES", 0)
-    scanned = load_trace(path)
+    assert type(open_trace(path).events) is tuple
+    monkeypatch.setattr(kvmgen.trace.formats.scan, "SCAN_MIN_BYTES", 0)
+    scanned = open_trace(path)
     assert type(scanned.events) is TableEvents
     assert scanned == load_json(str(path), text.encode(), scanned.sha256)
 
@@ -146,6 +146,6 @@ def test_errors_are_the_full_loaders(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(HEAD + '{"op": "access", "gfn": 1},\n{"op": "delete", "slot": 4}\n]}')
     with pytest.raises(TraceError) as info:
-        load_trace(path)
+        open_trace(path)
     assert str(info.value).startswith(f"{path}:3:")
     assert "unknown slot 4" in str(info.value)

@@ -12,11 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmgen.errors import TraceError
+from kvmgen.inputs import open_trace
 from kvmgen.report.document import build_document
-from kvmgen.runner import resolve_target, run_session
-from kvmgen.trace import load_trace
-from kvmgen.trace.jsonl import check_streamed_for_run, looks_like_jsonl, scan_jsonl
+from kvmgen.session import resolve_target, run_session
+from kvmgen.trace.checks import check_trace_spaces as check_streamed_for_run
+from kvmgen.trace.formats.jsonl import looks_like_jsonl, scan_jsonl
 from kvmgen.trace.records import Event, Op, Trace
+from kvmgen.trace.table import table_of
 from tests.conftest import TRACES
 from tests.property.strategies import runs, traces
 
@@ -94,7 +96,7 @@ def _strip(events):
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
 def test_sample_as_jsonl_gives_the_same_runs(path, tmp_path):
     streamed = scan_jsonl(str(yaml_to_jsonl(path, tmp_path / "t.jsonl")))
-    in_memory = load_trace(path)
+    in_memory = open_trace(path)
     a = run_session(streamed, [resolve_target(streamed, None, None)])
     b = run_session(in_memory, [resolve_target(in_memory, None, None)])
     assert build_document(a)["runs"] == build_document(b)["runs"]
@@ -117,7 +119,7 @@ def test_streamed_equals_in_memory_on_generated_traces(tmp_path_factory, spec, d
 @pytest.mark.parametrize("chunk", [16, 97, 1 << 22])
 @pytest.mark.parametrize("layout", ["plain", "crlf", "blank-lines", "no-final-newline"])
 def test_blocks_and_line_layouts(tmp_path, monkeypatch, chunk, layout):
-    import kvmgen.trace.jsonl as jsonl
+    import kvmgen.trace.formats.jsonl as jsonl
 
     monkeypatch.setattr(jsonl, "CHUNK_BYTES", chunk)
     source = TRACES / "churn-delete-move.yaml"
@@ -131,16 +133,16 @@ def test_blocks_and_line_layouts(tmp_path, monkeypatch, chunk, layout):
     path = tmp_path / "l.jsonl"
     path.write_text(text)
     streamed = scan_jsonl(str(path))
-    in_memory = load_trace(source)
+    in_memory = open_trace(source)
     assert _strip(streamed.materialize().events) == _strip(in_memory.events)
     assert streamed.content_digest() == in_memory_digest(in_memory)
-    assert streamed.notes == in_memory.table().event_notes()
+    assert streamed.notes == table_of(in_memory).event_notes()
 
 
 def in_memory_digest(trace):
     from kvmgen.trace.digest import content_digest
 
-    return content_digest(trace.vm, trace.table())
+    return content_digest(trace.vm, table_of(trace))
 
 
 @pytest.mark.parametrize(
@@ -232,7 +234,7 @@ def test_interrupt_gives_a_partial_session(tmp_path):
 
 
 def test_interrupt_in_memory_stops_after_the_first_run():
-    trace = load_trace(TRACES / "vga-dirty-log.yaml")
+    trace = open_trace(TRACES / "vga-dirty-log.yaml")
     calls = []
 
     def stop(label, done, total):
@@ -244,7 +246,7 @@ def test_interrupt_in_memory_stops_after_the_first_run():
 
 
 def test_scan_progress_counts_bytes(tmp_path, monkeypatch):
-    import kvmgen.trace.jsonl as jsonl
+    import kvmgen.trace.formats.jsonl as jsonl
 
     monkeypatch.setattr(jsonl, "CHUNK_BYTES", 256)
     path = yaml_to_jsonl(TRACES / "qemu-boot-smm.yaml", tmp_path / "q.jsonl")
@@ -282,5 +284,5 @@ def test_mutated_lines_read_as_their_json_document_would(tmp_path_factory, data)
         return
     events = [line for line in body.split("\n") if line.strip()]
     document = header.rstrip("\n")[:-1] + ', "events": [' + ",".join(events) + "]}"
-    whole = load_trace("t.json", data=document.encode())
+    whole = open_trace(document.encode(), name="t.json")
     assert _strip(streamed.events) == _strip(whole.events)

@@ -13,9 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kvmgen.errors import TraceError, UsageError
-from kvmgen.trace import Op, check_trace_for_run, detect_format, load_trace
-from kvmgen.trace.fields import GFN, PAGES, SLOT, Problem, Where, check_range, parse_int
-from kvmgen.trace.layout import Slot, SlotTable
+from kvmgen.inputs import open_trace
+from kvmgen.trace import Op
+from kvmgen.trace.checks import check_trace_spaces as check_trace_for_run
+from kvmgen.trace.formats import detect_format
+from kvmgen.trace.validate.fields import GFN, PAGES, SLOT, Problem, Where, check_range, parse_int
+from kvmgen.trace.validate.layout import Slot, SlotTable
 
 BAD = Path(__file__).resolve().parent.parent / "data" / "bad"
 EXPECTED: dict[str, str] = yaml.safe_load((BAD / "_expected.yaml").read_text("utf-8"))
@@ -23,7 +26,7 @@ BAD_FILES = sorted(p.name for p in BAD.iterdir() if not p.name.startswith("_"))
 
 
 def load(text: str, name: str = "t.yaml"):
-    return load_trace(name, data=text.encode())
+    return open_trace(text.encode(), name=name)
 
 
 def error(text: str, name: str = "t.yaml") -> str:
@@ -50,7 +53,7 @@ def error_of(*events: str, header: str = "") -> str:
 def test_bad_fixture(name: str) -> None:
     assert name in EXPECTED, f"add {name} to tests/data/bad/_expected.yaml"
     with pytest.raises(TraceError) as caught:
-        load_trace(name, data=(BAD / name).read_bytes())
+        open_trace((BAD / name).read_bytes(), name=name)
     assert str(caught.value) == EXPECTED[name]
 
 
@@ -61,7 +64,7 @@ def test_every_expectation_has_a_fixture() -> None:
 def test_fixture_errors_are_one_line_with_exit_code_2() -> None:
     for name in BAD_FILES[:5]:
         with pytest.raises(TraceError) as caught:
-            load_trace(BAD / name)
+            open_trace(BAD / name)
         assert "\n" not in str(caught.value)
         assert caught.value.exit_code == 2
         assert caught.value.path == str(BAD / name)
@@ -291,17 +294,17 @@ def test_load_from_file_path_reads_and_hashes(tmp_path: Path) -> None:
     path = tmp_path / "trace.yml"
     data = b"kvmgen: 1\nevents: [{op: bump, count: 2}]\n"
     path.write_bytes(data)
-    trace = load_trace(path)
+    trace = open_trace(path)
     assert trace.path == str(path)
     assert trace.format == "yaml"
     assert trace.sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_unreadable_file_is_a_trace_error(tmp_path: Path) -> None:
-    with pytest.raises(TraceError, match=r"missing\.yaml: cannot read the trace: No such file"):
-        load_trace(tmp_path / "missing.yaml")
+    with pytest.raises(UsageError, match=r"missing\.yaml: no such file"):
+        open_trace(tmp_path / "missing.yaml")
     with pytest.raises(TraceError, match="cannot read the trace"):
-        load_trace(tmp_path)
+        open_trace(tmp_path)
 
 
 def test_format_detection() -> None:
@@ -318,12 +321,12 @@ def test_format_detection() -> None:
 
 def test_stdin_name_is_used_in_messages() -> None:
     with pytest.raises(TraceError, match=r"^<stdin>:1:12: kvmgen: unsupported format version 3"):
-        load_trace("<stdin>", data=b'{"kvmgen": 3, "events": []}')
-    assert load_trace("<stdin>", data=b'{"kvmgen": 1, "events": []}').format == "json"
+        open_trace(b'{"kvmgen": 3, "events": []}', name="<stdin>")
+    assert open_trace(b'{"kvmgen": 1, "events": []}', name="<stdin>").format == "json"
 
 
 def test_fmt_overrides_suffix() -> None:
-    trace = load_trace("x.yaml", data=b'{"kvmgen": 1, "events": []}', fmt="json")
+    trace = open_trace(b'{"kvmgen": 1, "events": []}', "json", name="x.yaml")
     assert trace.format == "json"
 
 
@@ -389,7 +392,7 @@ GOOD = (
 
 def _load_or_message(name: str, data: bytes) -> object:
     try:
-        return load_trace(name, data=data)
+        return open_trace(data, name=name)
     except TraceError as caught:
         assert "\n" not in str(caught)
         return str(caught)
@@ -398,7 +401,7 @@ def _load_or_message(name: str, data: bytes) -> object:
 def _must_load_or_fail_cleanly(name: str, data: bytes) -> None:
     """One line on failure, and the same trace or message with the jitted scans forced on."""
     plain = _load_or_message(name, data)
-    with patch("kvmgen.trace.scanned.SCAN_MIN_BYTES", 0):
+    with patch("kvmgen.trace.formats.scan.SCAN_MIN_BYTES", 0):
         assert _load_or_message(name, data) == plain
 
 

@@ -8,15 +8,15 @@ import textwrap
 import pytest
 import yaml
 
-import kvmgen.trace.yaml_loader as yaml_loader
+import kvmgen.trace.formats.yaml_full as yaml_loader
 from kvmgen.errors import TraceError
+from kvmgen.inputs import open_trace
 from kvmgen.trace import (
     AccessKind,
     Event,
     Op,
     SlotDecl,
     Window,
-    load_trace,
 )
 
 MODEL_EXAMPLE = """\
@@ -49,7 +49,7 @@ events:
 
 
 def load(text: str, name: str = "t.yaml"):
-    return load_trace(name, data=textwrap.dedent(text).encode())
+    return open_trace(textwrap.dedent(text).encode(), name=name)
 
 
 def error(text: str, name: str = "t.yaml") -> str:
@@ -205,7 +205,7 @@ def test_empty_events_list_is_a_valid_trace() -> None:
 
 def test_bom_and_crlf_are_accepted() -> None:
     data = b"\xef\xbb\xbfkvmgen: 1\r\nevents:\r\n  - {op: access, gfn: 7}\r\n"
-    trace = load_trace("crlf.yaml", data=data)
+    trace = open_trace(data, name="crlf.yaml")
     assert (trace.events[0].gfn, trace.events[0].line, trace.events[0].column) == (7, 3, 5)
 
 

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmgen.errors import TraceError
-from kvmgen.trace import load_trace
+from kvmgen.inputs import open_trace
+from kvmgen.trace.formats.yaml_fast import load_yaml_fast
+from kvmgen.trace.formats.yaml_full import load_yaml
 from kvmgen.trace.records import Trace
-from kvmgen.trace.yaml_fast import load_yaml_fast
-from kvmgen.trace.yaml_loader import load_yaml
 from tests.conftest import TRACES
 from tests.property.mutation import check_fast_agrees_or_falls_back, mutated
 from tests.property.strategies import traces
@@ -25,7 +25,7 @@ from tests.unit.test_trace_jsonl import _event_dict
 
 @pytest.fixture(autouse=True, params=["python", "scan"])
 def line_reader(request, monkeypatch):
-    import kvmgen.trace.yaml_fast as yaml_fast
+    import kvmgen.trace.formats.yaml_fast as yaml_fast
 
     threshold = 0 if request.param == "scan" else 1 << 62
     monkeypatch.setattr(yaml_fast.scanned, "SCAN_MIN_BYTES", threshold)
@@ -138,7 +138,7 @@ def test_errors_are_the_full_loaders(tmp_path, line):
     path = tmp_path / "bad.yaml"
     path.write_text(HEAD + "  - {op: access, gfn: 1}\n" + line + "\n")
     with pytest.raises(TraceError) as via_load:
-        load_trace(path)
+        open_trace(path)
     data = path.read_bytes()
     with pytest.raises(TraceError) as via_full:
         load_yaml(str(path), data, hashlib.sha256(data).hexdigest())
@@ -188,7 +188,7 @@ def test_progress_reaches_the_end(tmp_path, line_reader):
     path = tmp_path / "big.yaml"
     path.write_text("\n".join(lines) + "\n")
     seen: list[tuple[int, int]] = []
-    trace = load_trace(path, progress=lambda done, total: seen.append((done, total)))
+    trace = open_trace(path, progress=lambda done, total: seen.append((done, total)))
     assert len(trace.events) == 70_000
     # Lines read in Python report every 65,536 lines; the scan is one quick step.
     assert len(seen) >= (2 if line_reader == "python" else 1)
@@ -229,4 +229,4 @@ def test_events_key_on_the_last_line_falls_back(tmp_path):
     path = tmp_path / "t.yaml"
     path.write_text(text)
     with pytest.raises(TraceError, match="events"):
-        load_trace(path)
+        open_trace(path)

@@ -8,10 +8,10 @@ import pytest
 
 from kvmgen.errors import UsageError
 from kvmgen.importers.emit import write_trace
+from kvmgen.inputs import open_trace
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy
-from kvmgen.runner import Target, run_session
-from kvmgen.trace import load_trace
+from kvmgen.session import Target, run_session
 from kvmgen.trace.records import Op
 from kvmgen.workloads import boot, churn, seed, vga
 
@@ -23,7 +23,7 @@ def text_of(workload, fmt: str = "yaml") -> str:
 
 
 def load(text: str, name: str = "w.yaml"):
-    return load_trace(name, data=text.encode())
+    return open_trace(text.encode(), name=name)
 
 
 MAKERS = {

@@ -2,7 +2,7 @@
 
 This module holds the mutable state of one run and the operations of sections
 2, 3, 5 and 6 of ``docs/model.md``: derived values, one bump, zaps and one
-access. :mod:`kvmgen.model.reference` walks the trace and calls them. Speed is
+access. :mod:`kvmgen.reference.replay` walks the trace and calls them. Speed is
 not a goal: every value is a Python int masked to 64 bits, every bump and
 every repetition runs on its own.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kvmgen.model.eras import BumpScheme, InProgressView, WrapCheckTiming, WrapTest, ZapScope
 from kvmgen.model.policy import RunSpec
@@ -392,7 +393,8 @@ class RefState:
 
     def stale_hits(self) -> tuple[StaleHit, ...]:
         """The kept stale records as frozen :class:`StaleHit` values."""
-        return tuple(
-            StaleHit(**dict(zip(STALE_KEY_FIELDS, rec.key, strict=True)), count=rec.count)
-            for rec in self.stale
-        )
+        hits = []
+        for rec in self.stale:
+            fields: dict[str, Any] = dict(zip(STALE_KEY_FIELDS, rec.key, strict=True))
+            hits.append(StaleHit(**fields, count=rec.count))
+        return tuple(hits)

@@ -1,8 +1,9 @@
-"""The library entry points behind ``kvmgen replay`` and ``kvmgen compare``.
+"""A session: every run of one trace, planned, replayed and priced.
 
-Everything the CLI does is callable from here: resolve eras and policies, check
-the trace against each run, replay (numba engine or reference model), price.
-The engine module is imported on first use so that importing kvmgen stays cheap.
+Resolve eras and policies, check the trace against each run, replay (numba
+engine or reference model), price. :mod:`kvmgen.api` is the documented face of
+this module; the engine is imported on first use so that importing kvmgen stays
+cheap.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Union
 
 from kvmgen.errors import KvmgenError, UsageError
+from kvmgen.inputs import AnyTrace
 from kvmgen.model.costs import CostBreakdown, CostModel, run_costs
 from kvmgen.model.eras import ERAS, Era
 from kvmgen.model.policy import (
@@ -25,20 +26,11 @@ from kvmgen.model.policy import (
 )
 from kvmgen.model.versions import KernelChoice, era_for_version, lookup_era
 from kvmgen.stats import DEFAULT_RECORD_LIMIT, ReplayResult
-from kvmgen.trace import check_trace_for_run
+from kvmgen.trace.checks import check_trace_spaces
 from kvmgen.trace.digest import content_digest
-from kvmgen.trace.jsonl import StreamedTrace, check_streamed_for_run
 from kvmgen.trace.records import Trace
-
-if TYPE_CHECKING:
-    from kvmgen.engine.compiled import CompiledTrace
-
-AnyTrace = Union[Trace, StreamedTrace, "CompiledTrace"]
-"""An in-memory trace, a JSON Lines trace replayed block by block, or a compiled one.
-
-Compiled traces are told apart by ``format == "compiled"`` so that importing this
-module does not import the engine (and numba).
-"""
+from kvmgen.trace.streamed import StreamedTrace
+from kvmgen.trace.table import table_of
 
 
 def _compiled(trace: AnyTrace) -> bool:
@@ -95,13 +87,27 @@ class Session:
     def digest(self) -> str:
         """The trace's content digest: the same whatever format it was read from."""
         if isinstance(self.trace, Trace):
-            return content_digest(self.trace.vm, self.trace.table())
+            return content_digest(self.trace.vm, table_of(self.trace))
         return self.trace.content_digest()
+
+    def gate_failures(self, fail_on: Sequence[str]) -> list[str]:
+        """One line per run that trips a requested ``--fail-on`` gate (``disagree`` aside)."""
+        failed = []
+        for run in self.runs:
+            r = run.result
+            label = f"{run.spec.era.name} {'/'.join(run.spec.policies)}"
+            if "harmful" in fail_on and r.stale_harmful:
+                failed.append(f"{label}: {r.stale_harmful} harmful stale hits")
+            if "stale" in fail_on and (r.stale_harmful or r.stale_benign):
+                failed.append(f"{label}: {r.stale_harmful + r.stale_benign} stale hits")
+            if "undetected-wrap" in fail_on and r.wraps_undetected:
+                failed.append(f"{label}: {r.wraps_undetected} undetected wraps")
+        return failed
 
     def notes(self) -> dict[int, str]:
         """Event index -> the event's ``note``, for per-event output."""
         if isinstance(self.trace, Trace):
-            return self.trace.table().event_notes()
+            return table_of(self.trace).event_notes()
         return dict(self.trace.notes)
 
 
@@ -163,7 +169,7 @@ def _engine() -> Replayer:
 
 
 def _reference() -> Replayer:
-    from kvmgen.model.reference import replay_reference
+    from kvmgen.reference.replay import replay_reference
 
     def replay(trace: AnyTrace, spec: RunSpec, **options: object) -> ReplayResult:
         # The oracle is for checking, not for scale: it takes the trace in memory.
@@ -201,10 +207,7 @@ def plan_runs(
     if header_is_hint and not address_spaces and nas not in era.allowed_address_spaces:
         nas = era.default_address_spaces
     check_address_spaces(era, nas, target.choice)
-    if isinstance(trace, Trace):
-        check_trace_for_run(trace, nas)
-    else:
-        check_streamed_for_run(trace, nas)
+    check_trace_spaces(trace, nas)
     return resolve_runs(era, nas, list(policies), target.choice)
 
 

@@ -13,20 +13,21 @@ errors always come from the full loader, with its exact messages and positions.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 from kvmgen.errors import TraceError
-from kvmgen.trace import scanned
-from kvmgen.trace.fastpath import VCPU_LIMIT
+from kvmgen.trace.formats import scan as scanned
+from kvmgen.trace.formats.scan import ScanTables, merged
+from kvmgen.trace.formats.yaml_full import parse_yaml
 from kvmgen.trace.records import Event, ReadProgress, Trace
-from kvmgen.trace.scanned import ScanTables, merged
 from kvmgen.trace.table import TableEvents
 from kvmgen.trace.tree import Map, decode
-from kvmgen.trace.validate import _Validator
-from kvmgen.trace.yaml_loader import parse_yaml
+from kvmgen.trace.validate import Validator
+from kvmgen.trace.validate.access import VCPU_LIMIT
 
 # YAML's own whitespace is the space and the tab; str.strip() and \s know more.
 _YAML_SPACE = " \t"
@@ -146,8 +147,8 @@ def load_yaml_fast(
 ) -> Trace | None:
     """The trace, if the file has the one-event-per-line layout and is valid; else None.
 
-    From :data:`~kvmgen.trace.scanned.SCAN_MIN_BYTES` on, a jitted scan classifies the lines and
-    reads plain accesses straight into columns; the other event lines (and every
+    From :data:`~kvmgen.trace.formats.scan.SCAN_MIN_BYTES` on, a jitted scan classifies the
+    lines and reads plain accesses straight into columns; the other event lines (and every
     line of a smaller file) are read here in Python. ``progress(lines done,
     lines)`` is called every 65,536 lines read in Python, and at the end.
     """
@@ -161,10 +162,11 @@ def load_yaml_fast(
     header = "\n".join(lines[: start + 1]) + " []\n"
     try:
         root, pos = parse_yaml(path, header.encode())
-        validator = _Validator(path)
+        validator = Validator(path)
         vm = validator.trace(root, pos, "yaml", sha256).vm
         vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
         reader = _LineReader(validator, vcpus, progress, len(lines))
+        events: Sequence[Event] | None
         if len(data) >= scanned.SCAN_MIN_BYTES:
             events = _scanned(data, start, reader)
         else:
@@ -182,7 +184,7 @@ class _LineReader:
     """Reads event lines in Python, in order, checking each with the validator."""
 
     def __init__(
-        self, validator: _Validator, vcpus: int, progress: ReadProgress | None, lines: int
+        self, validator: Validator, vcpus: int, progress: ReadProgress | None, lines: int
     ) -> None:
         self.validator = validator
         self.vcpus = vcpus

@@ -13,24 +13,6 @@ from typing import Any
 
 from kvmgen.errors import UsageError
 from kvmgen.model.versions import era_for_version, lookup_era
-from kvmgen.trace.fastpath import plain_access
-from kvmgen.trace.fields import (
-    ADDRESS_SPACES,
-    AS,
-    FLAGS,
-    GFN,
-    GPA,
-    PAGES,
-    REPEAT,
-    SLOT,
-    VCPU,
-    VCPUS,
-    Problem,
-    Where,
-    parse_int,
-)
-from kvmgen.trace.layout import GFN_LIMIT, Layout, Slot
-from kvmgen.trace.observations import parse_observations
 from kvmgen.trace.records import (
     UPDATE_OPS,
     AccessKind,
@@ -53,6 +35,24 @@ from kvmgen.trace.tree import (
     node_pos,
     value_pos,
 )
+from kvmgen.trace.validate.access import plain_access
+from kvmgen.trace.validate.fields import (
+    ADDRESS_SPACES,
+    AS,
+    FLAGS,
+    GFN,
+    GPA,
+    PAGES,
+    REPEAT,
+    SLOT,
+    VCPU,
+    VCPUS,
+    Problem,
+    Where,
+    parse_int,
+)
+from kvmgen.trace.validate.layout import GFN_LIMIT, Layout, Slot
+from kvmgen.trace.validate.observations import parse_observations
 
 FORMAT_VERSION = 1
 
@@ -115,10 +115,10 @@ _SLOT_KEYS = ("slot", "as", "gfn", "pages", "flags")
 
 def build_trace(root: Any, root_pos: Pos, *, path: str, fmt: str, sha256: str) -> Trace:
     """Check a loaded tree against the format rules and build the :class:`Trace`."""
-    return _Validator(path).trace(root, root_pos, fmt, sha256)
+    return Validator(path).trace(root, root_pos, fmt, sha256)
 
 
-class _Validator:
+class Validator:
     """One validation pass; replays the slot layout of each address space as it goes."""
 
     def __init__(self, path: str) -> None:
@@ -131,6 +131,7 @@ class _Validator:
     # --- document and header ----------------------------------------------------
 
     def trace(self, root: Any, root_pos: Pos, fmt: str, sha256: str) -> Trace:
+        """Check a whole located document (header, events, observations) and build the trace."""
         top = Where(self.path)
         if root is None:
             top.fail(
@@ -215,6 +216,7 @@ class _Validator:
             self.max_vcpu = max(self.max_vcpu, int(table.vcpu.max()))
 
     def header(self, root: Any) -> VmHeader:
+        """Check ``root["vm"]``; its slots are placed in the layout the events are checked on."""
         node = root["vm"]
         if not is_map(node):
             Where(self.path).fail(
@@ -242,7 +244,7 @@ class _Validator:
                 )
         address_spaces = w.opt_int(node, "address_spaces", ADDRESS_SPACES, None)
         self.vcpus = w.opt_int(node, "vcpus", VCPUS, None)
-        slots = self.header_slots(w, node) if "slots" in node else ()
+        slots = self._header_slots(w, node) if "slots" in node else ()
         return VmHeader(
             kernel=kernel,
             era=era,
@@ -252,7 +254,7 @@ class _Validator:
             line=node_pos(node)[0] or 0,
         )
 
-    def header_slots(self, w: Where, node: Any) -> tuple[SlotDecl, ...]:
+    def _header_slots(self, w: Where, node: Any) -> tuple[SlotDecl, ...]:
         seq = node["slots"]
         if not is_seq(seq):
             w.fail(
@@ -265,9 +267,9 @@ class _Validator:
                 sw.fail(f"expected a slot mapping, got {describe(item)}", item_pos(seq, i))
             sw.check_keys(item, _SLOT_KEYS)
             slot = sw.req_int(item, "slot", SLOT)
-            a = self.address_space(sw, item)
+            a = self._address_space(sw, item)
             gfn = sw.req_int(item, "gfn", GFN)
-            pages = self.pages(sw, item, gfn)
+            pages = self._pages(sw, item, gfn)
             flags = sw.opt_int(item, "flags", FLAGS, 0)
             line = node_pos(item)[0] or 0
             self.layout.create(sw, item, a, Slot(slot, gfn, pages, line))
@@ -277,14 +279,15 @@ class _Validator:
     # --- events -------------------------------------------------------------------
 
     def event(self, index: int, seq: Any) -> Event:
+        """Check event ``index`` of the located list ``seq`` and apply it to the slot layout."""
         node = seq[index]
         w = Where(self.path, event=index)
         if not is_map(node):
             w.fail(f"expected an event mapping, got {describe(node)}", item_pos(seq, index))
-        op = self.op(w, node)
+        op = self._op(w, node)
         w.op = op.name.lower()
         w.check_dup(node)
-        fields = self.fields(w, node, op, inside=False)
+        fields = self._fields(w, node, op, inside=False)
         a, slot = fields["address_space"], fields["slot"]
         if op == Op.CREATE:
             self.layout.create(
@@ -297,10 +300,10 @@ class _Validator:
         elif op == Op.FLAGS:
             self.layout.existing(w, node, a, slot)
         if "during" in node:
-            fields["during"] = self.during(w, node, index, fields["repeat"])
+            fields["during"] = self._during(w, node, index, fields["repeat"])
         return Event(index=index, op=op, **fields)
 
-    def op(self, w: Where, node: Any) -> Op:
+    def _op(self, w: Where, node: Any) -> Op:
         name = w.require(node, "op")
         if isinstance(name, str) and name in OPS:
             return OPS[name]
@@ -310,7 +313,7 @@ class _Validator:
             message = f"expected an op name ({', '.join(OPS)}), got {describe(name)}"
         w.fail(message, value_pos(node, "op"), "op")
 
-    def during(self, w: Where, node: Any, index: int, repeat: int) -> tuple[Event, ...]:
+    def _during(self, w: Where, node: Any, index: int, repeat: int) -> tuple[Event, ...]:
         seq = node["during"]
         if not is_seq(seq):
             w.fail(
@@ -333,31 +336,31 @@ class _Validator:
                     value_pos(item, "op"),
                     "op",
                 )
-            fields = self.fields(sw, item, Op.ACCESS, inside=True)
+            fields = self._fields(sw, item, Op.ACCESS, inside=True)
             subs.append(Event(index=index, op=Op.ACCESS, sub=i, **fields))
         # Execution order (model.md section 2): every in_progress access, then every
         # before_zap one; sorted() is stable, so each group keeps its list order.
         return tuple(sorted(subs, key=lambda e: e.window))
 
-    def fields(self, w: Where, node: Any, op: Op, *, inside: bool) -> dict[str, Any]:
+    def _fields(self, w: Where, node: Any, op: Op, *, inside: bool) -> dict[str, Any]:
         """Check the keys and values of one event; return Event keyword arguments."""
         w.check_keys(node, *_ALLOWED[op, inside])
         line, column = node_pos(node)
         out: dict[str, Any] = {"line": line or 0, "column": column or 0, "slot": -1}
-        out["address_space"] = self.address_space(w, node)
+        out["address_space"] = self._address_space(w, node)
         if op in UPDATE_OPS:
             out["slot"] = w.req_int(node, "slot", SLOT)
         if op == Op.CREATE:
             out["gfn"] = w.req_int(node, "gfn", GFN)
-            out["pages"] = self.pages(w, node, out["gfn"])
+            out["pages"] = self._pages(w, node, out["gfn"])
             out["flags"] = w.opt_int(node, "flags", FLAGS, 0)
         elif op == Op.MOVE:
             out["gfn"] = w.req_int(node, "gfn", GFN)
         elif op == Op.FLAGS:
             out["flags"] = w.opt_int(node, "flags", FLAGS, None)
         elif op == Op.ACCESS:
-            out["gfn"] = self.access_gfn(w, node)
-            out["vcpu"] = self.vcpu(w, node)
+            out["gfn"] = self._access_gfn(w, node)
+            out["vcpu"] = self._vcpu(w, node)
             out["kind"] = w.choice(node, "kind", _KINDS, AccessKind.READ)
         if op == Op.BUMP:
             out["repeat"] = w.req_int(node, "count", REPEAT)
@@ -376,12 +379,12 @@ class _Validator:
 
     # --- single values ----------------------------------------------------------
 
-    def address_space(self, w: Where, node: Any) -> int:
+    def _address_space(self, w: Where, node: Any) -> int:
         a = w.opt_int(node, "as", AS, 0)
         self.max_as = max(self.max_as, a)
         return a
 
-    def pages(self, w: Where, node: Any, gfn: int) -> int:
+    def _pages(self, w: Where, node: Any, gfn: int) -> int:
         pages = w.req_int(node, "pages", PAGES)
         if gfn + pages > GFN_LIMIT:
             w.fail(
@@ -391,7 +394,7 @@ class _Validator:
             )
         return pages
 
-    def access_gfn(self, w: Where, node: Any) -> int:
+    def _access_gfn(self, w: Where, node: Any) -> int:
         if "gfn" in node and "gpa" in node:
             w.fail("give gfn or gpa, not both", key_pos(node, "gpa"), "gpa")
         if "gpa" in node:
@@ -400,7 +403,7 @@ class _Validator:
             w.fail("missing required key 'gfn' (or 'gpa')", node_pos(node), "gfn")
         return w.int_value(node, "gfn", GFN)
 
-    def vcpu(self, w: Where, node: Any) -> int:
+    def _vcpu(self, w: Where, node: Any) -> int:
         vcpu = w.opt_int(node, "vcpu", VCPU, 0)
         if self.vcpus is not None and vcpu >= self.vcpus:
             w.fail(
@@ -414,7 +417,7 @@ class _Validator:
 
 
 class _Single:
-    """Stands in for the events list so :meth:`_Validator.event` can check one event."""
+    """Stands in for the events list so :meth:`Validator.event` can check one event."""
 
     def __init__(self, node: Any, position: tuple[int, int]) -> None:
         self.node = node

@@ -16,7 +16,8 @@ the character column because callers only pass ASCII documents.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from kvmgen.jit import jit
 
 OK = 0
 FALLBACK = 1
@@ -94,8 +95,8 @@ _READ = (114, 101, 97, 100)
 _WRITE = (119, 114, 105, 116, 101)
 
 
-@njit(cache=True)
-def count_byte(buf, value):  # type: ignore[no-untyped-def]
+@jit()
+def count_byte(buf, value):
     """How many bytes of ``buf`` equal ``value`` (an upper bound on objects, for sizing)."""
     n = 0
     for i in range(buf.shape[0]):
@@ -104,14 +105,14 @@ def count_byte(buf, value):  # type: ignore[no-untyped-def]
     return n
 
 
-@njit(cache=True)
-def _byte(buf, i):  # type: ignore[no-untyped-def]
+@jit()
+def _byte(buf, i):
     # Reading past the end gives 0, which no rule accepts: no bounds checks elsewhere.
     return buf[i] if i < buf.shape[0] else 0
 
 
-@njit(cache=True)
-def _is(buf, start, end, word):  # type: ignore[no-untyped-def]
+@jit()
+def _is(buf, start, end, word):
     if end - start != len(word):
         return False
     for j in range(len(word)):
@@ -120,8 +121,8 @@ def _is(buf, start, end, word):  # type: ignore[no-untyped-def]
     return True
 
 
-@njit(cache=True)
-def _space(buf, i, lc):  # type: ignore[no-untyped-def]
+@jit()
+def _space(buf, i, lc):
     """Skip JSON whitespace from ``i``; ``lc`` = [line, offset of the line's start]."""
     while True:
         c = _byte(buf, i)
@@ -133,8 +134,8 @@ def _space(buf, i, lc):  # type: ignore[no-untyped-def]
         i += 1
 
 
-@njit(cache=True)
-def _string_end(buf, i, stop):  # type: ignore[no-untyped-def]
+@jit()
+def _string_end(buf, i, stop):
     """Offset of the quote closing the string that starts at ``i`` (-1: not before ``stop``)."""
     i += 1
     while i < stop:
@@ -147,8 +148,8 @@ def _string_end(buf, i, stop):  # type: ignore[no-untyped-def]
     return -1
 
 
-@njit(cache=True)
-def _plain_string_end(buf, i):  # type: ignore[no-untyped-def]
+@jit()
+def _plain_string_end(buf, i):
     """Like _string_end, but -1 for any escape or control byte (left to the validator)."""
     i += 1
     while True:
@@ -160,8 +161,8 @@ def _plain_string_end(buf, i):  # type: ignore[no-untyped-def]
         i += 1
 
 
-@njit(cache=True)
-def _skip(buf, i, stop, lc, nested, counts, event, keys, rows):  # type: ignore[no-untyped-def]
+@jit()
+def _skip(buf, i, stop, lc, nested, counts, event, keys, rows):
     """Offset just past the JSON value at ``i``, counting lines; -1 if it cannot be delimited.
 
     Containers are walked with a stack of per-level key counts in ``keys`` (a
@@ -229,8 +230,8 @@ def _skip(buf, i, stop, lc, nested, counts, event, keys, rows):  # type: ignore[
     return -1
 
 
-@njit(cache=True)
-def _number(buf, i, out, at):  # type: ignore[no-untyped-def]
+@jit()
+def _number(buf, i, out, at):
     """A plain decimal integer at ``i`` into ``out[at]``; offset past it, -1 for anything else."""
     start = i
     value = 0
@@ -251,8 +252,8 @@ def _number(buf, i, out, at):  # type: ignore[no-untyped-def]
     return i
 
 
-@njit(cache=True)
-def _access_key(buf, start, end):  # type: ignore[no-untyped-def]
+@jit()
+def _access_key(buf, start, end):
     """The id of the plain-access key spelled by bytes [start, end), or 0."""
     if _is(buf, start, end, _OP):
         return _K_OP
@@ -269,8 +270,8 @@ def _access_key(buf, start, end):  # type: ignore[no-untyped-def]
     return 0
 
 
-@njit(cache=True)
-def _complete_access(seen, fields, vcpus):  # type: ignore[no-untyped-def]
+@jit()
+def _complete_access(seen, fields, vcpus):
     """Whether the keys ``seen`` and the ``fields`` read make a valid plain access.
 
     What format v1 requires of one (fastpath.plain_access in Python): op and
@@ -283,8 +284,8 @@ def _complete_access(seen, fields, vcpus):  # type: ignore[no-untyped-def]
     return 1 <= fields[3] <= _REPEAT_MAX
 
 
-@njit(cache=True)
-def _plain_access(buf, i, lc, fields, vcpus):  # type: ignore[no-untyped-def]
+@jit()
+def _plain_access(buf, i, lc, fields, vcpus):
     """Read the object at ``i`` as a plain access into ``fields``; offset past it, or -1.
 
     ``fields`` = [gfn, as, vcpu, repeat, kind]. -1 means "not a plain access or
@@ -343,8 +344,8 @@ def _plain_access(buf, i, lc, fields, vcpus):  # type: ignore[no-untyped-def]
     return i + 1 if _complete_access(seen, fields, vcpus) else -1
 
 
-@njit(cache=True)
-def _add_access(acc, counts, index, fields, line, column):  # type: ignore[no-untyped-def]
+@jit()
+def _add_access(acc, counts, index, fields, line, column):
     row = counts[C_ACCESSES]
     if row >= acc.shape[0]:
         return False
@@ -360,8 +361,8 @@ def _add_access(acc, counts, index, fields, line, column):  # type: ignore[no-un
     return True
 
 
-@njit(cache=True)
-def _add_other(other, counts, index, start, end, line, column, keys):  # type: ignore[no-untyped-def]
+@jit()
+def _add_other(other, counts, index, start, end, line, column, keys):
     row = counts[C_OTHERS]
     if row >= other.shape[0]:
         return False
@@ -375,8 +376,8 @@ def _add_other(other, counts, index, start, end, line, column, keys):  # type: i
     return True
 
 
-@njit(cache=True)
-def _event_list(buf, i, lc, acc, other, nested, counts, vcpus):  # type: ignore[no-untyped-def]
+@jit()
+def _event_list(buf, i, lc, acc, other, nested, counts, vcpus):
     """Scan the events list whose "[" is at ``i``; offset of its "]", or -1."""
     fields = np.zeros(5, dtype=np.int64)
     keys = np.zeros(_MAX_DEPTH, dtype=np.int64)
@@ -410,8 +411,8 @@ def _event_list(buf, i, lc, acc, other, nested, counts, vcpus):  # type: ignore[
         i = _space(buf, i + 1, lc)
 
 
-@njit(cache=True)
-def scan_json_events(buf, acc, other, nested, counts, vcpus):  # type: ignore[no-untyped-def]
+@jit()
+def scan_json_events(buf, acc, other, nested, counts, vcpus):
     """Scan a whole JSON document; OK with the events list read into the tables, else FALLBACK.
 
     The document must be one object with exactly one ``events`` key whose value
@@ -466,8 +467,8 @@ def scan_json_events(buf, acc, other, nested, counts, vcpus):  # type: ignore[no
     return OK
 
 
-@njit(cache=True)
-def scan_json_lines(buf, first_line, first_index, acc, other, nested, counts, vcpus):  # type: ignore[no-untyped-def]
+@jit()
+def scan_json_lines(buf, first_line, first_index, acc, other, nested, counts, vcpus):
     """Scan JSON Lines events: every non-blank line of ``buf`` is one event.
 
     ``buf`` holds whole lines, the first of which is line ``first_line`` of the
@@ -524,13 +525,13 @@ _X_UPPER = 88
 _MAX_HEX_DIGITS = 15  # below 2^60
 
 
-@njit(cache=True)
-def _word_char(c):  # type: ignore[no-untyped-def]
+@jit()
+def _word_char(c):
     return (97 <= c <= 122) or (65 <= c <= 90) or c == 95  # a-z A-Z _
 
 
-@njit(cache=True)
-def _yaml_int(buf, i, end, out, at):  # type: ignore[no-untyped-def]
+@jit()
+def _yaml_int(buf, i, end, out, at):
     """A decimal (no leading zero) or 0x-hex integer spanning exactly [i, end) into out[at]."""
     value = 0
     if end - i > 2 and buf[i] == _ZERO and (buf[i + 1] == _X_LOWER or buf[i + 1] == _X_UPPER):
@@ -560,8 +561,8 @@ def _yaml_int(buf, i, end, out, at):  # type: ignore[no-untyped-def]
     return True
 
 
-@njit(cache=True)
-def _yaml_plain_access(buf, i, end, fields, vcpus):  # type: ignore[no-untyped-def]
+@jit()
+def _yaml_plain_access(buf, i, end, fields, vcpus):
     """Whether ``key: value, ...`` in [i, end) (inside the braces) is a plain access.
 
     Only bare keys followed by ": ", the words access/read/write and plain
@@ -610,8 +611,8 @@ def _yaml_plain_access(buf, i, end, fields, vcpus):  # type: ignore[no-untyped-d
     return _complete_access(seen, fields, vcpus)
 
 
-@njit(cache=True)
-def scan_yaml_lines(buf, first_line, acc, other, counts, vcpus):  # type: ignore[no-untyped-def]
+@jit()
+def scan_yaml_lines(buf, first_line, acc, other, counts, vcpus):
     """Scan the event lines of a flow-style YAML trace (everything after ``events:``).
 
     Every non-blank line must be ``<indent>- {...}`` with one indent throughout,

@@ -1,7 +1,7 @@
 """A fast path for JSON traces: one jitted scan reads events straight into columns.
 
 The full JSON loader tracks the position of every value as it parses, in Python,
-and builds one record per event. Here :mod:`kvmgen.trace.scan_kernels` walks the
+and builds one record per event. Here :mod:`kvmgen.trace.formats.scan_kernels` walks the
 bytes once: plain accesses (nearly every event of a big trace) go straight into
 an :class:`~kvmgen.trace.table.EventTable`, and every other event is delimited,
 parsed with orjson and checked by the format-v1 validator, in order, so the
@@ -23,13 +23,13 @@ import numpy as np
 import orjson
 
 from kvmgen.errors import TraceError
-from kvmgen.trace.fastpath import VCPU_LIMIT
-from kvmgen.trace.json_loader import parse_json
+from kvmgen.trace.formats.json_full import parse_json
+from kvmgen.trace.formats.scan import ScanTables, keys_as_written, merged
 from kvmgen.trace.records import Event, Trace
-from kvmgen.trace.scanned import ScanTables, keys_as_written, merged
 from kvmgen.trace.table import TableEvents
 from kvmgen.trace.tree import Map, Seq, is_map
-from kvmgen.trace.validate import _Validator
+from kvmgen.trace.validate import Validator
+from kvmgen.trace.validate.access import VCPU_LIMIT
 
 
 def _located(value: dict[str, Any], at: tuple[int, int], subs: list[tuple[int, int]]) -> Map:
@@ -79,7 +79,7 @@ def load_json_fast(path: str, data: bytes, sha256: str) -> Trace | None:
         header, header_pos = parse_json(path, data[:start] + b"[]" + data[end + 1 :])
         if not _header_is_safe(header):
             return None
-        validator = _Validator(path)
+        validator = Validator(path)
         vm = validator.trace(header, header_pos, "json", sha256).vm
         vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
         accesses = scan.accesses()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from kvmgen.model.eras import ZapScope
 from kvmgen.model.policy import RunSpec
-from kvmgen.model.reference_state import RefState, Slot
+from kvmgen.reference.state import RefState, Slot
 from kvmgen.stats import DEFAULT_RECORD_LIMIT, OUTCOMES, ReplayResult
 from kvmgen.trace.records import Event, Op, Trace, Window
 

@@ -1,6 +1,6 @@
 """What a jitted scan of trace bytes hands back, as tables the loaders can use.
 
-:mod:`kvmgen.trace.scan_kernels` fills preallocated arrays: one row per plain
+:mod:`kvmgen.trace.formats.scan_kernels` fills preallocated arrays: one row per plain
 access, one per other event (its byte span and key count) and one per object
 nested two levels inside another event (its during entries). A
 :class:`ScanTables` owns those arrays for one scan and turns them into an
@@ -17,7 +17,7 @@ import numpy as np
 
 from kvmgen.trace.records import Event
 from kvmgen.trace.table import EventTable, merge_by_index
-from kvmgen.trace.validate import _Validator
+from kvmgen.trace.validate import Validator
 
 _LBRACE = 123
 
@@ -44,7 +44,7 @@ class ScanTables:
     """The arrays one scan fills, sized for ``buf`` (every event is an object)."""
 
     def __init__(self, buf: np.ndarray) -> None:
-        from kvmgen.trace import scan_kernels as sk
+        from kvmgen.trace.formats import scan_kernels as sk
 
         self.sk = sk
         capacity = int(sk.count_byte(buf, _LBRACE)) + 1
@@ -104,7 +104,7 @@ def keys_as_written(value: object, other: OtherEvent) -> bool:
     )
 
 
-def merged(accesses: EventTable, others: Sequence[Event], validator: _Validator) -> EventTable:
+def merged(accesses: EventTable, others: Sequence[Event], validator: Validator) -> EventTable:
     """The scan's accesses and the validator's other events as one table, in event order.
 
     ``validator`` checked ``others`` and is told of the accesses too, so the

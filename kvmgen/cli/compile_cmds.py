@@ -6,11 +6,12 @@ import sys
 
 import click
 
-from kvmgen.cli.app import cli, load_input
+from kvmgen.cli.options import format_option
 from kvmgen.errors import ExitCode, UsageError
+from kvmgen.output import STDOUT
 
 
-@cli.command("compile")
+@click.command("compile")
 @click.argument("trace", metavar="TRACE")
 @click.option(
     "-o",
@@ -21,12 +22,7 @@ from kvmgen.errors import ExitCode, UsageError
     help="Where to write the compiled trace (the engine's arrays, raw, with hashes); "
     "- for standard output (not a terminal).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["yaml", "json", "jsonl"]),
-    help="Trace format [default: from the file name, else sniffed].",
-)
+@format_option()
 def compile_command(trace: str, out: str, fmt: str | None) -> int:
     """Compile TRACE (YAML, JSON, JSON Lines; - for stdin) for fast repeated replays.
 
@@ -34,16 +30,21 @@ def compile_command(trace: str, out: str, fmt: str | None) -> int:
     refused as stale, and a damaged file is refused as corrupt.
     """
     from kvmgen.engine.compiled import compile_trace
+    from kvmgen.inputs import open_trace
+    from kvmgen.output import refuse_inputs
+    from kvmgen.trace.records import Trace
+    from kvmgen.trace.streamed import StreamedTrace
 
-    if out == "-" and sys.stdout.isatty():
+    if out == STDOUT and sys.stdout.isatty():
         raise UsageError("not writing a compiled trace to a terminal: use -o FILE or a pipe")
-    loaded = load_input(trace, fmt)
-    if loaded.format == "compiled":
+    refuse_inputs(out, [trace], "-o")
+    loaded = open_trace(trace, fmt)
+    if not isinstance(loaded, Trace | StreamedTrace):
         raise UsageError(f"{trace}: already a compiled trace")
-    compiled = compile_trace(loaded, sys.stdout.buffer if out == "-" else out)
+    compiled = compile_trace(loaded, out)
     click.echo(
         f"compiled {compiled.event_count:,} events of {trace} to "
-        f"{'standard output' if out == '-' else out} "
+        f"{'standard output' if out == STDOUT else out} "
         f"(digest {compiled.digest[:16]})",
         err=True,
     )

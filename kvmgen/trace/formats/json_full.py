@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from json import JSONDecodeError
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # the C scanner, not stubbed
 from typing import Any, NoReturn
 
 from kvmgen.errors import TraceError
@@ -113,6 +113,7 @@ class _Parser:
                     parent.put(key, value, key_at, start)
                     closer = "}"
                 else:
+                    assert type(parent) is Seq
                     parent.add(value, start)
                     closer = "]"
                 after = _AFTER.match(text, i)

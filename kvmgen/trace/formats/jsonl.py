@@ -18,7 +18,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, BinaryIO
 
@@ -26,14 +25,15 @@ import numpy as np
 import orjson
 
 from kvmgen.errors import TraceError
-from kvmgen.trace.digest import TraceDigest
-from kvmgen.trace.fastpath import VCPU_LIMIT
-from kvmgen.trace.fields import Problem, parse_int
-from kvmgen.trace.records import ReadProgress, Trace, VmHeader
-from kvmgen.trace.scanned import OtherEvent, ScanTables, keys_as_written, merged
+from kvmgen.trace.checks import SpaceUse, event_use, merge_uses, slot_uses
+from kvmgen.trace.formats.scan import OtherEvent, ScanTables, keys_as_written, merged
+from kvmgen.trace.records import ReadProgress, VmHeader
+from kvmgen.trace.streamed import StreamedTrace
 from kvmgen.trace.table import EventTable
 from kvmgen.trace.tree import Map, Seq, describe
-from kvmgen.trace.validate import FORMAT_VERSION, _Validator
+from kvmgen.trace.validate import FORMAT_VERSION, Validator
+from kvmgen.trace.validate.access import VCPU_LIMIT
+from kvmgen.trace.validate.fields import Problem, parse_int
 
 CHUNK_BYTES = 1 << 22  # read and replayed in blocks of about 4 MiB of whole lines
 
@@ -131,80 +131,37 @@ def _scan(chunk: bytes, first_line: int, first_index: int, vcpus: int) -> ScanTa
     return scan
 
 
-@dataclass
-class StreamedTrace:
-    """A JSON Lines trace, scanned once; its events are read again block by block."""
-
-    path: str
-    vm: VmHeader
-    sha256: str
-    event_count: int
-    access_gfns: np.ndarray  # sorted, once each
-    max_vcpu: int
-    max_address_space: int
-    # First event (index, line, op name) that names each address space, for run checks.
-    first_use_of_as: dict[int, tuple[int, int, str]]
-    notes: dict[int, str] = field(default_factory=dict)
-    file: str = ""  # where the bytes are (a spooled copy for stdin); path names it
-    digest: str | None = None  # content digest, known once a pass has read every event
-    format: str = "jsonl"
-    version: int = FORMAT_VERSION
-
-    def blocks(self) -> Iterator[EventTable]:
-        """Validated events in order, a block of lines at a time, as tables (re-reads the file)."""
-        found = _header_line(_chunks(self.file or self.path, self.path))
-        assert found is not None, "scan_jsonl read a header"
-        number, raw, chunks = found
-        validator, vm = _header(self.path, raw, number)
-        vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
-        digest = TraceDigest(vm)
-        index = 0
-        for first_line, chunk in chunks:
-            scan = _scan(chunk, first_line, index, vcpus)
-            others = [
-                validator.fast_event(value, other.index, (other.line, 0), vcpus, locate)
-                for other, value, locate in self._parsed(scan, chunk)
-            ]
-            table = merged(scan.accesses(), others, validator)
-            index += scan.count(scan.sk.C_EVENTS)
-            digest.update(table)
-            if len(table):
-                yield table
-        self.digest = digest.hexdigest()
-
-    def _parsed(self, scan: ScanTables, chunk: bytes) -> Iterator[tuple[OtherEvent, Any, Any]]:
-        """Each event the scan left to Python: parsed value and how to locate it."""
-        for other in scan.others():
-            raw = chunk[other.start : other.end]
-            value = _parse_line(self.path, raw, other.line)
-            if isinstance(value, dict) and not keys_as_written(value, other):
-                value = _located_with_duplicates(raw, other.line)
-            yield other, value, partial(_locate, value, other.line)
-
-    def content_digest(self) -> str:
-        """The trace's content digest (reads the file once more if no pass finished)."""
-        if self.digest is None:
-            for _ in self.blocks():
-                pass
-        assert self.digest is not None
-        return self.digest
-
-    def materialize(self) -> Trace:
-        """The whole trace in memory (for the reference model and small files)."""
-        events = tuple(event for block in self.blocks() for event in block.records())
-        return Trace(
-            path=self.path,
-            format=self.format,
-            version=self.version,
-            vm=self.vm,
-            events=events,
-            sha256=self.sha256,
-            max_address_space=self.max_address_space,
-            max_vcpu=self.max_vcpu,
-        )
+def _blocks(path: str, file: str) -> Iterator[EventTable]:
+    """Validated events in order, a block of lines at a time, as tables (re-reads ``file``)."""
+    found = _header_line(_chunks(file, path))
+    assert found is not None, "scan_jsonl read a header"
+    number, raw, chunks = found
+    validator, vm = _header(path, raw, number)
+    vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
+    index = 0
+    for first_line, chunk in chunks:
+        scan = _scan(chunk, first_line, index, vcpus)
+        others = [
+            validator.fast_event(value, other.index, (other.line, 0), vcpus, locate)
+            for other, value, locate in _parsed(path, scan, chunk)
+        ]
+        table = merged(scan.accesses(), others, validator)
+        index += scan.count(scan.sk.C_EVENTS)
+        if len(table):
+            yield table
 
 
-def _header(path: str, raw: bytes, number: int) -> tuple[_Validator, VmHeader]:
+def _parsed(path: str, scan: ScanTables, chunk: bytes) -> Iterator[tuple[OtherEvent, Any, Any]]:
+    """Each event the scan left to Python: parsed value and how to locate it."""
+    for other in scan.others():
+        raw = chunk[other.start : other.end]
+        value = _parse_line(path, raw, other.line)
+        if isinstance(value, dict) and not keys_as_written(value, other):
+            value = _located_with_duplicates(raw, other.line)
+        yield other, value, partial(_locate, value, other.line)
+
+
+def _header(path: str, raw: bytes, number: int) -> tuple[Validator, VmHeader]:
     """Check the header line; return a validator primed with its vCPUs and slots."""
     root = _locate(_parse_line(path, raw, number), number)
     if not isinstance(root, dict):
@@ -222,7 +179,7 @@ def _header(path: str, raw: bytes, number: int) -> tuple[_Validator, VmHeader]:
             field="events",
         )
     root["events"] = Seq((number, None))
-    validator = _Validator(path)
+    validator = Validator(path)
     return validator, validator.trace(root, (number, None), "jsonl", "").vm
 
 
@@ -298,10 +255,11 @@ def scan_jsonl(
         event_count=count,
         access_gfns=seen.gfns(),
         max_vcpu=seen.max_vcpu,
-        max_address_space=max(seen.first_use, default=0),
-        first_use_of_as=seen.first_use,
+        space_uses=merge_uses(slot_uses(vm.slots), seen.uses),
+        read_blocks=partial(_blocks, path, file),
+        format="jsonl",
+        version=FORMAT_VERSION,
         notes=seen.notes,
-        file=file,
     )
 
 
@@ -313,16 +271,16 @@ class _Seen:
         self.other_gfns: set[int] = set()
         self.max_vcpu = 0
         self.notes: dict[int, str] = {}
-        self.first_use: dict[int, tuple[int, int, str]] = {}
+        self.uses: dict[int, SpaceUse] = {}
 
     def gfns(self) -> np.ndarray:
         """Every gfn accesses name, sorted, once each."""
         others = np.array(sorted(self.other_gfns), dtype=np.int64)
         return np.unique(np.concatenate([*self.gfn_blocks, others]))
 
-    def _use(self, space: int, where: tuple[int, int, str]) -> None:
-        if space not in self.first_use or where[0] < self.first_use[space][0]:
-            self.first_use[space] = where
+    def _use(self, space: int, use: SpaceUse) -> None:
+        if space not in self.uses or use.order < self.uses[space].order:
+            self.uses[space] = use
 
     def accesses(self, scan: ScanTables) -> None:
         sk = scan.sk
@@ -333,13 +291,14 @@ class _Seen:
         self.max_vcpu = max(self.max_vcpu, int(acc[:, sk.A_VCPU].max()))
         for space in np.unique(acc[:, sk.A_AS]).tolist():
             row = acc[int(np.argmax(acc[:, sk.A_AS] == space))]
-            self._use(space, (int(row[sk.A_INDEX]), int(row[sk.A_LINE]), "access"))
+            self._use(space, event_use(int(row[sk.A_INDEX]), -1, int(row[sk.A_LINE]), 0, "access"))
 
     def other(self, other: OtherEvent, event: Any) -> None:
         if not isinstance(event, dict):
             return
-        subs = event.get("during") if isinstance(event.get("during"), list) else []
-        for entry in [event, *subs]:
+        during = event.get("during")
+        subs: list[Any] = during if isinstance(during, list) else []
+        for sub, entry in enumerate([event, *subs], start=-1):
             if not isinstance(entry, dict):
                 continue
             if entry.get("op") == "access":
@@ -351,36 +310,8 @@ class _Seen:
                     self.max_vcpu = max(self.max_vcpu, vcpu)
             space = entry.get("as", 0)
             if isinstance(space, int) and not isinstance(space, bool):
-                self._use(space, (other.index, other.line, str(event.get("op"))))
+                use = event_use(other.index, sub, other.line, 0, str(event.get("op")))
+                self._use(space, use)
         note = event.get("note")
         if isinstance(note, str) and note:
             self.notes[other.index] = note
-
-
-def check_streamed_for_run(trace: Any, address_spaces: int) -> None:
-    """Refuse a run whose address-space count the trace exceeds (names the first event).
-
-    For any trace not held as events (streamed or compiled): it needs ``path``,
-    ``vm`` and ``first_use_of_as``.
-    """
-    for decl in trace.vm.slots:
-        if decl.address_space >= address_spaces:
-            raise TraceError(
-                trace.path,
-                f"address space {decl.address_space} does not exist in this run",
-                line=decl.line,
-                field="vm.slots.as",
-            )
-    bad = [a for a in trace.first_use_of_as if a >= address_spaces]
-    if bad:
-        index, line, op = min(trace.first_use_of_as[a] for a in bad)
-        only = ", ".join(str(a) for a in range(address_spaces))
-        raise TraceError(
-            trace.path,
-            f"address space {min(bad)} does not exist in this run, which has only "
-            f"address space{'s' if address_spaces > 1 else ''} {only}",
-            line=line,
-            event=index,
-            op=op,
-            field="as",
-        )

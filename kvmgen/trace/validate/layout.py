@@ -9,8 +9,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Any, NamedTuple
 
-from kvmgen.trace.fields import Where
 from kvmgen.trace.tree import value_pos
+from kvmgen.trace.validate.fields import Where
 
 GFN_LIMIT = 1 << 40
 

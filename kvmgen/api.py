@@ -1,0 +1,458 @@
+"""kvmgen as a library: everything the command line does, as functions returning reports.
+
+Open a trace of any format from a path, a stream or bytes, then replay it::
+
+    import kvmgen
+
+    trace = kvmgen.open_trace("traces/seed-stale-gen0.yaml")
+    session = kvmgen.replay(trace, kernel="4.1")
+    for run in session.runs:
+        print(run.spec.label, run.result.stale_harmful, run.result.wraps_total)
+
+Every function that takes a ``trace`` also takes a path (or a stream, or bytes)
+and opens it with :func:`open_trace`. Eras are chosen by ``kernel`` (a mainline
+version string) or ``era`` (``E0``..``E12``), else by the trace header; biases are
+policy strings (``historical``, ``none``, an integer, ``literal:B``) or
+:class:`~kvmgen.model.policy.Policy` objects. Problems with the input raise
+:class:`~kvmgen.errors.KvmgenError` subclasses, whose message is one line.
+See ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Union
+
+from kvmgen.errors import UsageError
+from kvmgen.inputs import AnyTrace, open_trace
+from kvmgen.model.costs import CostModel, load_costs
+from kvmgen.model.policy import (
+    Policy,
+    check_address_spaces,
+    parse_policies,
+    resolve_runs,
+    with_literal_companions,
+)
+from kvmgen.model.versions import era_for_version, lookup_era
+from kvmgen.session import RunOutcome, Session, Target, resolve_target, run_session, targets_for
+from kvmgen.stats import DEFAULT_RECORD_LIMIT
+from kvmgen.trace.records import Trace
+from kvmgen.trace.streamed import StreamedTrace
+
+if TYPE_CHECKING:
+    from kvmgen.analysis.forecast import Forecast
+    from kvmgen.analysis.search_report import SearchReport
+    from kvmgen.analysis.sweep import Sweep
+    from kvmgen.gate.check import CheckResult
+    from kvmgen.probe.compare import RunComparison
+
+__all__ = [
+    "RunOutcome",
+    "Session",
+    "check",
+    "compare",
+    "event_records",
+    "forecast",
+    "html_report",
+    "observed",
+    "open_trace",
+    "replay",
+    "report_document",
+    "search",
+    "sweep",
+]
+
+TraceLike = Union[AnyTrace, str, "os.PathLike[str]", bytes, BinaryIO]
+"""A trace already opened, or anything :func:`open_trace` opens."""
+Biases = Iterable[str | Policy] | str | None
+Costs = Union[CostModel, str, "os.PathLike[str]", None]
+Progress = Callable[[str, int, int], None]
+
+
+def _opened(trace: TraceLike, fmt: str | None = None, progress: Progress | None = None) -> AnyTrace:
+    if isinstance(trace, Trace | StreamedTrace) or getattr(trace, "format", None) == "compiled":
+        return trace  # type: ignore[return-value]
+    read = None
+    if progress is not None:
+        label = os.path.basename(os.fspath(trace)) if isinstance(trace, str | os.PathLike) else ""
+        read = lambda done, total: progress(f"reading {label or 'trace'}", done, total)  # noqa: E731
+    return open_trace(trace, fmt, progress=read)  # type: ignore[arg-type]
+
+
+def _in_memory(trace: AnyTrace, command: str) -> Trace:
+    """The trace as records: a streamed one is read whole, a compiled one refused."""
+    if isinstance(trace, Trace):
+        return trace
+    if isinstance(trace, StreamedTrace):
+        return trace.materialize()
+    raise UsageError(f"{trace.path}: {command} needs the source trace, not a compiled one")
+
+
+def _policies(biases: Biases) -> list[Policy] | None:
+    """Parsed policies; a ``literal:B`` brings ``none`` and ``B`` along (reports compare them)."""
+    parsed = parse_policies([biases] if isinstance(biases, str) else biases)
+    return with_literal_companions(parsed) if parsed else None
+
+
+def _costs(costs: Costs) -> CostModel | None:
+    if costs is None or isinstance(costs, CostModel):
+        return costs
+    return load_costs(os.fspath(costs))
+
+
+def _names(values: Iterable[str] | str | None) -> list[str]:
+    """``"4.19,6.18"``, ``["4.19", "6.18"]`` or None -> ``["4.19", "6.18"]``."""
+    items = [values] if isinstance(values, str) else list(values or ())
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+def replay(
+    trace: TraceLike,
+    *,
+    kernel: str | None = None,
+    era: str | None = None,
+    biases: Biases = None,
+    address_spaces: int | None = None,
+    costs: Costs = None,
+    reference: bool = False,
+    record_limit: int = DEFAULT_RECORD_LIMIT,
+    fmt: str | None = None,
+    progress: Progress | None = None,
+) -> Session:
+    """Replay ``trace`` under one era, with each bias policy (default: historical and none).
+
+    ``reference`` replays with the plain-Python reference model instead of the
+    numba engine (same results, slower). ``progress(label, done, total)`` is told
+    how reading and replaying advance. A Ctrl-C between two blocks of events
+    returns a session marked ``partial``.
+    """
+    opened = _opened(trace, fmt, progress)
+    return _session(
+        opened,
+        [resolve_target(opened, kernel, era)],
+        biases=biases,
+        address_spaces=address_spaces,
+        costs=costs,
+        reference=reference,
+        record_limit=record_limit,
+        skip_unrunnable=False,
+        progress=progress,
+    )
+
+
+def compare(
+    trace: TraceLike,
+    *,
+    kernels: Iterable[str] | str | None = None,
+    eras: Iterable[str] | str | None = None,
+    biases: Biases = None,
+    address_spaces: int | None = None,
+    costs: Costs = None,
+    reference: bool = False,
+    record_limit: int = DEFAULT_RECORD_LIMIT,
+    fmt: str | None = None,
+    progress: Progress | None = None,
+) -> Session:
+    """Replay ``trace`` under several eras (``eras="all"`` for every one) and policies.
+
+    Eras that cannot run the trace (an SMM trace on a one-address-space era) are
+    listed in ``session.skipped`` instead of failing.
+    """
+    chosen = targets_for(_names(kernels), _names(eras))
+    return _session(
+        _opened(trace, fmt, progress),
+        chosen,
+        biases=biases,
+        address_spaces=address_spaces,
+        costs=costs,
+        reference=reference,
+        record_limit=record_limit,
+        skip_unrunnable=True,
+        progress=progress,
+    )
+
+
+def _session(
+    trace: AnyTrace,
+    targets: Sequence[Target],
+    *,
+    biases: Biases,
+    address_spaces: int | None,
+    costs: Costs,
+    reference: bool,
+    record_limit: int,
+    skip_unrunnable: bool,
+    progress: Progress | None,
+) -> Session:
+    return run_session(
+        trace,
+        targets,
+        address_spaces=address_spaces,
+        policies=_policies(biases),
+        cost_model=_costs(costs),
+        implementation="reference" if reference else "engine",
+        record_limit=record_limit,
+        skip_unrunnable=skip_unrunnable,
+        progress=progress,
+    )
+
+
+def observed(session: Session) -> list[RunComparison]:
+    """What the kernel reported vs what the model says, per compared run.
+
+    Empty when the trace carries no observations (traces from ``kvmgen import
+    tracefs``, ``kvmgen record`` and ``kvmgen probe`` do).
+    """
+    from kvmgen.probe.report import compare_session
+
+    if session.partial:
+        return []
+    return compare_session(session)
+
+
+def report_document(session: Session, comparisons: Sequence[Any] = ()) -> dict[str, Any]:
+    """The versioned JSON report of a session (``kvmgen schema``), as a dict."""
+    from kvmgen.report.document import build_document
+
+    return build_document(session, observed=comparisons)
+
+
+def event_records(session: Session) -> list[dict[str, Any]]:
+    """One record per zap, wrap and stale hit of every run, each with its ``why``."""
+    from kvmgen.report.explain import event_records as records
+
+    notes = session.notes()
+    return [record for run in session.runs for record in records(run, notes)]
+
+
+def check(
+    traces: Sequence[str],
+    *,
+    max: Mapping[str, float] | None = None,
+    max_regression: Mapping[str, float] | None = None,
+    baseline: str | None = None,
+    allow_changed_traces: bool = False,
+    kernels: Iterable[str] | str | None = None,
+    eras: Iterable[str] | str | None = None,
+    biases: Biases = None,
+    address_spaces: int | None = None,
+    costs: str | None = None,
+    fmt: str | None = None,
+    reference: bool = False,
+    record_limit: int | None = None,
+    progress: Progress | None = None,
+) -> CheckResult:
+    """Replay trace files and hold every run to limits, as ``kvmgen check`` does.
+
+    ``max`` maps a metric to the highest value allowed; ``max_regression`` maps a
+    metric (or ``all``) to the largest growth in percent over the same run in the
+    ``baseline`` file. The result's ``outcome.passed`` says whether every limit
+    held; ``result.baseline_bytes()`` is what ``--save-baseline`` writes.
+    """
+    from kvmgen.gate.baseline import read_reports
+    from kvmgen.gate.check import CheckResult, ReplayRequest, evaluate, replay_traces
+    from kvmgen.gate.limits import MAX, MAX_REGRESSION, limits_from_mapping, merge_limits
+
+    limits = merge_limits(
+        (
+            limits_from_mapping(max or {}, MAX, "max"),
+            limits_from_mapping(max_regression or {}, MAX_REGRESSION, "max_regression"),
+        )
+    )
+    request = ReplayRequest(
+        kernels=tuple(_names(kernels)),
+        eras=tuple(_names(eras)),
+        biases=tuple(p.name if isinstance(p, Policy) else p for p in _policy_texts(biases)),
+        address_spaces=address_spaces,
+        costs=costs,
+        fmt=fmt,
+        reference=reference,
+        record_limit=record_limit,
+    )
+    reports = read_reports(baseline) if baseline else None
+    runs = replay_traces(list(traces), request, progress)
+    outcome = evaluate(
+        runs,
+        limits,
+        baseline=reports,
+        baseline_path=baseline,
+        allow_changed_traces=allow_changed_traces,
+    )
+    return CheckResult(outcome, tuple(runs))
+
+
+def _policy_texts(biases: Biases) -> list[str | Policy]:
+    return [biases] if isinstance(biases, str) else list(biases or ())
+
+
+def _run_specs(
+    target: Target, address_spaces: int | None, policies: Sequence[Policy], header: int | None
+) -> list[Any]:
+    era = target.era
+    count = address_spaces or header or era.default_address_spaces
+    check_address_spaces(era, count, target.choice)
+    return resolve_runs(era, count, list(policies), target.choice)
+
+
+def _targets(
+    trace: AnyTrace | None, kernels: Iterable[str] | str | None, eras: Iterable[str] | str | None
+) -> list[Target]:
+    kernel_names, era_names = _names(kernels), _names(eras)
+    if kernel_names or era_names:
+        return targets_for(kernel_names, era_names)
+    if trace is None:
+        raise UsageError(
+            "give --kernel VERSION or --era E0..E12 (or a trace whose header names one)"
+        )
+    return [resolve_target(trace, None, None)]
+
+
+def forecast(
+    *,
+    rate: str | None = None,
+    trace: TraceLike | None = None,
+    kernels: Iterable[str] | str | None = None,
+    eras: Iterable[str] | str | None = None,
+    biases: Biases = None,
+    address_spaces: int | None = None,
+    op: str = "flags",
+    fmt: str | None = None,
+) -> Forecast:
+    """When each address space's truncated generation wraps, and whether it is noticed.
+
+    From ``rate`` (``"30/s"``, ``"2000/min"``: each address space receives that
+    many updates of ``op``), or from a ``trace`` whose events carry ``t``
+    timestamps (its measured bump rates). Exactly one of the two.
+    """
+    from kvmgen.analysis.forecast import parse_rate, rate_forecast, trace_forecast, trace_rates
+    from kvmgen.model.policy import DEFAULT_POLICIES, parse_policy
+
+    if (rate is None) == (trace is None):
+        raise UsageError("forecast needs exactly one of --rate RATE or a timestamped TRACE")
+    opened = _in_memory(_opened(trace, fmt), "forecast") if trace is not None else None
+    measured = trace_rates(opened) if opened is not None else None
+    per_second = parse_rate(rate) if rate is not None else None
+    policies = _policies(biases) or [parse_policy(p) for p in DEFAULT_POLICIES]
+    header = opened.vm.address_spaces if opened is not None else None
+    specs = [
+        spec
+        for target in _targets(opened, kernels, eras)
+        for spec in _run_specs(target, address_spaces, policies, header)
+    ]
+    if opened is not None and measured is not None:
+        return trace_forecast(measured, opened.path, specs)
+    assert rate is not None and per_second is not None
+    return rate_forecast(rate, per_second, op, specs)
+
+
+def search(
+    *,
+    goal: str,
+    kernel: str | None = None,
+    era: str | None = None,
+    bias: str | Policy = "historical",
+    address_spaces: int | None = None,
+    max_events: int = 4,
+    race: bool = True,
+    max_during: int = 1,
+    via: str = "any",
+    vcpus: int = 2,
+    gfns: int = 2,
+    budget: int = 200_000,
+    time_limit: float | None = None,
+    seed: int = 0,
+) -> SearchReport:
+    """The shortest trace reaching ``goal`` (harmful, benign, undetected-wrap) in one run.
+
+    Exhaustive within the bound while it fits ``budget``, then a seeded random
+    search of sub-alphabets. ``report.outcome.found`` says whether one was found;
+    ``report.yaml`` is the trace, already replayed to the goal.
+    """
+    from kvmgen.analysis.search import SearchConfig
+    from kvmgen.analysis.search_report import run_search
+
+    if (kernel is None) == (era is None):
+        raise UsageError("search needs exactly one of --kernel VERSION or --era E0..E12")
+    if kernel is not None:
+        choice = era_for_version(kernel)
+        target = Target(choice.era, choice)
+    else:
+        target = Target(lookup_era(str(era)))
+    policies = _policies([bias])
+    assert policies is not None
+    (spec,) = _run_specs(target, address_spaces, policies, None)
+    config = SearchConfig(
+        goal=goal,
+        max_events=max_events,
+        race=race,
+        max_during=max_during,
+        vcpus=vcpus,
+        gfns=gfns,
+        budget=budget,
+        seed=seed,
+        time_limit=time_limit,
+        source=via,
+    )
+    return run_search(spec, config, kernel=kernel)
+
+
+def sweep(
+    trace: TraceLike,
+    *,
+    kernel: str | None = None,
+    era: str | None = None,
+    bias: str | None = None,
+    width: str | None = None,
+    address_spaces: int | None = None,
+    costs: Costs = None,
+    fmt: str | None = None,
+) -> Sweep:
+    """Replay ``trace`` across a range of biases or generation widths.
+
+    ``bias`` is ``START:STOP[:STEP]`` (``literal:START:STOP[:STEP]`` for the literal
+    hack); with ``width`` (``12:20``) it is instead the one policy to run.
+    """
+    from kvmgen.analysis.sweep import sweep_trace
+
+    if width is None and bias is None:
+        raise UsageError("sweep needs --bias START:STOP[:STEP] or --width START:STOP")
+    opened = _in_memory(_opened(trace, fmt), "sweep")
+    target = resolve_target(opened, kernel, era)
+    nas = address_spaces or opened.vm.address_spaces or target.era.default_address_spaces
+    check_address_spaces(target.era, nas, target.choice)
+    return sweep_trace(opened, target, nas, bias=bias, width=width, cost_model=_costs(costs))
+
+
+def html_report(
+    trace: TraceLike,
+    *,
+    kernels: Iterable[str] | str | None = None,
+    eras: Iterable[str] | str | None = None,
+    biases: Biases = None,
+    address_spaces: int | None = None,
+    costs: Costs = None,
+    fmt: str | None = None,
+    command: str | None = None,
+) -> tuple[str, Session]:
+    """One self-contained HTML page for ``trace`` (tables, timeline plot, reasons).
+
+    Returns the page and the session it shows; ``command`` is printed on the page.
+    """
+    from kvmgen.analysis.html_report import render_html
+
+    opened = _opened(trace, fmt)
+    kernel_names, era_names = _names(kernels), _names(eras)
+    several = len(kernel_names) + len(era_names) > 1 or "all" in [e.lower() for e in era_names]
+    session = _session(
+        opened,
+        _targets(opened, kernel_names, era_names),
+        biases=biases,
+        address_spaces=address_spaces,
+        costs=costs,
+        reference=False,
+        record_limit=DEFAULT_RECORD_LIMIT,
+        skip_unrunnable=several,
+        progress=None,
+    )
+    return render_html(session, command=command), session
