@@ -70,14 +70,24 @@ Costs = Union[CostModel, str, "os.PathLike[str]", None]
 Progress = Callable[[str, int, int], None]
 
 
-def _opened(trace: TraceLike, fmt: str | None = None, progress: Progress | None = None) -> AnyTrace:
+def _opened(
+    trace: TraceLike,
+    fmt: str | None = None,
+    progress: Progress | None = None,
+    allow_missing_source: bool = False,
+) -> AnyTrace:
     if isinstance(trace, Trace | StreamedTrace) or getattr(trace, "format", None) == "compiled":
         return trace  # type: ignore[return-value]
     read = None
     if progress is not None:
         label = os.path.basename(os.fspath(trace)) if isinstance(trace, str | os.PathLike) else ""
         read = lambda done, total: progress(f"reading {label or 'trace'}", done, total)  # noqa: E731
-    return open_trace(trace, fmt, progress=read)  # type: ignore[arg-type]
+    return open_trace(
+        trace,  # type: ignore[arg-type]
+        fmt,
+        progress=read,
+        allow_missing_source=allow_missing_source,
+    )
 
 
 def _in_memory(trace: AnyTrace, command: str) -> Trace:
@@ -119,15 +129,17 @@ def replay(
     record_limit: int = DEFAULT_RECORD_LIMIT,
     fmt: str | None = None,
     progress: Progress | None = None,
+    allow_missing_source: bool = False,
 ) -> Session:
     """Replay ``trace`` under one era, with each bias policy (default: historical and none).
 
     ``reference`` replays with the plain-Python reference model instead of the
     numba engine (same results, slower). ``progress(label, done, total)`` is told
-    how reading and replaying advance. A Ctrl-C between two blocks of events
-    returns a session marked ``partial``.
+    how reading and replaying advance. A Ctrl-C (or SIGTERM, see
+    :mod:`kvmgen.signals`) between two blocks of events returns a session marked
+    ``partial``. ``allow_missing_source`` replays a compiled trace whose source is gone.
     """
-    opened = _opened(trace, fmt, progress)
+    opened = _opened(trace, fmt, progress, allow_missing_source)
     return _session(
         opened,
         [resolve_target(opened, kernel, era)],
@@ -153,6 +165,7 @@ def compare(
     record_limit: int = DEFAULT_RECORD_LIMIT,
     fmt: str | None = None,
     progress: Progress | None = None,
+    allow_missing_source: bool = False,
 ) -> Session:
     """Replay ``trace`` under several eras (``eras="all"`` for every one) and policies.
 
@@ -161,7 +174,7 @@ def compare(
     """
     chosen = targets_for(_names(kernels), _names(eras))
     return _session(
-        _opened(trace, fmt, progress),
+        _opened(trace, fmt, progress, allow_missing_source),
         chosen,
         biases=biases,
         address_spaces=address_spaces,
@@ -242,6 +255,7 @@ def check(
     reference: bool = False,
     record_limit: int | None = None,
     progress: Progress | None = None,
+    allow_missing_source: bool = False,
 ) -> CheckResult:
     """Replay trace files and hold every run to limits, as ``kvmgen check`` does.
 
@@ -269,6 +283,7 @@ def check(
         fmt=fmt,
         reference=reference,
         record_limit=record_limit,
+        allow_missing_source=allow_missing_source,
     )
     reports = read_reports(baseline) if baseline else None
     runs = replay_traces(list(traces), request, progress)

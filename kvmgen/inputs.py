@@ -44,6 +44,7 @@ def open_trace(
     *,
     name: str | None = None,
     progress: ReadProgress | None = None,
+    allow_missing_source: bool = False,
 ) -> AnyTrace:
     """Open a trace of any format, validated, ready to replay.
 
@@ -51,14 +52,15 @@ def open_trace(
     of a trace. ``fmt`` (``yaml``, ``json``, ``jsonl``) overrides the file name
     and the sniffing; ``name`` names the input in messages (default: the path,
     ``<stdin>``, or the stream's ``name``). ``progress(done, total)`` is called
-    while a big input is read. Every problem with the input is a
+    while a big input is read. A compiled trace whose source file is gone is
+    refused unless ``allow_missing_source``. Every problem with the input is a
     :class:`~kvmgen.errors.TraceError` (or, for a path that does not exist, a
     :class:`~kvmgen.errors.UsageError`).
     """
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"unknown trace format {fmt!r}: expected {', '.join(FORMATS)}")
     if isinstance(source, str | os.PathLike) and os.fspath(source) != "-":
-        return _open_path(os.fspath(source), fmt, name, progress)
+        return _open_path(os.fspath(source), fmt, name, progress, allow_missing_source)
     if isinstance(source, bytes):
         stream: BinaryIO = io.BytesIO(source)
         label = name or "<bytes>"
@@ -68,11 +70,15 @@ def open_trace(
         stream, label = sys.stdin.buffer, name or "<stdin>"
     else:
         stream, label = source, name or str(getattr(source, "name", "<stream>"))
-    return _open_stream(stream, label, fmt, progress)
+    return _open_stream(stream, label, fmt, progress, allow_missing_source)
 
 
 def _open_path(
-    path: str, fmt: str | None, name: str | None, progress: ReadProgress | None
+    path: str,
+    fmt: str | None,
+    name: str | None,
+    progress: ReadProgress | None,
+    allow_missing_source: bool,
 ) -> AnyTrace:
     from kvmgen.trace.formats import load_document
     from kvmgen.trace.formats.jsonl import scan_jsonl
@@ -85,7 +91,7 @@ def _open_path(
     if fmt is None and is_compiled(path):
         from kvmgen.engine.compiled import load_compiled
 
-        return load_compiled(path)
+        return load_compiled(path, allow_missing_source=allow_missing_source)
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -95,7 +101,11 @@ def _open_path(
 
 
 def _open_stream(
-    stream: BinaryIO, label: str, fmt: str | None, progress: ReadProgress | None
+    stream: BinaryIO,
+    label: str,
+    fmt: str | None,
+    progress: ReadProgress | None,
+    allow_missing_source: bool,
 ) -> AnyTrace:
     from kvmgen.trace.formats import load_document
     from kvmgen.trace.formats.jsonl import looks_like_jsonl, scan_jsonl, spool
@@ -104,7 +114,8 @@ def _open_stream(
     if fmt is None and head.startswith(_COMPILED_MAGICS):
         from kvmgen.engine.compiled import load_compiled
 
-        return load_compiled(label, data=head + stream.read())
+        data = head + stream.read()
+        return load_compiled(label, data=data, allow_missing_source=allow_missing_source)
     if fmt == "jsonl" or (fmt is None and looks_like_jsonl(head)):
         return scan_jsonl(spool(head, stream), name=label, progress=progress)
     return load_document(label, head + stream.read(), fmt, progress)

@@ -76,6 +76,26 @@ def refuse_inputs(target: str, inputs: Iterable[str | None], what: str | None = 
             )
 
 
+def preflight(
+    target: str | None, what: str | None = None, inputs: Iterable[str | None] = ()
+) -> None:
+    """Refuse before any work an output that cannot be written as given.
+
+    The same checks :func:`open_output` makes first (not an input, not a
+    directory, its directory exists), so a long replay does not end in an error
+    it could have met at the start. A full disk still shows only when writing.
+    """
+    if not target or target == STDOUT:
+        return
+    refuse_inputs(target, inputs, what)
+    if os.path.isdir(target):
+        raise OutputError(f"{describe_target(target, what)}: cannot write: it is a directory")
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        error = FileNotFoundError(2, "No such file or directory")
+        raise fail(target, error, what)
+
+
 def _special(target: str) -> bool:
     """Whether ``target`` exists and is not a regular file or directory (write in place)."""
     try:
@@ -100,13 +120,11 @@ def open_output(
     takes ``str`` (UTF-8, ``\\n`` line ends). If the block raises, a file is left
     as it was before.
     """
-    refuse_inputs(target, inputs, what)
     if target == STDOUT:
         with _stdout(text) as handle:
             yield handle
         return
-    if os.path.isdir(target):
-        raise OutputError(f"{describe_target(target, what)}: cannot write: it is a directory")
+    preflight(target, what, inputs)
     if _special(target):
         with _in_place(target, what, text) as handle:
             yield handle
@@ -137,6 +155,37 @@ def _stdout(text: bool) -> Iterator[IO[Any]]:
         raise OutputClosed("") from None
     except OSError as error:
         raise fail(STDOUT, error) from None
+    if _reader_gone(stream):
+        raise OutputClosed("")
+
+
+def _reader_gone(stream: IO[Any]) -> bool:
+    """Whether standard output is a pipe whose reader left before taking everything.
+
+    Output small enough to sit in the pipe's buffer raises no error when the
+    reader leaves early (``| head -c 10``). So, as a larger output would block in
+    ``write``, wait until the pipe is drained (success) or its reader has closed
+    it with bytes still unread (the output was cut short).
+    """
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        while True:
+            (unread,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))
+            if unread == 0:
+                return False
+            if any(events & select.POLLERR for _, events in poller.poll(20)):
+                return True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """SIGTERM handled like Ctrl-C: long work stops between two blocks and reports what it did.
 
-CI runners send SIGTERM on cancel or timeout. With :func:`install` it raises
+CI runners send SIGTERM on cancel or timeout. Under :func:`sigterm_as_interrupt` it raises
 :class:`Terminated`, a :class:`KeyboardInterrupt`, exactly where Ctrl-C would,
 so every loop that stops cleanly on Ctrl-C (replay, probe, record) does so on
 SIGTERM too; :func:`interrupted_code` then tells 143 from 130.
@@ -8,15 +8,17 @@ SIGTERM too; :func:`interrupted_code` then tells 143 from 130.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 from kvmgen.errors import ExitCode
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived (raised by the handler :func:`install` sets)."""
+    """SIGTERM arrived (raised by the handler :func:`sigterm_as_interrupt` sets)."""
 
 
 _received: list[int] = []
@@ -27,10 +29,22 @@ def _raise(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
-def install() -> None:
-    """Make SIGTERM raise :class:`Terminated` in the main thread (a no-op elsewhere)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise)
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While active, SIGTERM raises :class:`Terminated` in the main thread.
+
+    The previous handler comes back afterwards (the CLI may run inside a test
+    process); outside the main thread Python cannot set handlers, and nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _received.clear()
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def interrupted_code() -> ExitCode:

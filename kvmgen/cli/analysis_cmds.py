@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import click
 
+from kvmgen.cli.common import preflight
 from kvmgen.cli.options import (
     address_spaces_option,
     biases_option,
@@ -61,6 +62,7 @@ def forecast(
     from kvmgen.report.console import make_console
     from kvmgen.report.json_report import dumps
 
+    preflight([("--json", json_path)], [trace])
     result = api.forecast(
         rate=rate,
         trace=trace,
@@ -152,6 +154,7 @@ def search(
     from kvmgen.output import write_output
     from kvmgen.report.json_report import dumps
 
+    preflight([("--json", json_path), ("-o", output)], [])
     report = api.search(
         goal=goal,
         kernel=kernel,
@@ -218,6 +221,7 @@ def sweep(
     from kvmgen.report.json_report import dumps
 
     plot = check_plot(plot_path)
+    preflight([("--json", json_path), ("--plot", plot_path)], [trace])
     result = api.sweep(
         trace,
         kernel=kernel,
@@ -264,6 +268,7 @@ def report(
     from kvmgen import api
     from kvmgen.output import write_output
 
+    preflight([("-o", output)], [trace])
     page, session = api.html_report(
         trace,
         kernels=kernels,

@@ -74,11 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising."""
     from kvmgen import signals
 
-    signals.install()
     try:
-        code = cli.main(
-            args=list(argv) if argv is not None else None, prog_name="kvmgen", standalone_mode=False
-        )
+        with signals.sigterm_as_interrupt():
+            code = cli.main(
+                args=list(argv) if argv is not None else None,
+                prog_name="kvmgen",
+                standalone_mode=False,
+            )
     except KvmgenError as exc:
         if str(exc):
             click.echo(f"kvmgen: error: {exc}", err=True)

@@ -17,6 +17,14 @@ from kvmgen.output import STDOUT, write_output
 from kvmgen.report.console import Progress, make_console, progress_callback
 
 
+def preflight(outputs: Sequence[tuple[str, str | None]], inputs: Sequence[str | None]) -> None:
+    """Check every ``(option, target)`` output before any work starts (kvmgen.output.preflight)."""
+    from kvmgen.output import preflight as check
+
+    for what, target in outputs:
+        check(target, what, inputs)
+
+
 def progress_for(quiet: bool) -> Progress | None:
     """A progress bar on a terminal (not with ``-q``, ``CI`` set, or stderr piped)."""
     return progress_callback(quiet)

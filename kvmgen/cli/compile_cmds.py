@@ -31,13 +31,13 @@ def compile_command(trace: str, out: str, fmt: str | None) -> int:
     """
     from kvmgen.engine.compiled import compile_trace
     from kvmgen.inputs import open_trace
-    from kvmgen.output import refuse_inputs
+    from kvmgen.output import preflight
     from kvmgen.trace.records import Trace
     from kvmgen.trace.streamed import StreamedTrace
 
     if out == STDOUT and sys.stdout.isatty():
         raise UsageError("not writing a compiled trace to a terminal: use -o FILE or a pipe")
-    refuse_inputs(out, [trace], "-o")
+    preflight(out, "-o", [trace])
     loaded = open_trace(trace, fmt)
     if not isinstance(loaded, Trace | StreamedTrace):
         raise UsageError(f"{trace}: already a compiled trace")

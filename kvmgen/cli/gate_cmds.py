@@ -13,6 +13,7 @@ import click
 
 from kvmgen.cli.options import (
     address_spaces_option,
+    allow_missing_source_option,
     biases_option,
     costs_option,
     eras_option,
@@ -41,6 +42,7 @@ SCHEMAS = ("report", "check", "baseline")
 @costs_option()
 @format_option()
 @reference_option()
+@allow_missing_source_option()
 @record_limit_option(
     None, "Records kept per run in saved reports [default: 10000]; counts stay exact."
 )
@@ -85,6 +87,7 @@ def check(
     costs_path: str | None,
     fmt: str | None,
     reference: bool,
+    allow_missing_source: bool,
     record_limit: int | None,
     max_limits: Sequence[str],
     regressions: Sequence[str],
@@ -139,7 +142,7 @@ def check(
     if json_path == STDOUT and markdown_path == STDOUT:
         raise UsageError("--json - and --markdown - cannot both use standard output")
     outputs = (save_baseline, json_path, junit_path, markdown_path)
-    _refuse_inputs(outputs, [*paths, baseline, config_path])
+    _preflight(outputs, [*paths, baseline, config_path])
     from_cli = bool(kernels or eras)
     allow = config.allow_changed_traces if allow_changed_traces is None else allow_changed_traces
     result = api.check(
@@ -159,6 +162,7 @@ def check(
         reference=reference,
         record_limit=record_limit,
         progress=progress_for(quiet),
+        allow_missing_source=allow_missing_source,
     )
     outcome = result.outcome
     _write_check_outputs(result, save_baseline, json_path, junit_path, markdown_path, paths)
@@ -173,14 +177,12 @@ def check(
     return ExitCode.OK if outcome.passed else ExitCode.GATE_FAILED
 
 
-def _refuse_inputs(outputs: Sequence[str | None], inputs: Sequence[str | None]) -> None:
-    """Before anything replays: no output may be one of the inputs."""
-    from kvmgen.output import refuse_inputs
+def _preflight(outputs: Sequence[str | None], inputs: Sequence[str | None]) -> None:
+    """Before anything replays: every output writable as given, none of them an input."""
+    from kvmgen.cli.common import preflight
 
     names = ("--save-baseline", "--json", "--junit", "--markdown")
-    for name, target in zip(names, outputs, strict=True):
-        if target:
-            refuse_inputs(target, inputs, name)
+    preflight(list(zip(names, outputs, strict=True)), inputs)
 
 
 def _write_check_outputs(

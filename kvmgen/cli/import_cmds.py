@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from kvmgen.cli.common import read_text_lines, say
+from kvmgen.cli.common import preflight, read_text_lines, say
 from kvmgen.cli.options import trace_output_options as output_options
 from kvmgen.errors import ExitCode, UsageError
 
@@ -41,6 +41,7 @@ def import_qemu_cmd(
     from kvmgen.output import open_output
 
     name = "<stdin>" if log == "-" else log
+    preflight([("-o", output)], [log])
     parsed = read_log(name, read_text_lines(log))
     tracker, events = import_qemu(parsed, first_sight)
     summary = tracker.summary.describe()
@@ -118,6 +119,7 @@ def import_tracefs_cmd(
     from kvmgen.output import open_output
 
     name = "<stdin>" if file == "-" else file
+    preflight([("-o", output)], [file, qemu_log])
     qemu = read_log(qemu_log, read_text_lines(qemu_log)) if qemu_log else None
     result = import_tracefs(
         name,

@@ -98,6 +98,15 @@ def record_limit_option(default: int | None = 10_000, help: str | None = None) -
     )
 
 
+def allow_missing_source_option() -> Decorator:
+    """``--allow-missing-source``: replay a compiled trace whose source file is gone."""
+    return click.option(
+        "--allow-missing-source",
+        is_flag=True,
+        help="Replay a compiled trace even when its source file is gone (no stale check).",
+    )
+
+
 def plot_option() -> Decorator:
     """``--plot FILE.svg|.png``."""
     return click.option(
@@ -126,6 +135,7 @@ def run_options(func: Any) -> Any:
         format_option(),
         reference_option(),
         record_limit_option(),
+        allow_missing_source_option(),
         quiet_option(),
     )
 

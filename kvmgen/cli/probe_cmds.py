@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from kvmgen.cli.common import preflight
 from kvmgen.cli.options import json_option, quiet_option
 from kvmgen.errors import ExitCode
 
@@ -74,6 +75,7 @@ def probe(
     from kvmgen.probe.run import ProbeOptions, capture_run, compare_probe
     from kvmgen.report.console import make_console
 
+    preflight([("-o", output), ("--raw", raw), ("--json", json_path)], [])
     opts = ProbeOptions(
         full=full, flags=flags, noops=noops, cycles=cycles, moves=moves, tracefs=tracefs
     )

@@ -11,6 +11,7 @@ from kvmgen.cli.common import (
     emit_session,
     finish_plot_and_literal,
     interrupted_exit,
+    preflight,
     progress_for,
     report_observed,
 )
@@ -51,6 +52,7 @@ def replay(
     fmt: str | None,
     reference: bool,
     record_limit: int,
+    allow_missing_source: bool,
     quiet: bool,
     events_path: str | None,
     fail_on: Sequence[str],
@@ -61,6 +63,8 @@ def replay(
     from kvmgen.report.console import compile_notice
 
     check_plot(plot_path)
+    outputs = [("--json", json_path), ("--events", events_path), ("--plot", plot_path)]
+    preflight(outputs, [trace])
     progress = progress_for(quiet)
     with compile_notice(progress is not None):
         session = api.replay(
@@ -74,6 +78,7 @@ def replay(
             record_limit=record_limit,
             fmt=fmt,
             progress=progress,
+            allow_missing_source=allow_missing_source,
         )
     comparisons = []
     if getattr(session.trace, "observations", ()) or "disagree" in fail_on:
@@ -124,6 +129,7 @@ def compare(
     fmt: str | None,
     reference: bool,
     record_limit: int,
+    allow_missing_source: bool,
     quiet: bool,
     plot_path: str | None,
 ) -> int:
@@ -132,6 +138,7 @@ def compare(
     from kvmgen.report.console import compile_notice
 
     check_plot(plot_path)
+    preflight([("--json", json_path), ("--plot", plot_path)], [trace])
     progress = progress_for(quiet)
     with compile_notice(progress is not None):
         session = api.compare(
@@ -145,6 +152,7 @@ def compare(
             record_limit=record_limit,
             fmt=fmt,
             progress=progress,
+            allow_missing_source=allow_missing_source,
         )
     emit_session(
         session, json_path=json_path, events_path=None, matrix=True, quiet=quiet, inputs=[trace]

@@ -201,13 +201,23 @@ def compile_trace(
 
 
 def _source(trace: Trace | StreamedTrace) -> dict[str, str | None]:
-    """The source's path, SHA-256 (of the bytes read) and XXH3 (for the stale check)."""
-    fast = None
-    if os.path.isfile(trace.path):
-        sha, fast = _hash_file(trace.path, hashlib.sha256(), xxhash.xxh3_128())
-        if sha != trace.sha256:
-            raise TraceError(trace.path, "the trace changed while it was being compiled")
-    return {"path": trace.path, "sha256": trace.sha256, "xxh3": fast}
+    """The source: its absolute path (None from a stream), the path as given, its hashes.
+
+    The absolute path lets a replay from another directory still find the source
+    for the stale check; SHA-256 is of the bytes read, XXH3 is what the stale
+    check compares.
+    """
+    if not os.path.isfile(trace.path):
+        return {"path": None, "given": trace.path, "sha256": trace.sha256, "xxh3": None}
+    sha, fast = _hash_file(trace.path, hashlib.sha256(), xxhash.xxh3_128())
+    if sha != trace.sha256:
+        raise TraceError(trace.path, "the trace changed while it was being compiled")
+    return {
+        "path": os.path.abspath(trace.path),
+        "given": trace.path,
+        "sha256": trace.sha256,
+        "xxh3": fast,
+    }
 
 
 def _hash_file(path: str, *hashers: Any) -> list[str]:
@@ -231,18 +241,25 @@ def _from_parts(
         encoded=enc,
         space_uses={int(a): SpaceUse.from_list(v) for a, v in manifest["space_uses"].items()},
         notes={int(i): note for i, note in manifest["notes"].items()},
-        source_path=manifest["source"]["path"],
+        source_path=manifest["source"]["path"] or manifest["source"]["given"],
         source_sha256=manifest["source"]["sha256"],
     )
 
 
 def load_compiled(
-    path: str, *, check_source: bool = True, data: bytes | None = None
+    path: str,
+    *,
+    check_source: bool = True,
+    allow_missing_source: bool = False,
+    data: bytes | None = None,
 ) -> CompiledTrace:
-    """Load a compiled trace, refusing stale, foreign or corrupt files.
+    """Load a compiled trace, refusing stale, foreign, corrupt or orphaned files.
 
-    With ``data`` (a compiled trace read from standard input, say) the file is
-    not read and ``path`` only names the input in messages.
+    Every manifest field and every array is checked before any array is used; a
+    file whose source is gone is refused unless ``allow_missing_source`` (one
+    compiled from a stream has no source to check). With ``data`` (a compiled
+    trace read from standard input, say) the file is not read and ``path`` only
+    names the input in messages.
     """
 
     def corrupt(why: str) -> TraceError:
@@ -255,12 +272,19 @@ def load_compiled(
     if not raw.startswith(COMPILED_MAGIC) or len(raw) < _HEAD:
         raise corrupt("not a kvmgen compiled trace")
     (length,) = _LENGTH.unpack_from(raw, len(COMPILED_MAGIC))
+    if _HEAD + length > len(raw):
+        raise corrupt("the manifest runs past the end of the file")
     text = bytes(raw[_HEAD : _HEAD + length])
     if xxhash.xxh3_128_digest(text) != raw[_HEAD - 16 : _HEAD]:
         raise corrupt("the manifest does not match its recorded hash")
-    manifest = json.loads(text)
+    try:
+        manifest = json.loads(text)
+    except (ValueError, RecursionError):
+        raise corrupt("the manifest is not JSON") from None
     found = manifest.get("kvmgen_compiled") if isinstance(manifest, dict) else None
     if found != COMPILED_VERSION:
+        if not isinstance(manifest, dict) or "kvmgen_compiled" not in manifest:
+            raise corrupt("the manifest has no kvmgen_compiled version")
         raise TraceError(path, _other_format(found))
     if manifest.get("layout") != layout_fingerprint():
         raise TraceError(
@@ -268,7 +292,11 @@ def load_compiled(
             f"compiled by {manifest.get('generator')} for another engine layout: "
             "compile the trace again",
         )
-    region = memoryview(raw)[_aligned(_HEAD + length) :]
+    region = memoryview(raw)[min(_aligned(_HEAD + length), len(raw)) :]
+    try:
+        check_manifest(manifest, len(region))
+    except ManifestError as error:
+        raise corrupt(str(error)) from None
     if xxhash.xxh3_128_hexdigest(region) != manifest["arrays_xxh3"]:
         raise corrupt("the arrays do not match their recorded hash")
     arrays = {}
@@ -276,20 +304,191 @@ def load_compiled(
         kind = np.dtype(dtype)
         flat = np.frombuffer(region, dtype=kind, count=size // kind.itemsize, offset=offset)
         arrays[name] = flat.reshape(shape)
-    source = manifest["source"]
-    source_changed = (
-        check_source
-        and source["xxh3"] is not None
-        and os.path.isfile(source["path"])
-        and _hash_file(source["path"], xxhash.xxh3_128()) != [source["xxh3"]]
-    )
-    if source_changed:
+    try:
+        check_arrays(arrays, manifest)
+    except ManifestError as error:
+        raise corrupt(str(error)) from None
+    if check_source:
+        _check_source(path, manifest["source"], allow_missing_source)
+    return _from_parts(path, manifest, arrays)
+
+
+def _check_source(path: str, source: dict[str, Any], allow_missing: bool) -> None:
+    """Refuse a stale file (its source changed) or, unless allowed, an orphan (source gone)."""
+    where = source["path"]
+    if where is None:
+        return  # compiled from a stream: there is no file to compare with
+    given = source["given"]
+    if not os.path.isfile(where):
+        if allow_missing:
+            return
         raise TraceError(
             path,
-            f"stale compiled trace: {source['path']} changed since it was compiled "
-            f"(kvmgen compile {source['path']} -o {path})",
+            f"the source of this compiled trace is gone ({given}, at {where}): compile it "
+            "again, or pass --allow-missing-source to replay it unchecked",
         )
-    return _from_parts(path, manifest, arrays)
+    if _hash_file(where, xxhash.xxh3_128()) != [source["xxh3"]]:
+        raise TraceError(
+            path,
+            f"stale compiled trace: {given} changed since it was compiled "
+            f"(kvmgen compile {given} -o {path})",
+        )
+
+
+class ManifestError(ValueError):
+    """A manifest field (or an array it describes) is not what this kvmgen wrote."""
+
+
+# Every array: its dtype, its number of dimensions and, for 2-D tables, its columns.
+ARRAY_SPEC: dict[str, tuple[str, int, int | None]] = {
+    "gfns": ("<i8", 1, None),
+    "ev_op": ("|i1", 1, None),
+    "ev_as": ("|i1", 1, None),
+    "ev_vcpu": ("<i2", 1, None),
+    "ev_x": ("<i8", 1, None),
+    "ev_rep": ("<i8", 1, None),
+    "ev_index": ("<i8", 1, None),
+    "upd": ("<i8", 2, k.N_UCOLS),
+    "dur": ("<i8", 2, k.N_DFIELDS),
+    "initial_cover": ("|i1", 2, None),
+}
+
+
+def _field(manifest: dict[str, Any], name: str, kinds: Any, prefix: str = "") -> Any:
+    if name not in manifest:
+        raise ManifestError(f"manifest field {prefix}{name} is missing")
+    value = manifest[name]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is not bool):
+        raise ManifestError(f"manifest field {prefix}{name} has the wrong type")
+    return value
+
+
+def _count(manifest: dict[str, Any], name: str, low: int = 0, prefix: str = "") -> int:
+    value: int = _field(manifest, name, int, prefix)
+    if value < low:
+        raise ManifestError(f"manifest field {prefix}{name} is {value}, below {low}")
+    return value
+
+
+def _optional(value: Any, kinds: Any, name: str) -> None:
+    if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+        raise ManifestError(f"manifest field {name} has the wrong type")
+
+
+def check_manifest(manifest: dict[str, Any], region_size: int) -> None:
+    """Check every manifest field (its hash matched); ManifestError names the first bad one."""
+    for name in ("generator", "layout", "digest", "arrays_xxh3"):
+        _field(manifest, name, str)
+    _count(manifest, "events")
+    _count(manifest, "vcpus", 1)
+    source = _field(manifest, "source", dict)
+    for key in ("path", "given", "sha256", "xxh3"):
+        if key not in source:
+            raise ManifestError(f"manifest field source.{key} is missing")
+        _optional(source[key], str, f"source.{key}")
+    if source["path"] is not None and source["xxh3"] is None:
+        raise ManifestError("manifest field source.xxh3 is missing for a file source")
+    vm = _field(manifest, "vm", dict)
+    for key, kinds in (("kernel", str), ("era", str), ("address_spaces", int), ("vcpus", int)):
+        if key not in vm:
+            raise ManifestError(f"manifest field vm.{key} is missing")
+        _optional(vm[key], kinds, f"vm.{key}")
+    if vm["address_spaces"] not in (None, 1, 2):
+        raise ManifestError("manifest field vm.address_spaces is not 1 or 2")
+    _count(vm, "line", prefix="vm.")
+    slots = _field(vm, "slots", list, "vm.")
+    for i, row in enumerate(slots):
+        if not (
+            isinstance(row, list)
+            and len(row) == 6
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in row)
+            and row[1] in (0, 1)
+        ):
+            raise ManifestError(f"manifest field vm.slots[{i}] is not a slot")
+    notes = _field(manifest, "notes", dict)
+    for key, note in notes.items():
+        if not key.isdigit() or not isinstance(note, str):
+            raise ManifestError(f"manifest field notes[{key!r}] is not an event note")
+    uses = _field(manifest, "space_uses", dict)
+    for key, use in uses.items():
+        try:
+            if key not in ("0", "1"):
+                raise ValueError(key)
+            SpaceUse.from_list(use)
+        except (TypeError, ValueError):
+            raise ManifestError(f"manifest field space_uses[{key!r}] is not a use") from None
+    _check_layout(_field(manifest, "arrays", list), region_size)
+
+
+def _check_layout(layout: list[Any], region_size: int) -> None:
+    seen: set[str] = set()
+    for entry in layout:
+        if not (isinstance(entry, list) and len(entry) == 5 and isinstance(entry[0], str)):
+            raise ManifestError("manifest field arrays holds an entry that is not an array")
+        name, dtype, shape, offset, size = entry
+        if name not in ARRAY_SPEC or name in seen:
+            raise ManifestError(f"manifest field arrays names {name!r} unexpectedly")
+        seen.add(name)
+        want, ndim, columns = ARRAY_SPEC[name]
+        if dtype != want:
+            raise ManifestError(f"array {name} has dtype {dtype!r}, not {want!r}")
+        if not (
+            isinstance(shape, list)
+            and len(shape) == ndim
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+        ):
+            raise ManifestError(f"array {name} has a wrong shape {shape!r}")
+        if columns is not None and shape[1] != columns:
+            raise ManifestError(f"array {name} has {shape[1]} columns, not {columns}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (offset, size)):
+            raise ManifestError(f"array {name} has a wrong offset or size")
+        if size != int(np.prod(shape)) * np.dtype(want).itemsize:
+            raise ManifestError(f"array {name}: its size does not fit its shape")
+        if offset < 0 or offset % _ALIGN or offset + size > region_size:
+            raise ManifestError(f"array {name} lies outside the file (offset {offset})")
+    missing = sorted(set(ARRAY_SPEC) - seen)
+    if missing:
+        raise ManifestError(f"array {missing[0]} is missing")
+
+
+def check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> None:
+    """Check that the arrays hold what the engine may index with (it does no bounds checks)."""
+    events = manifest["events"]
+    top = [arrays[n] for n in ("ev_op", "ev_as", "ev_vcpu", "ev_x", "ev_rep", "ev_index")]
+    if {len(a) for a in top} != {events}:
+        raise ManifestError(f"the event arrays do not all hold the {events:,} events")
+    gfns, upd, dur = arrays["gfns"], arrays["upd"], arrays["dur"]
+    cover = arrays["initial_cover"]
+    if cover.shape != (2, max(len(gfns), 1)):
+        raise ManifestError("array initial_cover does not match the gfn universe")
+    ops, x = arrays["ev_op"], arrays["ev_x"]
+    access = ops == k.OP_ACCESS
+    update = (ops != k.OP_ACCESS) & (ops != k.OP_BUMP)
+
+    def bad(mask: Any, what: str) -> None:
+        if mask.any():
+            raise ManifestError(f"{what} (first at row {int(np.argmax(mask))})")
+
+    bad((ops < k.OP_CREATE) | (ops > k.OP_ACCESS), "array ev_op holds an unknown op")
+    bad((arrays["ev_as"] < 0) | (arrays["ev_as"] > 1), "array ev_as names no address space")
+    vcpus = manifest["vcpus"]
+    bad((arrays["ev_vcpu"] < 0) | (arrays["ev_vcpu"] >= vcpus), "array ev_vcpu names no vCPU")
+    bad(access & ((x < 0) | (x >= len(gfns))), "array ev_x: an access outside the gfns")
+    bad(update & ((x < 0) | (x >= len(upd))), "array ev_x: an update outside the table")
+    bad(arrays["ev_rep"] < 1, "array ev_rep holds a repeat below 1")
+    if len(upd):
+        spans = upd[:, [k.U_LO, k.U_HI, k.U_OLO, k.U_OHI]]
+        bad(((spans < 0) | (spans > len(gfns))).any(axis=1), "array upd: a range outside the gfns")
+        during = upd[:, [k.U_DSTART, k.U_DEND]]
+        bad(
+            (during[:, 0] < 0) | (during[:, 1] < during[:, 0]) | (during[:, 1] > len(dur)),
+            "array upd: during rows outside the table",
+        )
+    if len(dur):
+        bad((dur[:, k.D_AS] < 0) | (dur[:, k.D_AS] > 1), "array dur names no address space")
+        bad((dur[:, k.D_VCPU] < 0) | (dur[:, k.D_VCPU] >= vcpus), "array dur names no vCPU")
+        bad((dur[:, k.D_GID] < 0) | (dur[:, k.D_GID] >= len(gfns)), "array dur: a gfn outside")
+        bad(dur[:, k.D_REP] < 1, "array dur holds a repeat below 1")
 
 
 def _read_writable(path: str) -> bytearray:

@@ -413,6 +413,7 @@ class ReplayRequest:
     fmt: str | None = None
     reference: bool = False
     record_limit: int | None = None
+    allow_missing_source: bool = False
 
 
 def replay_traces(
@@ -448,7 +449,9 @@ def replay_traces(
     out: list[TraceRun] = []
     for path in dict.fromkeys(paths):
         read = partial(progress, f"reading {path}") if progress else None
-        trace = open_trace(path, request.fmt, progress=read)
+        trace = open_trace(
+            path, request.fmt, progress=read, allow_missing_source=request.allow_missing_source
+        )
         if chosen is None:
             kernel = request.kernels[0] if request.kernels else None
             era = request.eras[0] if request.eras else None

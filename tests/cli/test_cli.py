@@ -283,6 +283,62 @@ def test_ctrl_c_writes_a_partial_report_and_exits_130(run_cli, tmp_path, monkeyp
     assert len(doc["runs"]) == 1
 
 
+def test_sigterm_writes_a_partial_report_and_exits_143(run_cli, tmp_path, monkeypatch):
+    """SIGTERM (a CI runner's cancel) is honoured like Ctrl-C, between two blocks."""
+    import os
+    import signal
+
+    import kvmgen.cli.common as common
+
+    def terminating(quiet):
+        def tick(label, done, total):
+            if not label.startswith("reading"):
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return tick
+
+    monkeypatch.setattr(common, "progress_callback", terminating)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "partial.json"
+    result = run_cli("replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q")
+    assert result.exit_code == 143, result.stderr
+    assert "terminated (SIGTERM) after" in result.stderr and "partial" in result.stderr
+    doc = json.loads(out.read_text())
+    assert doc["partial"] is True and doc["runs"][0]["partial"] is True
+    assert signal.getsignal(signal.SIGTERM) is before  # the CLI put the old handler back
+
+
+def test_sigterm_in_a_subprocess_exits_143(tmp_path):
+    """A real process and a real signal: the partial report is written, exit 143."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    code = (
+        "import os, signal, sys\n"
+        "import kvmgen.cli.common as common\n"
+        "def tick(label, done, total):\n"
+        "    if not label.startswith('reading'):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "common.progress_callback = lambda quiet: tick\n"
+        "from kvmgen.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = [
+        sys.executable,
+        "-c",
+        code,
+        "replay",
+        str(TRACES / "vga-dirty-log.yaml"),
+        "--json",
+        str(out),
+        "-q",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr
+    assert "Traceback" not in done.stderr and json.loads(out.read_text())["partial"] is True
+
+
 def test_ctrl_c_while_reading_exits_130_without_a_report(run_cli, tmp_path, monkeypatch):
     _ctrl_c_at_progress(monkeypatch, while_reading=True)
     out = tmp_path / "none.json"

@@ -137,3 +137,40 @@ def test_compile_to_stdout_and_replay_from_stdin(run_cli, source):
     from_stdin = run_cli("replay", "-", "--json", "-", input=written.stdout_bytes)
     assert from_stdin.exit_code == 0, from_stdin.stderr
     assert from_stdin.stdout == run_cli("replay", str(source), "--json", "-").stdout
+
+
+def test_source_is_kept_by_absolute_path(source, tmp_path, monkeypatch, run_cli):
+    """Compiled from a relative path, replayed from elsewhere: the stale check still runs."""
+    monkeypatch.chdir(source.parent)
+    out = tmp_path / "rel.kvmc"
+    compiled = compile_trace(open_trace("seed.yaml"), str(out))
+    assert compiled.source_path == str(source)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    load_compiled(str(out))
+    source.write_text(source.read_text() + "# changed\n")
+    with pytest.raises(TraceError, match=r"stale compiled trace: seed\.yaml changed"):
+        load_compiled(str(out))
+
+
+def test_a_missing_source_is_an_error_unless_allowed(source, tmp_path, run_cli):
+    out = tmp_path / "orphan.kvmc"
+    compile_trace(open_trace(source), str(out))
+    source.unlink()
+    with pytest.raises(TraceError, match=r"the source of this compiled trace is gone"):
+        load_compiled(str(out))
+    assert load_compiled(str(out), allow_missing_source=True).event_count == 7
+    refused = run_cli("replay", str(out), "-q")
+    assert refused.exit_code == 2 and "--allow-missing-source" in refused.stderr
+    assert run_cli("replay", str(out), "-q", "--allow-missing-source").exit_code == 0
+    check = ["check", str(out), "--max", "wraps=9", "-q"]
+    assert run_cli(*check).exit_code == 2
+    assert run_cli(*check, "--allow-missing-source").exit_code == 0
+
+
+def test_compiled_from_a_stream_has_no_source_to_check(source, tmp_path):
+    out = tmp_path / "stream.kvmc"
+    with open(source, "rb") as handle:
+        compile_trace(open_trace(handle, name="<stdin>"), str(out))
+    assert load_compiled(str(out)).source_path == "<stdin>"

@@ -286,3 +286,52 @@ def test_mutated_lines_read_as_their_json_document_would(tmp_path_factory, data)
     document = header.rstrip("\n")[:-1] + ', "events": [' + ",".join(events) + "]}"
     whole = open_trace(document.encode(), name="t.json")
     assert _strip(streamed.events) == _strip(whole.events)
+
+
+# --- parity with YAML and JSON: the same input gets the same verdict and wording ----
+
+
+def _verdicts(tmp_path, event: str, *, bom: bool = False) -> dict[str, str]:
+    """The error (or "ok") for one event read as YAML, JSON and JSON Lines."""
+    mark = b"\xef\xbb\xbf" if bom else b""
+    texts = {
+        "yaml": mark + f"kvmgen: 1\nevents:\n  - {event}\n".encode(),
+        "json": mark + f'{{"kvmgen": 1, "events": [\n{event}\n]}}\n'.encode(),
+        "jsonl": mark + f'{{"kvmgen": 1}}\n{event}\n'.encode(),
+    }
+    out = {}
+    for suffix, data in texts.items():
+        path = tmp_path / f"p.{suffix}"
+        path.write_bytes(data.replace(b"@", b"\xff"))
+        try:
+            trace = open_trace(path)
+            if suffix == "jsonl":
+                trace.materialize()
+            out[suffix] = "ok"
+        except TraceError as error:
+            out[suffix] = str(error).split(": ", 1)[1]  # drop the path and position
+    return out
+
+
+def test_a_byte_order_mark_is_accepted_everywhere(tmp_path):
+    assert set(_verdicts(tmp_path, '{"op": "access", "gfn": 1}', bom=True).values()) == {"ok"}
+
+
+def test_invalid_utf8_is_worded_alike(tmp_path):
+    found = _verdicts(tmp_path, '{"op": "access", "gfn": 1, "note": "@"}')
+    assert all("invalid UTF-8 (byte 0xff at offset" in v for v in found.values()), found
+    assert all(v.endswith("a trace must be UTF-8 text") for v in found.values()), found
+
+
+def test_two_to_the_64_is_shown_as_an_integer(tmp_path):
+    found = _verdicts(tmp_path, '{"op": "access", "gfn": 18446744073709551616}')
+    assert set(found.values()) == {
+        "event 0 (access): gfn: expected an integer 0..2^40-1, got 18446744073709551616 "
+        "(0x10000000000000000)"
+    }, found
+
+
+@pytest.mark.parametrize("text", ['"+1"', '"-1"', '" 1"', '"01"'])
+def test_only_decimal_or_hex_strings_are_integers(tmp_path, text):
+    found = _verdicts(tmp_path, f'{{"op": "access", "gfn": {text}}}')
+    assert len(set(found.values())) == 1 and "expected an integer" in found["jsonl"], found

@@ -75,14 +75,15 @@ def test_fixture_errors_are_one_line_with_exit_code_2() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0, 0), (31, 31), ("31", 31), ("0x1f", 31), ("0X1F", 31), ("-5", -5), ("+7", 7), ("0", 0)],
+    [(0, 0), (31, 31), ("31", 31), ("0x1f", 31), ("0X1F", 31), ("-5", -5), ("0", 0)],
 )
 def test_parse_int_accepts(value: object, expected: int) -> None:
     assert parse_int(value) == expected
 
 
 @pytest.mark.parametrize(
-    "value", [True, False, None, 1.0, "1.0", "010", "0b1", "1_000", " 5", "0x", "", [1], {}]
+    "value",
+    [True, False, None, 1.0, "1.0", "010", "0b1", "1_000", " 5", "0x", "", "+7", "+0x1f", [1], {}],
 )
 def test_parse_int_refuses(value: object) -> None:
     with pytest.raises(Problem, match="expected an integer"):

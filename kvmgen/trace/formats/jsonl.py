@@ -15,11 +15,12 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from functools import partial
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import orjson
@@ -55,11 +56,34 @@ def _locate(value: Any, line: int) -> Any:
     return value
 
 
-def _parse_line(path: str, raw: bytes, line: int) -> Any:
+# An integer literal of 20 digits or more may exceed 2^64, which orjson reads as a float.
+_LONG_NUMBER = re.compile(rb"\d{20}")
+
+
+def _parse_line(path: str, raw: bytes, line: int, offset: int) -> Any:
+    """One line's JSON value; ``offset`` is where the line starts in the file (for messages)."""
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            # Worded as the YAML and JSON loaders word it (kvmgen.trace.tree.decode).
+            column = len(raw[: bad.start].decode("utf-8", "replace")) + 1
+            raise TraceError(
+                path,
+                f"invalid UTF-8 (byte {raw[bad.start]:#04x} at offset {offset + bad.start}): "
+                "a trace must be UTF-8 text",
+                line=line,
+                column=column,
+            ) from None
+        if line == 1 and text.startswith("\ufeff"):
+            return _parse_line(path, raw[3:], line, offset + 3)  # a byte-order mark
         raise TraceError(path, f"not valid JSON: {error.msg}", line=line) from None
+    if _LONG_NUMBER.search(raw):
+        # The standard parser keeps big integers whole, so the validator can name them.
+        return json.loads(raw)
+    return value
 
 
 def _located_with_duplicates(raw: bytes, line: int) -> Any:
@@ -75,8 +99,16 @@ def _located_with_duplicates(raw: bytes, line: int) -> Any:
     return _locate(json.loads(raw, object_pairs_hook=pairs), line)
 
 
-def _chunks(path: str, name: str, digest: Any = None) -> Iterator[tuple[int, bytes]]:
-    """File ``path`` in blocks of whole lines, each with the number of its first line.
+class Chunk(NamedTuple):
+    """A block of whole lines: the number of its first line and its offset in the file."""
+
+    line: int
+    offset: int
+    data: bytes
+
+
+def _chunks(path: str, name: str, digest: Any = None) -> Iterator[Chunk]:
+    """File ``path`` in blocks of whole lines, each with where it starts.
 
     With ``digest`` (a hashlib object) every byte read is fed to it, so a scan
     hashes the file in the same read. ``name`` is the file's name in messages.
@@ -86,36 +118,36 @@ def _chunks(path: str, name: str, digest: Any = None) -> Iterator[tuple[int, byt
     except OSError as error:
         raise TraceError(name, f"cannot read the trace: {error.strerror or error}") from None
     with handle:
-        line, carry = 1, b""
+        line, offset, carry = 1, 0, b""
         while True:
             data = handle.read(CHUNK_BYTES)
             if digest is not None:
                 digest.update(data)
             if not data:
                 if carry:
-                    yield line, carry
+                    yield Chunk(line, offset, carry)
                 return
             data = carry + data
             cut = data.rfind(b"\n") + 1
             chunk, carry = data[:cut], data[cut:]
             if chunk:
-                yield line, chunk
+                yield Chunk(line, offset, chunk)
                 line += chunk.count(b"\n")
+                offset += len(chunk)
 
 
-def _header_line(
-    chunks: Iterator[tuple[int, bytes]],
-) -> tuple[int, bytes, Iterator[tuple[int, bytes]]] | None:
-    """The first non-blank line (number, bytes) and the chunks after it; None if none."""
-    for first_line, chunk in chunks:
+def _header_line(chunks: Iterator[Chunk]) -> tuple[Chunk, Iterator[Chunk]] | None:
+    """The first non-blank line (as a one-line chunk) and the chunks after it; None if none."""
+    for first_line, base, chunk in chunks:
         offset, number = 0, first_line
         while offset < len(chunk):
             end = chunk.find(b"\n", offset)
             end = len(chunk) if end < 0 else end + 1
             if chunk[offset:end].strip():
                 rest = chunk[end:]
-                after = [(number + 1, rest)] if rest else []
-                return number, chunk[offset:end], itertools.chain(after, chunks)
+                after = [Chunk(number + 1, base + end, rest)] if rest else []
+                head = Chunk(number, base + offset, chunk[offset:end])
+                return head, itertools.chain(after, chunks)
             offset, number = end, number + 1
     return None
 
@@ -135,12 +167,12 @@ def _blocks(path: str, file: str) -> Iterator[EventTable]:
     """Validated events in order, a block of lines at a time, as tables (re-reads ``file``)."""
     found = _header_line(_chunks(file, path))
     assert found is not None, "scan_jsonl read a header"
-    number, raw, chunks = found
-    validator, vm = _header(path, raw, number)
+    head, chunks = found
+    validator, vm = _header(path, head)
     vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
     index = 0
-    for first_line, chunk in chunks:
-        scan = _scan(chunk, first_line, index, vcpus)
+    for chunk in chunks:
+        scan = _scan(chunk.data, chunk.line, index, vcpus)
         others = [
             validator.fast_event(value, other.index, (other.line, 0), vcpus, locate)
             for other, value, locate in _parsed(path, scan, chunk)
@@ -151,19 +183,20 @@ def _blocks(path: str, file: str) -> Iterator[EventTable]:
             yield table
 
 
-def _parsed(path: str, scan: ScanTables, chunk: bytes) -> Iterator[tuple[OtherEvent, Any, Any]]:
+def _parsed(path: str, scan: ScanTables, chunk: Chunk) -> Iterator[tuple[OtherEvent, Any, Any]]:
     """Each event the scan left to Python: parsed value and how to locate it."""
     for other in scan.others():
-        raw = chunk[other.start : other.end]
-        value = _parse_line(path, raw, other.line)
+        raw = chunk.data[other.start : other.end]
+        value = _parse_line(path, raw, other.line, chunk.offset + other.start)
         if isinstance(value, dict) and not keys_as_written(value, other):
             value = _located_with_duplicates(raw, other.line)
         yield other, value, partial(_locate, value, other.line)
 
 
-def _header(path: str, raw: bytes, number: int) -> tuple[Validator, VmHeader]:
+def _header(path: str, head: Chunk) -> tuple[Validator, VmHeader]:
     """Check the header line; return a validator primed with its vCPUs and slots."""
-    root = _locate(_parse_line(path, raw, number), number)
+    number = head.line
+    root = _locate(_parse_line(path, head.data, number, head.offset), number)
     if not isinstance(root, dict):
         raise TraceError(
             path,
@@ -197,7 +230,7 @@ def _gfn_of(entry: dict[str, Any]) -> int | None:
 def looks_like_jsonl(first_line: bytes) -> bool:
     """Whether a stream's first line is a JSON Lines header (an object without events)."""
     try:
-        head = orjson.loads(first_line)
+        head = orjson.loads(first_line.removeprefix(b"\xef\xbb\xbf"))
     except orjson.JSONDecodeError:
         return False
     return isinstance(head, dict) and "kvmgen" in head and "events" not in head
@@ -227,21 +260,21 @@ def scan_jsonl(
     found = _header_line(_chunks(file, path, digest))
     if found is None:
         raise TraceError(path, 'empty trace: expected a header line {"kvmgen": 1, ...}')
-    number, raw, chunks = found
-    _, vm = _header(path, raw, number)
+    head, chunks = found
+    _, vm = _header(path, head)
     vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
     seen = _Seen()
     count = 0
-    size, done = os.path.getsize(file), len(raw)
-    for first_line, chunk in chunks:
-        done += len(chunk)
+    size, done = os.path.getsize(file), head.offset + len(head.data)
+    for chunk in chunks:
+        done += len(chunk.data)
         if progress is not None:
             progress(done, size)
-        scan = _scan(chunk, first_line, count, vcpus)
+        scan = _scan(chunk.data, chunk.line, count, vcpus)
         seen.accesses(scan)
         for other in scan.others():
             try:
-                event = orjson.loads(chunk[other.start : other.end])
+                event = orjson.loads(chunk.data[other.start : other.end])
             except orjson.JSONDecodeError:
                 continue
             seen.other(other, event)

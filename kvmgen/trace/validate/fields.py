@@ -25,7 +25,9 @@ from kvmgen.trace.tree import (
     value_pos,
 )
 
-_INT_TEXT = re.compile(r"([+-]?)(?:0[xX]([0-9a-fA-F]+)|(0|[1-9][0-9]*))")
+# Integers in strings (needed in JSON): decimal or 0x-hex, as the format says. A minus
+# sign is read so that the range check can say "got -16"; a plus sign is no part of it.
+_INT_TEXT = re.compile(r"(-?)(?:0[xX]([0-9a-fA-F]+)|(0|[1-9][0-9]*))")
 # Far beyond every range below; keeps int() clear of its 4300-digit limit.
 _MAX_DIGITS = 200
 
@@ -77,7 +79,7 @@ def parse_int(value: Any) -> int:
             if len(digits) > _MAX_DIGITS:
                 raise Problem(f"expected an integer, got a number with {len(digits)} digits")
             number = int(digits)
-        return -number if match[1] == "-" else number
+        return -number if match[1] else number
     raise Problem(f"expected an integer, got {describe(value)}")
 
 
