@@ -22,6 +22,7 @@ from kvmgen.cli import (
     import_cmds,
     info_cmds,
     probe_cmds,
+    record_cmds,
     run_cmds,
 )
 from kvmgen.errors import ExitCode, KvmgenError
@@ -45,6 +46,7 @@ COMMANDS = (
     run_cmds.compare,
     compile_cmds.compile_command,
     import_cmds.import_group,
+    record_cmds.record,
     gen_cmds.gen_group,
     probe_cmds.probe,
     gate_cmds.check,

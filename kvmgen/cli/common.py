@@ -38,6 +38,16 @@ def say(lines: Sequence[str], *, quiet: bool, prefix: str) -> None:
         click.echo(f"{prefix}: {line}" if i == 0 else f"  {line}", err=True)
 
 
+def write_imported(imported: Any, output: str, fmt: str | None, inputs: list[str | None]) -> None:
+    """Write an imported or recorded trace (:class:`kvmgen.importers.imports.Imported`)."""
+    from kvmgen.importers.emit import format_for
+    from kvmgen.output import open_output
+
+    out_fmt = format_for(output, fmt)
+    with open_output(output, what="-o", inputs=inputs, text=True) as out:
+        imported.write(out, out_fmt)
+
+
 def read_text_lines(path: str) -> list[str]:
     """The lines of ``path`` (``-`` = stdin); undecodable bytes become U+FFFD."""
     if path == STDOUT:

@@ -1,4 +1,4 @@
-"""``kvmgen import qemu|tracefs``: traces from what real VMs and kernels printed.
+"""``kvmgen import qemu|strace|tracefs``: traces from what real VMs and kernels printed.
 
 Importers write trace format v1 text (YAML, JSON with one event per line, or JSON
 Lines) to a file or standard output; a one-paragraph summary goes to stderr.
@@ -7,73 +7,143 @@ Heavy modules are imported inside the commands, so ``kvmgen --help`` stays fast.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from kvmgen.cli.common import preflight, read_text_lines, say
+from kvmgen.cli.common import preflight, read_text_lines, say, write_imported
+from kvmgen.cli.options import apply
 from kvmgen.cli.options import trace_output_options as output_options
-from kvmgen.errors import ExitCode, UsageError
+from kvmgen.errors import ExitCode
+
+FIRST_SIGHT_HELP = (
+    "A size>0 call on a slot the log has not shown yet: a create, or a flags change "
+    "of a slot that existed before the log (auto: flags unless the log starts at VM "
+    "creation). See docs/importers.md."
+)
+
+
+def _header_options(func: Any) -> Any:
+    """``--kernel``, ``--address-spaces`` and ``--first-sight`` of every importer."""
+    return apply(
+        func,
+        click.option(
+            "--kernel", help="Kernel version for the trace header (vm.kernel), e.g. 6.18."
+        ),
+        click.option(
+            "--address-spaces",
+            type=click.IntRange(1, 2),
+            default=None,
+            help="The host's memslot address spaces for the header [default: 2 if address "
+            "space 1 appears, else the era's].",
+        ),
+        click.option(
+            "--first-sight",
+            type=click.Choice(["auto", "create", "flags"]),
+            default="auto",
+            show_default=True,
+            help=FIRST_SIGHT_HELP,
+        ),
+    )
+
+
+def _vm_option(func: Any) -> Any:
+    return click.option(
+        "--vm",
+        "vm_id",
+        metavar="FD|PID:FD",
+        help="Which VM of a strace log: the fd KVM_CREATE_VM returned [default: the only one].",
+    )(func)
 
 
 @click.group(name="import")
 def import_group() -> None:
-    """Turn QEMU trace logs and kernel trace output into kvmgen traces."""
+    """Turn QEMU trace logs, strace logs and kernel trace output into kvmgen traces."""
 
 
 @import_group.command(name="qemu")
 @click.argument("log", metavar="LOG")
 @output_options
-@click.option("--kernel", help="Kernel version for the trace header (vm.kernel), e.g. 6.18.")
-@click.option(
-    "--first-sight",
-    type=click.Choice(["auto", "create", "flags"]),
-    default="auto",
-    show_default=True,
-    help="A size>0 call on a slot the log has not shown yet: a create, or a flags change "
-    "of a slot that existed before the log (auto: flags unless the log starts at VM "
-    "creation). See docs/importers.md.",
-)
+@_header_options
 def import_qemu_cmd(
-    log: str, output: str, fmt: str | None, quiet: bool, kernel: str | None, first_sight: str
+    log: str,
+    output: str,
+    fmt: str | None,
+    quiet: bool,
+    kernel: str | None,
+    address_spaces: int | None,
+    first_sight: str,
 ) -> int:
     """Import QEMU kvm_set_user_memory trace lines (LOG; - for stdin) as a trace."""
-    from kvmgen.importers.emit import format_for, write_trace
-    from kvmgen.importers.qemu import header_for, import_qemu, read_log
-    from kvmgen.output import open_output
+    from kvmgen.importers.imports import from_qemu
 
     name = "<stdin>" if log == "-" else log
     preflight([("-o", output)], [log])
-    parsed = read_log(name, read_text_lines(log))
-    tracker, events = import_qemu(parsed, first_sight)
-    summary = tracker.summary.describe()
-    if tracker.summary.records == 0:
-        raise UsageError(f"{name}: no kvm_set_user_memory lines (run QEMU with -trace ...)")
-    out_fmt = format_for(output, fmt)
-    with open_output(output, what="-o", inputs=[log], text=True) as out:
-        write_trace(
-            out,
-            out_fmt,
-            events,
-            vm=header_for(tracker, kernel),
-            comments=[f"Imported by kvmgen import qemu from {name}.", *summary],
-        )
-    say(summary, quiet=quiet, prefix=f"kvmgen import qemu: {name}")
+    imported = from_qemu(
+        name,
+        read_text_lines(log),
+        kernel=kernel,
+        first_sight=first_sight,
+        address_spaces=address_spaces,
+    )
+    write_imported(imported, output, fmt, [log])
+    say(imported.summary, quiet=quiet, prefix=f"kvmgen import qemu: {name}")
+    return ExitCode.OK
+
+
+@import_group.command(name="strace")
+@click.argument("log", metavar="LOG")
+@output_options
+@_header_options
+@_vm_option
+def import_strace_cmd(
+    log: str,
+    output: str,
+    fmt: str | None,
+    quiet: bool,
+    kernel: str | None,
+    address_spaces: int | None,
+    first_sight: str,
+    vm_id: str | None,
+) -> int:
+    """Import a VMM's KVM_SET_USER_MEMORY_REGION calls from strace output (LOG; - for stdin).
+
+    Works for any VMM: strace -f -ttt -e trace=ioctl -o LOG VMM ARGS...
+    """
+    from kvmgen.importers.imports import from_strace
+
+    name = "<stdin>" if log == "-" else log
+    preflight([("-o", output)], [log])
+    imported = from_strace(
+        name,
+        read_text_lines(log),
+        vm=vm_id,
+        kernel=kernel,
+        first_sight=first_sight,
+        address_spaces=address_spaces,
+    )
+    write_imported(imported, output, fmt, [log])
+    say(imported.summary, quiet=quiet, prefix=f"kvmgen import strace: {name}")
     return ExitCode.OK
 
 
 @import_group.command(name="tracefs")
 @click.argument("file", metavar="FILE")
 @output_options
-@click.option("--qemu", "qemu_log", metavar="LOG", help="A QEMU log to merge in by timestamp.")
+@click.option("--qemu", "qemu_log", metavar="LOG", help="A QEMU log giving the updates.")
+@click.option("--strace", "strace_log", metavar="LOG", help="A strace log giving the updates.")
+@_vm_option
 @click.option(
+    "--offset",
     "--qemu-offset",
+    "offset",
     type=float,
     default=None,
     metavar="SECONDS",
-    help="Add to QEMU timestamps to get trace timestamps [default: same clock if the ranges "
-    "overlap, else the first delete is lined up with the first zap].",
+    help="Add to the log's timestamps to get trace timestamps [default: the trace's ioctl "
+    "events if it has them, else the offset that puts every zap inside a delete or move].",
 )
-@click.option("--kernel", help="Kernel version for the trace header (vm.kernel).")
-@click.option("--address-spaces", type=click.IntRange(1, 2), default=None)
+@_header_options
 @click.option(
     "--zaps-enabled",
     is_flag=True,
@@ -82,21 +152,15 @@ def import_qemu_cmd(
 @click.option(
     "--from-vm-start/--mid-run",
     default=None,
-    help="Whether the capture began at VM creation [default: from a kvmgen marker, else mid-run].",
-)
-@click.option(
-    "--first-sight",
-    type=click.Choice(["auto", "create", "flags"]),
-    default="auto",
-    show_default=True,
-    help="QEMU lines: a size>0 call on a slot not seen yet (see import qemu).",
+    help="Whether the capture began at VM creation [default: from a kvmgen marker, or from "
+    "a strace log that shows the VM created and every call's ioctl; else mid-run].",
 )
 @click.option(
     "--zap-window-ms",
     type=click.FloatRange(0, 60_000),
     default=100.0,
     show_default=True,
-    help="A zap this close before a QEMU line belongs to that line's ioctl.",
+    help="A zap this close before a log line of no known thread belongs to that line's ioctl.",
 )
 def import_tracefs_cmd(
     file: str,
@@ -104,54 +168,35 @@ def import_tracefs_cmd(
     fmt: str | None,
     quiet: bool,
     qemu_log: str | None,
-    qemu_offset: float | None,
+    strace_log: str | None,
+    vm_id: str | None,
+    offset: float | None,
     kernel: str | None,
     address_spaces: int | None,
+    first_sight: str,
     zaps_enabled: bool,
     from_vm_start: bool | None,
-    first_sight: str,
     zap_window_ms: float,
 ) -> int:
     """Import tracefs trace/trace_pipe text, trace-cmd report or perf script output (FILE)."""
-    from kvmgen.importers.emit import format_for, write_trace
-    from kvmgen.importers.qemu import read_log
-    from kvmgen.importers.tracefs import import_tracefs
-    from kvmgen.output import open_output
+    from kvmgen.importers.imports import from_tracefs
 
     name = "<stdin>" if file == "-" else file
-    preflight([("-o", output)], [file, qemu_log])
-    qemu = read_log(qemu_log, read_text_lines(qemu_log)) if qemu_log else None
-    result = import_tracefs(
+    preflight([("-o", output)], [file, qemu_log, strace_log])
+    imported = from_tracefs(
         name,
         read_text_lines(file),
-        qemu=qemu,
-        qemu_offset_ns=None if qemu_offset is None else round(qemu_offset * 1e9),
-        first_sight=first_sight,
-        zap_window_ns=round(zap_window_ms * 1e6),
+        qemu=(qemu_log, read_text_lines(qemu_log)) if qemu_log else None,
+        strace=(strace_log, read_text_lines(strace_log)) if strace_log else None,
+        vm=vm_id,
+        offset_ns=None if offset is None else round(offset * 1e9),
+        kernel=kernel,
+        address_spaces=address_spaces,
         zaps_enabled=zaps_enabled,
         from_vm_start=from_vm_start,
+        first_sight=first_sight,
+        zap_window_ns=round(zap_window_ms * 1e6),
     )
-    if not result.summary.per_event and qemu is None:
-        raise UsageError(
-            f"{name}: no trace events found (expected tracefs trace/trace_pipe text, "
-            "trace-cmd report or perf script output)"
-        )
-    if kernel:
-        result.vm["kernel"] = kernel
-    if address_spaces:
-        result.vm["address_spaces"] = address_spaces
-    out_fmt = format_for(output, fmt)
-    if out_fmt == "jsonl":
-        raise UsageError("import tracefs writes observations: choose --format yaml or json")
-    summary = result.summary.describe()
-    with open_output(output, what="-o", inputs=[file, qemu_log], text=True) as out:
-        write_trace(
-            out,
-            out_fmt,
-            result.events,
-            vm=result.vm,
-            observations=result.observations,
-            comments=[f"Imported by kvmgen import tracefs from {name}.", *summary],
-        )
-    say(summary, quiet=quiet, prefix=f"kvmgen import tracefs: {name}")
+    write_imported(imported, output, fmt, [file, qemu_log, strace_log])
+    say(imported.summary, quiet=quiet, prefix=f"kvmgen import tracefs: {name}")
     return ExitCode.OK

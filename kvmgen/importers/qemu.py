@@ -1,105 +1,108 @@
-"""QEMU ``kvm_set_user_memory`` trace lines -> memslot updates of trace format v1.
+"""QEMU ``kvm_set_user_memory`` trace lines -> memslot calls.
 
 QEMU traces every KVM_SET_USER_MEMORY_REGION it makes (``-trace kvm_set_user_memory``)
-after the ioctl returns, in one of three payload shapes:
+after the ioctl returns. Its payload has had three shapes:
 
-- QEMU < 7.0: ``Slot#%d flags=0x%x gpa=0x%x size=0x%x ua=0x%x ret=%d``, where the slot
-  number is ``address space << 16 | slot``;
-- QEMU 7.0+: ``AddrSpace#%d Slot#%d flags=... ret=%d``;
-- QEMU 9.0+ (guest_memfd): ``AddrSpace#%d Slot#%d ... ua=0x%x guest_memfd=%d
-  guest_memfd_offset=0x%x ret=%d``.
+- ``Slot#%d flags=0x%x gpa=0x%x size=0x%x ua=0x%x ret=%d``, the slot number being
+  ``address space << 16 | slot`` (QEMU up to 8.2; 7.2 is what Debian 12 ships);
+- ``AddrSpace#%d Slot#%d flags=... ua=0x%x guest_memfd=%d guest_memfd_offset=0x%x
+  ret=%d``, from QEMU 9.0, which added guest_memfd;
+- development trees (the TDX and SNP series) print ``AddrSpace#`` and ``Slot#`` with
+  other fields (``restricted_fd=19 restricted_offset=0x0``).
 
-With ``-msg timestamp=on`` the log backend prefixes ``<tid>@<sec>.<usec>:``, kept as
-``t``. The rules that turn a region call into create/delete/move/flags (and what
-happens to a slot the log never created) are in ``docs/importers.md``.
+Fields kvmgen does not know are accepted, counted and named in the summary; a
+line without ``Slot#`` and the flags, gpa, size and ret fields is an error. With
+``-msg timestamp=on`` the log backend prefixes ``<tid>@<sec>.<usec>:``, kept as ``t``.
+Turning calls into trace events is :mod:`kvmgen.importers.memslots`.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
 
 from kvmgen.errors import TraceError
+from kvmgen.importers.memslots import RegionCall, RegionLog, parse_time
 
 NAME = "kvm_set_user_memory"
-PAGE_SHIFT = 12
-GFN_LIMIT = 1 << 40
-MAX_SLOT = 32767
-FIRST_SIGHT = ("auto", "create", "flags")
-"""How to read a size > 0 call on a slot id the log has not shown yet (docs/importers.md)."""
 
 _PREFIX = re.compile(r"\s*(?P<tid>\d+)@(?P<sec>\d+)\.(?P<frac>\d{1,9}):")
-_HEX = "0x(?P<{}>[0-9a-fA-F]+)"
-_TAIL = (
-    rf"flags={_HEX.format('flags')} gpa={_HEX.format('gpa')} size={_HEX.format('size')} "
-    rf"ua={_HEX.format('ua')}"
-    r"(?: guest_memfd=(?P<gmfd>-?\d+) guest_memfd_offset=0x(?P<gmoff>[0-9a-fA-F]+))?"
-    r" ret=(?P<ret>-?\d+)\s*$"
+_HEAD = re.compile(r"(?:AddrSpace#(?P<as>\d+)\s+)?Slot#(?P<slot>-?\d+)(?=\s|$)")
+_FIELD = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>\S+)")
+_NUMBER = re.compile(r"-?(?:0x[0-9a-fA-F]+|\d+)")
+_REQUIRED = ("flags", "gpa", "size", "ret")
+_KNOWN = frozenset({*_REQUIRED, "ua", "guest_memfd", "guest_memfd_offset"})
+_SHAPES = (
+    "'Slot#N flags=0x.. gpa=0x.. size=0x.. ua=0x.. ret=N', "
+    "'AddrSpace#N Slot#N flags=0x.. ... ret=N'"
 )
-_NEW = re.compile(r"AddrSpace#(?P<as>\d+) Slot#(?P<slot>\d+) " + _TAIL)
-_OLD = re.compile(r"Slot#(?P<slot>-?\d+) " + _TAIL)
 
 
-@dataclass(frozen=True, slots=True)
-class QemuRecord:
-    """One ``kvm_set_user_memory`` line."""
-
-    line: int
-    address_space: int
-    slot: int
-    flags: int
-    gpa: int
-    size: int
-    ret: int
-    t_ns: int | None = None
-    tid: int | None = None
-    guest_memfd: int | None = None
-
-
-def parse_time(sec: str, frac: str) -> int:
-    """Nanoseconds of ``sec.frac`` (any number of fraction digits up to 9), exactly."""
-    return int(sec) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
+def _number(text: str) -> int:
+    negative = text.startswith("-")
+    digits = text[1:] if negative else text
+    value = int(digits, 16) if digits.startswith("0x") else int(digits)
+    return -value if negative else value
 
 
 def parse_payload(
     body: str, *, path: str, line: int, t_ns: int | None = None, tid: int | None = None
-) -> QemuRecord:
-    """Parse the text after the event name; a TraceError if it matches no known shape."""
-    body = body.lstrip(": \t")
-    match = _NEW.match(body)
-    if match is not None:
-        address_space, slot = int(match["as"]), int(match["slot"])
-    else:
-        match = _OLD.match(body)
+) -> RegionCall:
+    """Parse the text after the event name; a TraceError if it is not a memslot call."""
+    body = body.lstrip(": \t").rstrip()
+
+    def refuse(why: str) -> TraceError:
+        return TraceError(
+            path,
+            f"{NAME}: payload {body[:60]!r} {why} (expected {_SHAPES}, "
+            "other key=value fields allowed)",
+            line=line,
+        )
+
+    head = _HEAD.match(body)
+    if head is None:
+        raise refuse("has no Slot#N")
+    fields: dict[str, str] = {}
+    extras: list[str] = []
+    for word in body[head.end() :].split():
+        match = _FIELD.fullmatch(word)
         if match is None:
-            raise TraceError(
-                path,
-                f"{NAME}: payload {body[:60]!r} matches none of the known formats "
-                "('Slot#N flags=0x.. gpa=0x.. size=0x.. ua=0x.. ret=N', 'AddrSpace#N Slot#N ...', "
-                "'... guest_memfd=N guest_memfd_offset=0x.. ret=N')",
-                line=line,
-            )
-        raw = int(match["slot"]) & 0xFFFFFFFF  # printed with %d: as << 16 | slot
+            raise refuse(f"has {word!r}, which is not key=value")
+        key, value = match["key"], match["value"]
+        if key in fields:
+            raise refuse(f"names {key} twice")
+        if key in _KNOWN:
+            if not _NUMBER.fullmatch(value):
+                raise refuse(f"has {key}={value}, which is not a number")
+            fields[key] = value
+        else:
+            extras.append(key)
+            fields[key] = value
+    missing = [key for key in _REQUIRED if key not in fields]
+    if missing:
+        raise refuse(f"lacks {', '.join(missing)}")
+    if head["as"] is not None:
+        address_space, slot = int(head["as"]), int(head["slot"])
+    else:
+        raw = int(head["slot"]) & 0xFFFFFFFF  # printed with %d: as << 16 | slot
         address_space, slot = raw >> 16, raw & 0xFFFF
-    return QemuRecord(
+    return RegionCall(
         line=line,
         address_space=address_space,
         slot=slot,
-        flags=int(match["flags"], 16),
-        gpa=int(match["gpa"], 16),
-        size=int(match["size"], 16),
-        ret=int(match["ret"]),
+        flags=_number(fields["flags"]),
+        gpa=_number(fields["gpa"]),
+        size=_number(fields["size"]),
+        ret=_number(fields["ret"]),
         t_ns=t_ns,
         tid=tid,
-        guest_memfd=int(match["gmfd"]) if match["gmfd"] is not None else None,
+        guest_memfd=_number(fields["guest_memfd"]) if "guest_memfd" in fields else None,
+        extras=tuple(extras),
     )
 
 
-def parse_line(text: str, *, path: str, line: int) -> QemuRecord | None:
-    """A record for a ``kvm_set_user_memory`` line, None for any other line."""
+def parse_line(text: str, *, path: str, line: int) -> RegionCall | None:
+    """A call for a ``kvm_set_user_memory`` line, None for any other line."""
     at = text.find(NAME)
     if at < 0:
         return None
@@ -111,241 +114,9 @@ def parse_line(text: str, *, path: str, line: int) -> QemuRecord | None:
     return parse_payload(text[at + len(NAME) :], path=path, line=line, t_ns=t_ns, tid=tid)
 
 
-@dataclass
-class _Live:
-    gfn: int
-    pages: int
-    flags: int
-    line: int
-
-
-@dataclass
-class QemuSummary:
-    """What an import did, for the one-paragraph report and the trace's header comment."""
-
-    lines: int = 0
-    records: int = 0
-    updates: int = 0
-    unrelated: int = 0
-    failed: int = 0
-    per_as: Counter[int] = field(default_factory=Counter)
-    per_op: Counter[str] = field(default_factory=Counter)
-    preexisting: list[str] = field(default_factory=list)
-    inferred_deletes: list[str] = field(default_factory=list)
-    noop_deletes: int = 0
-    moves_with_flags: int = 0
-    guest_memfd: int = 0
-
-    def describe(self) -> list[str]:
-        """Human sentences, one per fact worth knowing; the first is the headline."""
-        per_as = ", ".join(f"{n} in address space {a}" for a, n in sorted(self.per_as.items()))
-        ops = ", ".join(f"{n} {op}" for op, n in sorted(self.per_op.items()))
-        out = [
-            f"{self.updates} updates ({ops or 'none'}; {per_as or 'none'}) from "
-            f"{self.records} kvm_set_user_memory lines of {self.lines}"
-        ]
-        if self.unrelated:
-            out.append(f"skipped {self.unrelated} unrelated lines")
-        if self.failed:
-            out.append(
-                f"skipped {self.failed} lines with ret != 0 "
-                "(the kernel refused them: nothing changed)"
-            )
-        if self.preexisting:
-            out.append(
-                f"{len(self.preexisting)} slots existed before the log started and are declared "
-                f"in vm.slots: {'; '.join(self.preexisting)}"
-            )
-        if self.inferred_deletes:
-            out.append(
-                f"{len(self.inferred_deletes)} deletes the log is missing were inferred: "
-                + "; ".join(self.inferred_deletes)
-            )
-        if self.noop_deletes:
-            out.append(f"skipped {self.noop_deletes} deletes of slots that no longer existed")
-        if self.moves_with_flags:
-            out.append(
-                f"{self.moves_with_flags} moves also changed flags "
-                "(one ioctl: modelled as the move)"
-            )
-        if self.guest_memfd:
-            out.append(f"{self.guest_memfd} lines carried guest_memfd (private memory)")
-        return out
-
-
-class MemslotTracker:
-    """Replays QEMU's region calls against the slots they imply; yields trace events.
-
-    One tracker per import; :meth:`apply` returns the events (0, 1 or 2) one
-    successful call stands for. Slots the log never created are collected in
-    :attr:`decls` (the trace's ``vm.slots``).
-    """
-
-    def __init__(self, path: str, first_sight: str = "auto") -> None:
-        if first_sight not in FIRST_SIGHT:
-            raise ValueError(f"first_sight must be one of {FIRST_SIGHT}")
-        self.path = path
-        self.first_sight = first_sight
-        self.starts_mid_run: bool | None = None if first_sight == "auto" else first_sight == "flags"
-        self.live: dict[tuple[int, int], _Live] = {}
-        self.seen: set[tuple[int, int]] = set()
-        # Every range a create placed, per address space: a slot declared as
-        # pre-existing must not overlap any of them (it was live all along).
-        self.placed: dict[int, list[tuple[int, int, int, int]]] = {}
-        self.decls: list[dict[str, Any]] = []
-        self.summary = QemuSummary()
-
-    def _decide_start(self, rec: QemuRecord) -> None:
-        """``auto``: decide on the first successful call whether the log starts mid-run.
-
-        QEMU registers guest RAM at gpa 0 in slot 0 of address space 0 before anything
-        else, so a log whose first successful call is that create starts at VM creation
-        (every first sight of a slot is a create); any other log starts mid-run (a
-        first sight with size > 0 is a flags change of a slot that already existed).
-        """
-        if self.starts_mid_run is None:
-            self.starts_mid_run = not (
-                rec.size > 0 and rec.gpa == 0 and rec.slot == 0 and rec.address_space == 0
-            )
-
-    def _free(self, a: int, gfn: int, pages: int) -> bool:
-        """No range placed so far in address space ``a`` overlaps ``gfn`` + ``pages``."""
-        return not any(
-            g < gfn + pages and gfn < g + p for g, p, _slot, _line in self.placed.get(a, ())
-        )
-
-    def _fail(self, rec: QemuRecord, message: str) -> TraceError:
-        return TraceError(self.path, message, line=rec.line)
-
-    def _place(self, a: int, slot: int, gfn: int, pages: int, line: int) -> None:
-        self.placed.setdefault(a, []).append((gfn, pages, slot, line))
-
-    def _declare(self, rec: QemuRecord, gfn: int, pages: int, flags: int, why: str) -> _Live:
-        a, slot = rec.address_space, rec.slot
-        for other_gfn, other_pages, other_slot, other_line in self.placed.get(a, ()):
-            if other_gfn < gfn + pages and gfn < other_gfn + other_pages:
-                where = f"line {other_line}" if other_line else "a pre-existing declaration"
-                raise self._fail(
-                    rec,
-                    f"slot {slot} of address space {a} was never created in this log, but it "
-                    f"cannot have existed before it: gfn {gfn:#x}+{pages:#x} overlaps slot "
-                    f"{other_slot} ({where})",
-                )
-        self.decls.append({"slot": slot, "as": a, "gfn": gfn, "pages": pages, "flags": flags})
-        self._place(a, slot, gfn, pages, 0)
-        self.summary.preexisting.append(f"slot {slot} (as {a}) at line {rec.line}: {why}")
-        return _Live(gfn, pages, flags, 0)
-
-    def _count(self, ev: dict[str, Any]) -> dict[str, Any]:
-        self.summary.updates += 1
-        self.summary.per_as[ev.get("as", 0)] += 1
-        self.summary.per_op[ev["op"]] += 1
-        return ev
-
-    def _ev(self, op: str, a: int, slot: int, **fields: Any) -> dict[str, Any]:
-        ev: dict[str, Any] = {"op": op, "slot": slot}
-        if a:
-            ev["as"] = a
-        ev.update(fields)
-        return self._count(ev)
-
-    def apply(self, rec: QemuRecord) -> list[dict[str, Any]]:
-        """The trace events for one record (empty when it changed nothing)."""
-        self.summary.records += 1
-        if rec.ret != 0:
-            self.summary.failed += 1
-            return []
-        self._decide_start(rec)
-        if rec.guest_memfd is not None:
-            self.summary.guest_memfd += 1
-        a, slot = rec.address_space, rec.slot
-        if a > 1:
-            raise self._fail(rec, f"address space {a}: x86 KVM has address spaces 0 and 1")
-        if slot > MAX_SLOT:
-            raise self._fail(rec, f"slot {slot}: kvmgen traces allow slot ids 0..{MAX_SLOT}")
-        if rec.gpa & 0xFFF or rec.size & 0xFFF:
-            raise self._fail(
-                rec,
-                f"gpa {rec.gpa:#x} / size {rec.size:#x} is not page aligned, yet ret=0 "
-                "(the kernel refuses unaligned regions)",
-            )
-        gfn, pages = rec.gpa >> PAGE_SHIFT, rec.size >> PAGE_SHIFT
-        if gfn + max(pages, 1) > GFN_LIMIT:
-            raise self._fail(rec, f"gpa {rec.gpa:#x} + size {rec.size:#x} ends past 2^52")
-        key = (a, slot)
-        cur = self.live.get(key)
-        first_sight = key not in self.seen
-        self.seen.add(key)
-        if pages == 0:
-            if cur is None and first_sight:
-                # The size of a slot deleted before we saw it is unknown: one page.
-                self._declare(rec, gfn, 1, rec.flags, "deleted; size unknown, declared as 1 page")
-            elif cur is None:
-                self.summary.noop_deletes += 1
-                return []
-            self.live.pop(key, None)
-            return [self._ev("delete", a, slot)]
-        if cur is None and first_sight and self.starts_mid_run and self._free(a, gfn, pages):
-            cur = self._declare(
-                rec, gfn, pages, rec.flags ^ 1, "flags changed; prior flags taken as bit 0 flipped"
-            )
-            self.live[key] = cur
-        if cur is not None:
-            if cur.gfn == gfn and cur.pages == pages:
-                cur.flags = rec.flags
-                return [self._ev("flags", a, slot, flags=rec.flags)]
-            if cur.pages == pages:
-                if cur.flags != rec.flags:
-                    self.summary.moves_with_flags += 1
-                cur.gfn, cur.flags = gfn, rec.flags
-                self._place(a, slot, gfn, pages, rec.line)
-                return [self._ev("move", a, slot, gfn=gfn)]
-            self.summary.inferred_deletes.append(
-                f"slot {slot} (as {a}) before line {rec.line}: its size changed "
-                f"({cur.pages:#x} -> {pages:#x} pages)"
-            )
-            out = [self._ev("delete", a, slot, note=f"inferred: missing before line {rec.line}")]
-            del self.live[key]
-        else:
-            out = []
-        out.extend(self._evict_overlaps(rec, gfn, pages))
-        self.live[key] = _Live(gfn, pages, rec.flags, rec.line)
-        self._place(a, slot, gfn, pages, rec.line)
-        fields: dict[str, Any] = {"gfn": gfn, "pages": pages}
-        if rec.flags:
-            fields["flags"] = rec.flags
-        out.append(self._ev("create", a, slot, **fields))
-        return out
-
-    def _evict_overlaps(self, rec: QemuRecord, gfn: int, pages: int) -> Iterator[dict[str, Any]]:
-        a = rec.address_space
-        for (other_a, other_slot), other in list(self.live.items()):
-            if other_a != a or (other_a, other_slot) == (a, rec.slot):
-                continue
-            if other.gfn < gfn + pages and gfn < other.gfn + other.pages:
-                self.summary.inferred_deletes.append(
-                    f"slot {other_slot} (as {a}) before line {rec.line}: slot {rec.slot} "
-                    f"was created over it"
-                )
-                del self.live[(other_a, other_slot)]
-                yield self._ev(
-                    "delete", a, other_slot, note=f"inferred: missing before line {rec.line}"
-                )
-
-
-@dataclass
-class QemuLog:
-    """A parsed QEMU log: the records in file order plus the unrelated-line count."""
-
-    path: str
-    records: list[QemuRecord]
-    lines: int
-    unrelated: int
-
-
-def read_log(path: str, lines: Iterable[str]) -> QemuLog:
+def read_log(path: str, lines: Iterable[str]) -> RegionLog:
     """Parse every line; unrelated lines are counted, a malformed event line is an error."""
-    records: list[QemuRecord] = []
+    records: list[RegionCall] = []
     unrelated = 0
     count = 0
     for number, text in enumerate(lines, start=1):
@@ -356,42 +127,4 @@ def read_log(path: str, lines: Iterable[str]) -> QemuLog:
                 unrelated += 1
             continue
         records.append(rec)
-    return QemuLog(path=path, records=records, lines=count, unrelated=unrelated)
-
-
-def seconds(t_ns: int) -> float:
-    """A nanosecond timestamp as the float seconds a trace's ``t`` holds.
-
-    Rounded to the precision the source printed (microseconds for QEMU and tracefs),
-    so the written value reads back as the printed one.
-    """
-    return round(t_ns / 1e9, 6 if t_ns % 1000 == 0 else 9)
-
-
-def import_qemu(
-    log: QemuLog, first_sight: str = "auto"
-) -> tuple[MemslotTracker, list[dict[str, Any]]]:
-    """Turn a parsed log into trace events; the tracker holds vm.slots and the summary."""
-    tracker = MemslotTracker(log.path, first_sight)
-    tracker.summary.lines = log.lines
-    tracker.summary.unrelated = log.unrelated
-    events: list[dict[str, Any]] = []
-    for rec in log.records:
-        for ev in tracker.apply(rec):
-            if rec.t_ns is not None:
-                ev["t"] = seconds(rec.t_ns)
-            events.append(ev)
-    return tracker, events
-
-
-def header_for(tracker: MemslotTracker, kernel: str | None) -> dict[str, Any]:
-    """The ``vm`` header of an imported trace."""
-    vm: dict[str, Any] = {}
-    if kernel:
-        vm["kernel"] = kernel
-    spaces = set(tracker.summary.per_as) | {d["as"] for d in tracker.decls}
-    if 1 in spaces:
-        vm["address_spaces"] = 2
-    if tracker.decls:
-        vm["slots"] = tracker.decls
-    return vm
+    return RegionLog(path=path, calls=records, lines=count, unrelated=unrelated)

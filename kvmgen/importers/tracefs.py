@@ -28,30 +28,35 @@ The attribution rules (which update a zap belongs to, clock alignment) are in
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from kvmgen.errors import TraceError, UsageError
-from kvmgen.importers.qemu import (
-    NAME as QEMU_EVENT,
-)
-from kvmgen.importers.qemu import (
+from kvmgen.errors import TraceError
+from kvmgen.importers import align
+from kvmgen.importers.memslots import (
     MemslotTracker,
-    QemuLog,
-    QemuRecord,
-    parse_payload,
+    RegionCall,
+    RegionLog,
     parse_time,
     seconds,
 )
+from kvmgen.importers.qemu import NAME as QEMU_EVENT
+from kvmgen.importers.qemu import parse_payload
+from kvmgen.importers.strace import SET_REGION, SET_REGION2
 from kvmgen.trace.observed import ZAP_EVENTS
 
 _TRACEFS = re.compile(
-    r"\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?:\d+|-+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
-    r"(?:(?P<flags>[^\s\]]{4,5})\s+)?(?P<sec>\d+)\.(?P<frac>\d+):\s+(?P<event>\w+):\s*"
-    r"(?P<payload>.*)"
+    r"\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:(?P<flags>[^\s\]]{4,5})\s+)?(?P<sec>\d+)\.(?P<frac>\d+):\s+"
+    r"(?P<event>\w+)(?::\s*|(?=\(|\s->))(?P<payload>.*)"
 )
+# Syscall events as tracefs prints them ("sys_ioctl(fd: 8, cmd: 0x4020ae46, arg: ...)",
+# "sys_ioctl -> 0x0") and as trace-cmd does ("sys_enter_ioctl: fd: 0x8, cmd: ...").
+_ENTER = re.compile(r"\(?fd: (?P<fd>0x[0-9a-f]+|\d+), cmd: (?P<cmd>0x[0-9a-f]+|\d+)")
+_EXIT = re.compile(r"\s*(?:->\s*)?(?P<ret>-?0x[0-9a-f]+|-?\d+)\s*$")
 _PERF = re.compile(
     r"\s*(?P<comm>.*?)\s+(?:(?P<pid>\d+)(?:/(?P<tid>\d+))?\s+)?(?:\[(?P<cpu>\d+)\]\s+)?"
     r"(?P<sec>\d+)\.(?P<frac>\d+):\s+(?:\d+\s+)?(?P<system>\w+):(?P<event>\w+):\s*"
@@ -88,6 +93,7 @@ class TraceLine:
     t_ns: int
     event: str
     payload: str
+    tgid: int | None = None  # the process, where the capture recorded it (options/record-tgid)
 
 
 def parse_trace_line(text: str, line: int = 0) -> TraceLine | None:
@@ -105,7 +111,12 @@ def parse_trace_line(text: str, line: int = 0) -> TraceLine | None:
         # trace-cmd prints a marker as "print: tracing_mark_write: text".
         payload = _PRINT_PREFIX.sub("", payload, count=1)
         event = "tracing_mark_write"
+    if event == "sys_ioctl":  # tracefs names both syscall events by the call
+        event = "sys_exit_ioctl" if payload.lstrip().startswith("->") else "sys_enter_ioctl"
     pid = match["tid"] if system is not None and match["tid"] else match["pid"]
+    tgid = match.groupdict().get("tgid")
+    if system is not None and match["tid"]:
+        tgid = match["pid"]  # perf script prints pid/tid
     return TraceLine(
         line=line,
         comm=match["comm"].strip(),
@@ -114,6 +125,7 @@ def parse_trace_line(text: str, line: int = 0) -> TraceLine | None:
         t_ns=parse_time(match["sec"], match["frac"]),
         event=event,
         payload=payload.rstrip(),
+        tgid=int(tgid) if tgid and tgid.isdigit() else None,
     )
 
 
@@ -143,11 +155,12 @@ class _Update:
 
     t_ns: int
     seq: int
-    post: bool  # traced after its ioctl returned (QEMU) rather than before (kvmgen)
+    post: bool  # traced after its ioctl returned (QEMU, strace) rather than before (kvmgen)
     line: int
-    qemu: QemuRecord | None = None
+    call: RegionCall | None = None
     fields: dict[str, Any] | None = None
     ordinal: int | None = None
+    tid: int | None = None  # the thread that made the call, where the source says
 
 
 @dataclass(slots=True)
@@ -158,6 +171,8 @@ class _Zap:
     event: str
     valid_gen: int
     used_pages: int
+    pid: int = -1
+    tgid: int | None = None
 
 
 @dataclass
@@ -169,6 +184,7 @@ class _Access:
     line: int
     pid: int
     comm: str
+    tgid: int | None = None
     gfn: int | None = None
     kind: str = "read"
     check: tuple[int, int, int] | None = None  # kvm_gen, spte_gen, valid
@@ -199,6 +215,10 @@ class TracefsSummary:
     accesses: int = 0
     zaps: int = 0
     no_gfn: int = 0
+    # Left out as not the VMM's, by process where the capture names it ("process N"),
+    # else by thread ("thread N").
+    foreign_zaps: Counter[str] = field(default_factory=Counter)
+    foreign_accesses: Counter[str] = field(default_factory=Counter)
     qemu: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -217,6 +237,15 @@ class TracefsSummary:
             out.append(f"the ring buffer lost {self.lost} events: observations are incomplete")
         if self.no_gfn:
             out.append(f"skipped {self.no_gfn} check_mmio_spte faults whose gfn never showed")
+        for what, counts in (("zap", self.foreign_zaps), ("access", self.foreign_accesses)):
+            if counts:
+                total = sum(counts.values())
+                named = ", ".join(f"{who}: {n}" for who, n in sorted(counts.items()))
+                noun = what if total == 1 else ("accesses" if what == "access" else "zaps")
+                out.append(
+                    f"left out {total} {noun} of other VMs, not this VMM's ({named}); "
+                    "they made none of the log's memslot calls"
+                )
         out.extend(self.qemu)
         out.extend(self.notes)
         return out
@@ -249,6 +278,13 @@ class _Importer:
         self.last_t: int | None = None
         self.mmu_seen = False
         self.marker_ordinals: list[int] = []
+        # Memslot ioctls per thread, from syscall events; an exit closes the thread's last.
+        self.windows: dict[int, list[align.IoctlWindow]] = {}
+        self.in_ioctl: dict[int, align.IoctlWindow] = {}
+        self.tgids: dict[int, int] = {}  # tid -> tgid, where lines carry it
+        self.exact = False  # every log call has its ioctl window
+        self.matched: set[align.IoctlWindow] = set()  # those windows (exact only)
+        self.entries: dict[int, list[int]] = {}  # per thread, its windows' entry times
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -271,7 +307,11 @@ class _Importer:
         self.first_t = tl.t_ns if self.first_t is None else self.first_t
         self.last_t = tl.t_ns
         self.summary.per_event[tl.event] += 1
-        if tl.event in MARKER_EVENTS:
+        if tl.tgid is not None:
+            self.tgids[tl.pid] = tl.tgid
+        if tl.event in ("sys_enter_ioctl", "sys_exit_ioctl"):
+            self.syscall(tl)
+        elif tl.event in MARKER_EVENTS:
             self.marker(tl)
         elif tl.event in ZAP_EVENTS:
             match = _ZAP.match(tl.payload)
@@ -286,10 +326,34 @@ class _Importer:
                     tl.event,
                     int(match[1], base),
                     int(match[2], 16),
+                    tl.pid,
+                    tl.tgid,
                 )
             )
         elif tl.event in MMU_EVENTS or tl.event == "kvm_mmio":
             self.mmu(tl)
+
+    def syscall(self, tl: TraceLine) -> None:
+        """A memslot ioctl's entry (filtered by cmd in the capture) or any ioctl's exit."""
+        if tl.event == "sys_enter_ioctl":
+            match = _ENTER.match(tl.payload)
+            if match is None:
+                raise self.bad(tl, "fd: N, cmd: 0xN, arg: 0xN")
+            command = int(match["cmd"], 0)
+            if command in (SET_REGION, SET_REGION2):
+                window = align.IoctlWindow(tl.pid, tl.t_ns, None, command, int(match["fd"], 0))
+                self.in_ioctl[tl.pid] = window
+            return
+        match = _EXIT.match(tl.payload)
+        if match is None:
+            raise self.bad(tl, "-> 0xN")
+        # A thread is in one syscall at a time: its next exit ends the memslot ioctl.
+        opened = self.in_ioctl.pop(tl.pid, None) if tl.pid in self.in_ioctl else None
+        if opened is not None:
+            closed = align.IoctlWindow(
+                opened.tid, opened.enter_ns, tl.t_ns, opened.command, opened.fd
+            )
+            self.windows.setdefault(tl.pid, []).append(closed)
 
     def bad(self, tl: TraceLine, expected: str) -> TraceError:
         return TraceError(
@@ -314,8 +378,11 @@ class _Importer:
             return
         at = text.find(QEMU_EVENT)
         if at >= 0:
-            rec = parse_payload(text[at + len(QEMU_EVENT) :], path=self.path, line=tl.line)
-            self.updates.append(_Update(tl.t_ns, self.next_seq(), True, tl.line, qemu=rec))
+            body = text[at + len(QEMU_EVENT) :]
+            rec = parse_payload(body, path=self.path, line=tl.line, tid=tl.pid)
+            self.updates.append(
+                _Update(tl.t_ns, self.next_seq(), True, tl.line, call=rec, tid=tl.pid)
+            )
             return
         self.summary.other_markers += 1
 
@@ -342,7 +409,9 @@ class _Importer:
                 "move|flags as=N slot=N [gfn=0x..] [pages=0x..] [flags=0x..]'",
                 line=tl.line,
             ) from None
-        self.updates.append(_Update(tl.t_ns, self.next_seq(), False, tl.line, fields=parsed))
+        self.updates.append(
+            _Update(tl.t_ns, self.next_seq(), False, tl.line, fields=parsed, tid=tl.pid)
+        )
 
     def mmu(self, tl: TraceLine) -> None:
         pid, cur = tl.pid, self.open.get(tl.pid)
@@ -407,60 +476,143 @@ class _Importer:
             self.open.pop(pid, None)
 
     def start(self, tl: TraceLine) -> _Access:
-        acc = _Access(tl.t_ns, self.next_seq(), tl.line, tl.pid, tl.comm)
+        acc = _Access(tl.t_ns, self.next_seq(), tl.line, tl.pid, tl.comm, tl.tgid)
         self.accesses.append(acc)
         self.open[tl.pid] = acc
         return acc
 
     # --- pass 2: timeline ---------------------------------------------------------------------
 
-    def add_qemu(self, log: QemuLog, offset_ns: int) -> None:
-        for rec in log.records:
-            if rec.t_ns is None:
-                raise UsageError(
-                    f"{log.path}:{rec.line}: the QEMU log has no timestamps, so it cannot be "
-                    "merged by time (run QEMU with -msg timestamp=on)"
+    def add_calls(self, log: RegionLog, offset_ns: int | None) -> str:
+        """Merge a log's memslot calls onto the trace clock; return how they were placed."""
+        self.tracker.follow(log)
+        placed = align.by_syscalls(log.calls, self.windows) if offset_ns is None else None
+        if placed is None and offset_ns is not None:
+            placed = align.shifted(log.calls, offset_ns, source=log.path)
+        if placed is None:
+            zap_tids = {c.tid for c in log.calls if c.tid is not None}
+            own = [z.t_ns for z in self.zaps if not zap_tids or z.pid in zap_tids]
+            placed = align.by_deletes(log.calls, own, source=log.path, at_exit=log.at_exit)
+            if self.windows:
+                placed = align.Alignment(
+                    placed.times,
+                    "the trace's ioctl events do not pair up with the log's calls (events "
+                    f"lost, or the log began before the capture); {placed.how}",
+                    exact=False,
+                    misfit=placed.misfit,
                 )
-            self.updates.append(_Update(rec.t_ns + offset_ns, 0, True, rec.line, qemu=rec))
+        self.exact = placed.exact
+        self.matched = set(placed.windows)
+        # Matched to its ioctl events, a call stands at the ioctl's return.
+        at_exit = placed.exact or log.at_exit
+        for rec, t_ns in zip(log.calls, placed.times, strict=True):
+            self.updates.append(_Update(t_ns, 0, at_exit, rec.line, call=rec, tid=rec.tid))
+        return placed.how
+
+    def ioctl_at(self, z: _Zap) -> align.IoctlWindow | None:
+        """The memslot ioctl of the zap's thread that was running when it fired, if any."""
+        windows = self.windows.get(z.pid)
+        if not windows:
+            return None
+        if z.pid not in self.entries:  # a thread's windows come in time order
+            self.entries[z.pid] = [w.enter_ns for w in windows]
+        at = bisect.bisect_right(self.entries[z.pid], z.t_ns) - 1
+        if at < 0:
+            return None
+        window = windows[at]
+        return window if window.exit_ns is None or z.t_ns <= window.exit_ns else None
+
+    def own(self) -> tuple[list[_Zap], list[_Access]]:
+        """The zaps and accesses of the VMM: its threads, or its process where lines say so.
+
+        A zap fires in the thread whose ioctl caused it, so a zap of a thread that made
+        no memslot call (and of another process, where the capture records tgids) is
+        another VM's; an access is left out only when its process is known to differ.
+        """
+        tids = {u.tid for u in self.updates if u.tid is not None}
+        processes = {self.tgids[t] for t in tids if t in self.tgids}
+        zaps, accesses = [], []
+        for z in self.zaps:
+            inside = self.ioctl_at(z)
+            if inside is not None and self.exact:
+                # Inside a memslot ioctl: the VM's own call, or another VM's (another fd).
+                mine = inside in self.matched
+            else:
+                mine = not tids or z.pid in tids or (z.tgid is not None and z.tgid in processes)
+            if mine:
+                zaps.append(z)
+            else:
+                who = f"process {z.tgid}" if z.tgid is not None else f"thread {z.pid}"
+                self.summary.foreign_zaps[who] += 1
+        for acc in self.accesses:
+            if processes and acc.tgid is not None and acc.tgid not in processes:
+                self.summary.foreign_accesses[f"process {acc.tgid}"] += 1
+            else:
+                accesses.append(acc)
+        if not processes and tids and self.summary.foreign_zaps:
+            self.summary.notes.append(
+                "the capture has no tgid column: accesses of every process are kept "
+                "(kvmgen record sets options/record-tgid)"
+            )
+        return zaps, accesses
 
     def build(self) -> ImportResult:
-        timeline: list[tuple[int, int, int, Any]] = []
+        zaps, accesses = self.own()
+        # (time, after, seq, index, item): a call stamped at its return comes after the
+        # zaps and accesses of the same instant, which happened inside it.
+        timeline: list[tuple[int, int, int, int, Any]] = []
         for i, u in enumerate(self.updates):
-            timeline.append((u.t_ns, u.seq, i, u))
-        for z in self.zaps:
-            timeline.append((z.t_ns, z.seq, 0, z))
-        for a in self.accesses:
-            timeline.append((a.t_ns, a.seq, 0, a))
-        timeline.sort(key=lambda item: (item[0], item[1], item[2]))
-        # For each position, the next update (for zaps traced before a post-ioctl line).
+            timeline.append((u.t_ns, int(u.post), u.seq, i, u))
+        for z in zaps:
+            timeline.append((z.t_ns, 0, z.seq, 0, z))
+        for a in accesses:
+            timeline.append((a.t_ns, 0, a.seq, 0, a))
+        timeline.sort(key=lambda item: item[:4])
+        # For each position, the next update (for zaps traced before a post-ioctl line),
+        # and for each thread how many post-ioctl updates are still to come.
         next_update: list[_Update | None] = [None] * (len(timeline) + 1)
         for i in range(len(timeline) - 1, -1, -1):
-            item = timeline[i][3]
+            item = timeline[i][4]
             next_update[i] = item if isinstance(item, _Update) else next_update[i + 1]
+        to_come: Counter[int] = Counter(u.tid for u in self.updates if u.post and u.tid is not None)
 
         events: list[dict[str, Any]] = []
         observations: list[dict[str, Any]] = []
         ordinal = 0
         pending: list[_Zap] = []
+        pending_of: dict[int, list[_Zap]] = {}
+        # Threads whose calls are stamped at entry (kvmgen markers, strace without -T):
+        # the ordinal of each one's latest update, which its later zaps belong to.
+        entered: dict[int, int] = {}
         vcpus: dict[int, int] = {}
         flags_now: dict[tuple[int, int], int] = {}
-        for i, (_t, _seq, _k, item) in enumerate(timeline):
+        for i, (_t, _after, _seq, _k, item) in enumerate(timeline):
             if isinstance(item, _Update):
                 produced = self.emit_update(item, events, flags_now)
                 ordinal += produced
                 item.ordinal = ordinal
-                for z in pending:
+                mine = pending_of.pop(item.tid, []) if item.post and item.tid is not None else []
+                for z in pending + mine:
                     observations.append(self.zap_obs(z, ordinal))
                 pending = []
+                if item.post and item.tid is not None:
+                    to_come[item.tid] -= 1
+                elif item.tid is not None:
+                    entered[item.tid] = ordinal
             elif isinstance(item, _Zap):
                 nxt = next_update[i + 1]
-                if nxt is not None and nxt.post and nxt.t_ns - item.t_ns <= self.zap_window_ns:
+                if to_come.get(item.pid, 0) > 0:
+                    # Inside one of this thread's calls, which the log prints once it returns.
+                    pending_of.setdefault(item.pid, []).append(item)
+                elif item.pid in entered:
+                    observations.append(self.zap_obs(item, entered[item.pid]))
+                elif nxt is not None and nxt.post and nxt.t_ns - item.t_ns <= self.zap_window_ns:
                     pending.append(item)
                 else:
                     observations.append(self.zap_obs(item, ordinal))
             else:
                 self.emit_access(item, events, observations, vcpus)
-        for z in pending:
+        for z in pending + [z for left in pending_of.values() for z in left]:
             observations.append(self.zap_obs(z, ordinal))
         self.summary.updates = ordinal
         vm = self.header()
@@ -472,8 +624,8 @@ class _Importer:
     def emit_update(
         self, u: _Update, events: list[dict[str, Any]], flags_now: dict[tuple[int, int], int]
     ) -> int:
-        if u.qemu is not None:
-            produced = self.tracker.apply(u.qemu)
+        if u.call is not None:
+            produced = self.tracker.apply(u.call)
             for made in produced:
                 made["t"] = seconds(u.t_ns)
                 events.append(made)
@@ -562,12 +714,9 @@ class _Importer:
     def capture_obs(self, total: int) -> dict[str, Any]:
         """What the capture covers: the updates traced completely, zap tracepoints on."""
         cap: dict[str, Any] = {"kind": "capture"}
-        if self.capture:
-            cap["source"] = self.capture.get("source", "kvmgen probe")
-            if "kernel" in self.capture:
-                cap["kernel"] = self.capture["kernel"]
-        else:
-            cap["source"] = "tracefs import"
+        cap["source"] = self.capture.get("source", "tracefs import")
+        if "kernel" in self.capture:
+            cap["kernel"] = self.capture["kernel"]
         first = last = None
         if self.updates and self.first_t is not None and self.last_t is not None:
             covered = [
@@ -581,6 +730,10 @@ class _Importer:
                 first, last = min(covered), max(covered)
         if self.capture_end is not None and total:
             last = total  # the end marker follows the last update: nothing after it is missing
+        if self.exact and total:
+            first, last = 1, total  # every call's ioctl is in the trace
+        elif self.capture.get("vm_start") == "1" and total and last is not None:
+            first = 1  # the capture began at VM creation, before the first update
         if first is not None and last is not None and first <= last:
             cap["first_update"], cap["last_update"] = first, last
         enabled = self.capture.get("events", "")
@@ -602,66 +755,41 @@ class _Importer:
         return vm
 
 
-def align_qemu(log: QemuLog, lines: list[TraceLine | None], zaps_t: list[int]) -> tuple[int, str]:
-    """The offset (ns) to add to QEMU times to get trace times, and how it was found.
-
-    Same clock when the two time ranges overlap; otherwise the first delete or move
-    in the log is lined up just after the first zap (from 5.3 on, every delete and
-    move zaps the whole MMU inside its ioctl, and QEMU traces the call after it).
-    """
-    times = [rec.t_ns for rec in log.records if rec.t_ns is not None]
-    trace_times = [tl.t_ns for tl in lines if tl is not None]
-    if not times or not trace_times:
-        return 0, "no timestamps to align: QEMU times used as they are"
-    day = 86_400 * 1_000_000_000
-    if abs(times[0] - trace_times[0]) < day:
-        return 0, "QEMU and trace timestamps share a clock (their ranges overlap)"
-    flushing = [rec for rec in log.records if rec.t_ns is not None and rec.ret == 0]
-    first_flush = next((rec for rec in flushing if rec.size == 0), None)
-    if first_flush is None or not zaps_t:
-        raise UsageError(
-            f"{log.path}: the QEMU log and the trace use different clocks and there is no "
-            "delete and zap pair to line them up: give --qemu-offset SECONDS"
-        )
-    assert first_flush.t_ns is not None
-    offset = zaps_t[0] + 1_000 - first_flush.t_ns
-    return offset, (
-        f"clocks aligned on the first delete (QEMU line {first_flush.line}) and the first zap: "
-        f"offset {offset / 1e9:+.6f} s"
-    )
-
-
 def import_tracefs(
     path: str,
     lines: list[str],
     *,
-    qemu: QemuLog | None = None,
-    qemu_offset_ns: int | None = None,
+    calls: RegionLog | None = None,
+    offset_ns: int | None = None,
     first_sight: str = "auto",
     zap_window_ns: int = DEFAULT_ZAP_WINDOW_NS,
     zaps_enabled: bool = False,
     from_vm_start: bool | None = None,
+    vm_created: bool = False,
 ) -> ImportResult:
-    """Import kernel trace text (and optionally a QEMU log merged by time)."""
+    """Import kernel trace text, with the memslot calls of a log (QEMU's, strace's) merged.
+
+    ``offset_ns`` is added to the log's times instead of finding the offset
+    (:mod:`kvmgen.importers.align`). ``vm_created``: the log shows the VM's creation,
+    so a capture that saw every one of its calls covered it from VM start.
+    """
     imp = _Importer(path, first_sight=first_sight, zap_window_ns=zap_window_ns)
     for number, text in enumerate(lines, start=1):
         imp.feed(number, text.rstrip("\r\n"))
-    if qemu is not None:
-        if qemu_offset_ns is None:
-            parsed = [parse_trace_line(text) for text in lines[:1000]]
-            offset, how = align_qemu(qemu, parsed, [z.t_ns for z in imp.zaps])
-        else:
-            offset, how = qemu_offset_ns, f"QEMU times shifted by {qemu_offset_ns / 1e9:+.6f} s"
-        imp.add_qemu(qemu, offset)
-        imp.summary.notes.append(how)
-        imp.tracker.summary.lines = qemu.lines
-        imp.tracker.summary.unrelated = qemu.unrelated
+    if calls is not None:
+        imp.summary.notes.append(imp.add_calls(calls, offset_ns))
+        imp.summary.notes.extend(calls.notes)
+        imp.tracker.summary.lines = calls.lines
+        imp.tracker.summary.unrelated = calls.unrelated
+        imp.tracker.summary.what = calls.what
+    if from_vm_start is None and imp.exact and vm_created:
+        from_vm_start = True
+    if from_vm_start is not None:
+        imp.capture["vm_start"] = "1" if from_vm_start else "0"
     result = imp.build()
     cap = result.observations[0]
     if zaps_enabled and "zap_events" not in cap:
         cap["zap_events"] = list(ZAP_EVENTS)
-    if from_vm_start is not None:
-        cap["from_vm_start"] = from_vm_start
     gaps = _marker_gaps(imp.marker_ordinals)
     if gaps:
         result.summary.notes.append(

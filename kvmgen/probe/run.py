@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvmgen.errors import KvmgenError, UsageError
+from kvmgen.host.kvm import DEV_KVM, PAGE, HostMemory, Kvm, Vm, module_parameters
+from kvmgen.host.tracefs import ZAP_EVENT_PATHS, Capture, find_tracefs
 from kvmgen.importers.emit import write_trace
 from kvmgen.importers.tracefs import ImportResult, import_tracefs, update_marker
-from kvmgen.probe.capture import ZAP_EVENT_PATHS, Capture, find_tracefs
 from kvmgen.probe.compare import RunComparison
-from kvmgen.probe.kvm import DEV_KVM, PAGE, HostMemory, Kvm, Vm, module_parameters
 
 WRAP_UPDATES = 1 << 19
 SLOT_PAGES = 16
@@ -226,7 +226,7 @@ def capture_run(opts: ProbeOptions) -> tuple[ProbeRun, list[str]]:
         nas = vm.address_spaces()
         memory = HostMemory.allocate(SLOT_PAGES)
         as1_note = _as1_check(vm, memory) if nas == 1 else None
-        with _tracefs_errors(root), Capture(root) as capture:
+        with _tracefs_errors(root), Capture(root, pids=[os.getpid()]) as capture:
             capture.mark(
                 f"kvmgen: capture start source=kvmgen-probe kernel={kernel} nas={nas} vm_start=1 "
                 f"mmio_caching={'0' if params.get('mmio_caching') == 'N' else '1'} "

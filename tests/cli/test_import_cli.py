@@ -74,7 +74,7 @@ def test_new_commands_help_does_not_import_numba():
 def test_import_qemu_to_stdout(run_cli, qemu_log):
     result = run_cli("import", "qemu", str(qemu_log), "--kernel", "4.19")
     assert result.exit_code == 0
-    assert result.stdout.startswith("# Imported by kvmgen import qemu")
+    assert result.stdout.startswith(f"# Imported by kvmgen from the QEMU log {qemu_log}.")
     trace = open_trace(result.stdout.encode(), name="out.yaml")
     assert [e.op.name for e in trace.events] == ["CREATE", "CREATE", "CREATE", "DELETE", "CREATE"]
     assert trace.vm.address_spaces == 2 and trace.vm.kernel == "4.19"
@@ -182,9 +182,12 @@ def test_fail_on_disagree_needs_observations(run_cli, qemu_log, tmp_path):
 
 
 def test_import_tracefs_merges_a_qemu_log(run_cli, qemu_log, tmp_path):
-    # Same clock; the zap fires inside the delete's ioctl, before QEMU traces the call.
+    # The zap fires inside the delete's ioctl, in the thread that made it, before QEMU
+    # traces the call; a zap of a thread that made no memslot call is another VM's.
     lines = [
-        "       CPU 0/KVM-4245    [001] ...1.  1712345678.000180: kvm_mmu_zap_all_fast: "
+        "       CPU 0/KVM-4245    [001] ...1.  1712345678.000150: kvm_mmu_zap_all_fast: "
+        "kvm-mmu-valid-gen 1 used_pages 0",
+        " qemu-system-x86-21530   [001] ...1.  1712345678.000180: kvm_mmu_zap_all_fast: "
         "kvm-mmu-valid-gen 0 used_pages 0",
     ]
     trace_file = tmp_path / "t.txt"
@@ -194,6 +197,7 @@ def test_import_tracefs_merges_a_qemu_log(run_cli, qemu_log, tmp_path):
     assert result.exit_code == 0, result.stderr
     trace = open_trace(out)
     assert [o.update for o in trace.observations if type(o).__name__ == "ZapSeen"] == [4]
+    assert "left out 1 zap of other VMs, not this VMM's (thread 4245: 1)" in result.stderr
 
 
 def test_import_tracefs_without_trace_events_is_exit_2(run_cli, qemu_log):

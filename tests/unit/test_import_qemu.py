@@ -8,7 +8,9 @@ import pytest
 
 from kvmgen.errors import TraceError
 from kvmgen.importers.emit import write_trace
-from kvmgen.importers.qemu import header_for, import_qemu, parse_line, read_log
+from kvmgen.importers.memslots import header_for
+from kvmgen.importers.memslots import import_calls as import_qemu
+from kvmgen.importers.qemu import parse_line, read_log
 from kvmgen.inputs import open_trace
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy
@@ -286,3 +288,43 @@ def test_smm_boot_log_replays_with_the_era_arithmetic_wrap_zaps(era, zap_bumps):
     zaps = [z for z in session.runs[0].result.zap_events if z.kind == "wrap"]
     expected = sorted((_update_of_bump(trace, a, n), a) for a, n in zap_bumps.items())
     assert sorted((z.update, z.address_space) for z in zaps) == expected
+
+
+# A QEMU of the guest_memfd development series printed its memfd under other names.
+DEVTREE = (
+    "4242@1712345690.000001:kvm_set_user_memory AddrSpace#0 Slot#2 flags=0x0 gpa=0x100000 "
+    "size=0x7ff00000 ua=0x7f0000100000 ret=0 restricted_fd=19 restricted_offset=0x0"
+)
+
+
+def test_unknown_trailing_fields_are_kept_out_counted_and_named():
+    tracker, events, _trace = imported(
+        [BARE, DEVTREE, DEVTREE.replace("size=0x7ff00000", "size=0x0")]
+    )
+    assert [e["op"] for e in events] == ["create", "create", "delete"]
+    summary = tracker.summary.describe()
+    assert (
+        "fields this kvmgen does not know were kept out: restricted_fd (2), restricted_offset (2)"
+        in summary
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("kvm_set_user_memory slot 3 gpa 0x0", "has no Slot#N"),
+        ("kvm_set_user_memory Slot#3 flags=0x0 gpa=0x0 ret=0", "lacks size"),
+        (
+            "kvm_set_user_memory Slot#3 flags=0x0 gpa=0x0 size=0x1000 ret=0 junk",
+            "which is not key=value",
+        ),
+        (
+            "kvm_set_user_memory Slot#3 flags=0x0 flags=0x1 gpa=0x0 size=0x1000 ret=0",
+            "names flags twice",
+        ),
+        ("kvm_set_user_memory Slot#3 flags=zero gpa=0x0 size=0x1000 ret=0", "not a number"),
+    ],
+)
+def test_a_line_of_an_unknown_shape_is_still_refused(text, why):
+    with pytest.raises(TraceError, match=why):
+        read_log("q.log", [text])

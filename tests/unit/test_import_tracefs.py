@@ -312,7 +312,7 @@ def test_qemu_ftrace_markers_are_updates_and_zaps_belong_to_the_call_they_preced
     assert result.summary.other_markers == 1
 
 
-def test_qemu_log_merged_on_another_clock_is_aligned_on_the_first_delete():
+def test_qemu_log_merged_on_another_clock_is_aligned_on_its_delete():
     qemu_lines = [
         "21530@1712345678.000100:kvm_set_user_memory AddrSpace#0 Slot#0 flags=0x0 gpa=0x0 "
         "size=0xa0000 ua=0x7f1234000000 ret=0",
@@ -334,10 +334,10 @@ def test_qemu_log_merged_on_another_clock_is_aligned_on_the_first_delete():
         tracefs("CPU 0/KVM", 4245, 900.800, "kvm_mmio", "mmio write len 4 gpa 0xfebf1000 val 0x1"),
     ]
     qemu = read_log("qemu.log", qemu_lines)
-    result = import_tracefs("cap.txt", trace_lines, qemu=qemu)
+    result = import_tracefs("cap.txt", trace_lines, calls=qemu)
     assert [e["op"] for e in result.events] == ["create", "access", "delete", "access", "create"]
     assert [o["update"] for o in result.observations if o["kind"] == "zap"] == [2]
-    assert any("aligned on the first delete" in n for n in result.summary.notes)
+    assert any("aligned on 1 delete/zap pair:" in n for n in result.summary.notes)
     cap = result.observations[0]
     assert (cap["first_update"], cap["last_update"]) == (2, 2)
     assert cap["from_vm_start"] is False
@@ -349,7 +349,7 @@ def test_qemu_log_without_timestamps_cannot_be_merged():
         "qemu.log", ["kvm_set_user_memory Slot#0 flags=0x0 gpa=0x0 size=0x1000 ua=0x1 ret=0"]
     )
     with pytest.raises(UsageError, match="no timestamps"):
-        import_tracefs("cap.txt", [marker(1.0, "hello")], qemu=qemu, qemu_offset_ns=0)
+        import_tracefs("cap.txt", [marker(1.0, "hello")], calls=qemu, offset_ns=0)
 
 
 def test_missing_kvmgen_markers_are_reported():

@@ -1,10 +1,14 @@
-"""A private tracefs instance for the probe: its own buffer, events, markers and reader.
+"""A private tracefs instance: its own buffer, events, filters, markers and reader.
 
-The probe never touches the global trace buffer: it creates
-``instances/kvmgen-probe-<pid>``, enables the KVM MMU events there for its own pid
-only (``set_event_pid``), uses a monotonic clock, and drains ``trace_pipe`` from a
-thread while the updates run (a 524,288-update run writes ~40 MB of markers).
-The instance is removed on exit.
+kvmgen never touches the global trace buffer or another tool's instance: a
+:class:`Capture` creates ``instances/kvmgen-<purpose>-<pid>``, enables the events
+it is given there for the threads it is given (``set_event_pid``; with
+``follow_forks`` also every thread or process they start), uses a monotonic
+clock, and drains ``trace_pipe`` from a thread while the work runs (a
+524,288-update probe writes ~40 MB of markers). The instance is removed on exit.
+
+:func:`tracefs_mount` finds a mounted tracefs, or mounts one privately for the
+duration of a capture when none is mounted (root only).
 """
 
 from __future__ import annotations
@@ -12,19 +16,26 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 
-PROBE_EVENTS = (
+ZAP_EVENT_PATHS = (
     "kvmmmu/kvm_mmu_zap_all_fast",
     "kvmmmu/kvm_mmu_invalidate_zap_all_pages",
+)
+MMIO_EVENT_PATHS = (
     "kvmmmu/mark_mmio_spte",
     "kvmmmu/check_mmio_spte",
     "kvmmmu/handle_mmio_page_fault",
     "kvm/kvm_mmio",
 )
-ZAP_EVENT_PATHS = PROBE_EVENTS[:2]
+IOCTL_ENTER = "syscalls/sys_enter_ioctl"
+IOCTL_EXIT = "syscalls/sys_exit_ioctl"
 END_MARKER = "kvmgen: capture end"
 KNOWN_MOUNTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
@@ -45,17 +56,87 @@ def find_tracefs(explicit: str | None = None) -> str | None:
     return None
 
 
+def tracefs_supported() -> bool:
+    """Whether this kernel has tracefs at all (``/proc/filesystems`` lists it)."""
+    try:
+        with open("/proc/filesystems") as handle:
+            return any(line.split()[-1:] == ["tracefs"] for line in handle)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def tracefs_mount(explicit: str | None = None) -> Iterator[tuple[str | None, str]]:
+    """Yield ``(root, how)``: a mounted tracefs, one mounted here for the duration, or None.
+
+    ``how`` says in a phrase where the root came from, or why there is none. A
+    tracefs this function mounted (root only, when none was mounted) is a private
+    mount in a temporary directory, unmounted when the block ends.
+    """
+    found = find_tracefs(explicit)
+    if found is not None:
+        yield found, f"tracefs at {found}"
+        return
+    if explicit:
+        yield None, f"no tracefs at {explicit}"
+        return
+    if os.geteuid() != 0:
+        yield None, "no tracefs mounted, and mounting one needs root"
+        return
+    if not tracefs_supported() or shutil.which("mount") is None:
+        yield None, "this kernel has no tracefs (or no mount command)"
+        return
+    where = tempfile.mkdtemp(prefix="kvmgen-tracefs-")
+    mounted = subprocess.run(
+        ["mount", "-t", "tracefs", "nodev", where], capture_output=True, text=True, check=False
+    )
+    if mounted.returncode != 0:
+        os.rmdir(where)
+        reason = mounted.stderr.strip().splitlines()[-1:] or ["failed"]
+        yield None, f"mounting tracefs failed: {reason[0]}"
+        return
+    try:
+        yield where, f"tracefs mounted at {where} for this capture"
+    finally:
+        subprocess.run(["umount", where], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            os.rmdir(where)
+
+
 def _write(path: str, text: str) -> None:
     with open(path, "w") as handle:
         handle.write(text)
 
 
 class Capture:
-    """A tracefs instance with the probe's events enabled; use as a context manager."""
+    """A tracefs instance with chosen events enabled; use as a context manager.
 
-    def __init__(self, root: str, *, buffer_kb: int = 8192) -> None:
+    ``events`` are ``system/event`` paths; those this kernel lacks are left out
+    (:attr:`enabled` says which were on). ``pids`` restricts every event to those
+    threads (empty: every thread on the host); ``follow_forks`` adds the threads
+    and processes they start. ``filters`` maps an event path to a tracefs filter
+    expression. ``record_tgid`` adds the process id to every line.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        purpose: str = "probe",
+        events: Sequence[str] = (*ZAP_EVENT_PATHS, *MMIO_EVENT_PATHS),
+        pids: Iterable[int] = (),
+        follow_forks: bool = False,
+        filters: Mapping[str, str] | None = None,
+        record_tgid: bool = False,
+        buffer_kb: int = 8192,
+    ) -> None:
         self.root = root
-        self.dir = os.path.join(root, "instances", f"kvmgen-probe-{os.getpid()}")
+        self.dir = os.path.join(root, "instances", f"kvmgen-{purpose}-{os.getpid()}")
+        self.events = tuple(events)
+        self.pids = tuple(pids)
+        self.follow_forks = follow_forks
+        self.filters = dict(filters or {})
+        self.record_tgid = record_tgid
         self.buffer_kb = buffer_kb
         self.enabled: list[str] = []
         self.clock = "local"
@@ -67,8 +148,13 @@ class Capture:
         self._error: BaseException | None = None
 
     def available(self) -> list[str]:
-        """The probe events this kernel has (system/event)."""
-        return [e for e in PROBE_EVENTS if os.path.isdir(os.path.join(self.root, "events", e))]
+        """The requested events this kernel has (system/event)."""
+        return [e for e in self.events if os.path.isdir(os.path.join(self.root, "events", e))]
+
+    def _option(self, name: str, value: str) -> None:
+        path = os.path.join(self.dir, "options", name)
+        if os.path.exists(path):
+            _write(path, value)
 
     def __enter__(self) -> Capture:
         try:
@@ -86,8 +172,15 @@ class Capture:
                     self.clock = clock
                     break
             _write(os.path.join(self.dir, "buffer_size_kb"), str(self.buffer_kb))
-            _write(os.path.join(self.dir, "set_event_pid"), str(os.getpid()))
+            if self.record_tgid:
+                self._option("record-tgid", "1")
+            if self.follow_forks:
+                self._option("event-fork", "1")
+            if self.pids:
+                _write(os.path.join(self.dir, "set_event_pid"), " ".join(map(str, self.pids)))
             for event in self.available():
+                if event in self.filters:
+                    _write(os.path.join(self.dir, "events", event, "filter"), self.filters[event])
                 _write(os.path.join(self.dir, "events", event, "enable"), "1")
                 self.enabled.append(event.split("/")[1])
             _write(os.path.join(self.dir, "tracing_on"), "1")

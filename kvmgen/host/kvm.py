@@ -134,3 +134,24 @@ def module_parameters() -> dict[str, str]:
         except OSError:
             continue
     return out
+
+
+def host_address_spaces(path: str = DEV_KVM) -> int | None:
+    """Memslot address spaces a default VM gets on this host; None without KVM access.
+
+    Asked of a throwaway VM, as QEMU asks it: from 6.8 the count is per VM type.
+    """
+    try:
+        kvm = Kvm(path)
+    except OSError:
+        return None
+    try:
+        vm = kvm.create_vm(0)
+    except OSError:
+        kvm.close()
+        return None
+    try:
+        return vm.address_spaces()
+    finally:
+        vm.close()
+        kvm.close()

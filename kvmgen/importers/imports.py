@@ -1,0 +1,166 @@
+"""One import, whatever the source: read it, turn it into events, write the trace.
+
+:func:`from_qemu`, :func:`from_strace` and :func:`from_tracefs` (kernel trace text
+with a QEMU log or a strace log merged in) each return an :class:`Imported`,
+which :meth:`Imported.write` writes as trace format v1. ``kvmgen import`` and
+``kvmgen record`` are thin layers over these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from kvmgen.errors import UsageError
+from kvmgen.importers.emit import write_trace
+from kvmgen.importers.memslots import header_for, import_calls
+from kvmgen.importers.qemu import read_log
+from kvmgen.importers.strace import choose_vm, read_strace, vm_log
+
+
+@dataclass
+class Imported:
+    """A trace made from a source: header, events, observations (or None), summary lines."""
+
+    vm: dict[str, Any]
+    events: list[dict[str, Any]]
+    observations: list[dict[str, Any]] | None
+    summary: list[str]
+    source: str  # how the header comment names where it came from
+    comments: list[str] = field(default_factory=list)
+    title: str | None = None  # the header comment's first line, if not "Imported by ..."
+
+    def write(self, out: IO[str], fmt: str) -> int:
+        """Write the trace to ``out`` as ``fmt``; return the number of events."""
+        if fmt == "jsonl" and self.observations is not None:
+            raise UsageError(f"{self.source} gives observations: choose --format yaml or json")
+        return write_trace(
+            out,
+            fmt,
+            self.events,
+            vm=self.vm,
+            observations=self.observations,
+            comments=[
+                self.title or f"Imported by kvmgen from {self.source}.",
+                *self.comments,
+                *self.summary,
+            ],
+        )
+
+
+def _header(tracker: Any, kernel: str | None, address_spaces: int | None) -> dict[str, Any]:
+    return header_for(tracker, kernel, address_spaces)
+
+
+def from_qemu(
+    path: str,
+    lines: Sequence[str],
+    *,
+    kernel: str | None = None,
+    first_sight: str = "auto",
+    address_spaces: int | None = None,
+) -> Imported:
+    """QEMU ``-trace kvm_set_user_memory`` lines as a trace of memslot updates."""
+    log = read_log(path, lines)
+    tracker, events = import_calls(log, first_sight)
+    if tracker.summary.records == 0:
+        raise UsageError(f"{path}: no kvm_set_user_memory lines (run QEMU with -trace ...)")
+    return Imported(
+        _header(tracker, kernel, address_spaces),
+        events,
+        None,
+        tracker.summary.describe(),
+        f"the QEMU log {path}",
+    )
+
+
+def from_strace(
+    path: str,
+    lines: Sequence[str],
+    *,
+    vm: str | None = None,
+    kernel: str | None = None,
+    first_sight: str = "auto",
+    address_spaces: int | None = None,
+    busiest_vm: bool = False,
+) -> Imported:
+    """One VM's KVM_SET_USER_MEMORY_REGION calls in a strace log as a trace of updates.
+
+    ``vm`` picks one of several (``FD`` or ``PID:FD``); ``busiest_vm`` takes the one
+    with the most calls instead of refusing (the summary names the others).
+    """
+    log = read_strace(path, lines)
+    chosen = choose_vm(log, vm, busiest=busiest_vm)
+    calls = vm_log(log, chosen)
+    tracker, events = import_calls(calls, first_sight)
+    return Imported(
+        _header(tracker, kernel, address_spaces or calls.address_spaces),
+        events,
+        None,
+        [*tracker.summary.describe(), *calls.notes],
+        f"the strace log {path} (VM {chosen.label})",
+    )
+
+
+def from_tracefs(
+    path: str,
+    lines: list[str],
+    *,
+    qemu: tuple[str, Sequence[str]] | None = None,
+    strace: tuple[str, Sequence[str]] | None = None,
+    vm: str | None = None,
+    offset_ns: int | None = None,
+    kernel: str | None = None,
+    address_spaces: int | None = None,
+    zaps_enabled: bool = False,
+    from_vm_start: bool | None = None,
+    first_sight: str = "auto",
+    zap_window_ns: int | None = None,
+    source: str | None = None,
+    busiest_vm: bool = False,
+) -> Imported:
+    """Kernel trace text (zaps, MMIO events, markers), with a log's memslot calls merged.
+
+    ``qemu`` or ``strace`` is ``(name, lines)`` of the log that gives the updates.
+    """
+    from kvmgen.importers.tracefs import DEFAULT_ZAP_WINDOW_NS, import_tracefs
+
+    if qemu is not None and strace is not None:
+        raise UsageError("give --qemu LOG or --strace LOG, not both")
+    calls = None
+    created = False
+    what = f"the kernel trace {path}"
+    if qemu is not None:
+        calls = read_log(*qemu)
+        what += f" and the QEMU log {qemu[0]}"
+    elif strace is not None:
+        log = read_strace(*strace)
+        chosen = choose_vm(log, vm, busiest=busiest_vm)
+        calls = vm_log(log, chosen)
+        created = chosen.created_line is not None
+        what += f" and the strace log {strace[0]} (VM {chosen.label})"
+    result = import_tracefs(
+        path,
+        lines,
+        calls=calls,
+        offset_ns=offset_ns,
+        first_sight=first_sight,
+        zap_window_ns=DEFAULT_ZAP_WINDOW_NS if zap_window_ns is None else zap_window_ns,
+        zaps_enabled=zaps_enabled,
+        from_vm_start=from_vm_start,
+        vm_created=created,
+    )
+    if not result.summary.per_event and calls is None:
+        raise UsageError(
+            f"{path}: no trace events found (expected tracefs trace/trace_pipe text, "
+            "trace-cmd report or perf script output)"
+        )
+    if kernel:
+        result.vm["kernel"] = kernel
+    spaces = address_spaces or (calls.address_spaces if calls is not None else None)
+    if spaces:
+        result.vm["address_spaces"] = spaces
+    return Imported(
+        result.vm, result.events, result.observations, result.summary.describe(), source or what
+    )
