@@ -45,7 +45,9 @@ if TYPE_CHECKING:
     from kvmgen.analysis.search_report import SearchReport
     from kvmgen.analysis.sweep import Sweep
     from kvmgen.gate.check import CheckResult
+    from kvmgen.importers.imports import Imported
     from kvmgen.probe.compare import RunComparison
+    from kvmgen.record import Recording
 
 __all__ = [
     "RunOutcome",
@@ -55,8 +57,10 @@ __all__ = [
     "event_records",
     "forecast",
     "html_report",
+    "import_log",
     "observed",
     "open_trace",
+    "record",
     "replay",
     "report_document",
     "search",
@@ -471,3 +475,99 @@ def html_report(
         progress=None,
     )
     return render_html(session, command=command), session
+
+
+def _text_lines(source: str | os.PathLike[str] | Iterable[str]) -> tuple[str, list[str]]:
+    """A log's name and lines: a path is read (undecodable bytes become U+FFFD)."""
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        try:
+            with open(name, "rb") as handle:
+                data = handle.read()
+        except OSError as error:
+            raise UsageError(f"{name}: cannot read: {error.strerror or error}") from None
+        return name, data.decode("utf-8", errors="replace").splitlines()
+    return "<lines>", [line.rstrip("\r\n") for line in source]
+
+
+def import_log(
+    kind: str,
+    source: str | os.PathLike[str] | Iterable[str],
+    *,
+    qemu: str | os.PathLike[str] | None = None,
+    strace: str | os.PathLike[str] | None = None,
+    vm: str | None = None,
+    kernel: str | None = None,
+    address_spaces: int | None = None,
+    first_sight: str = "auto",
+    offset_s: float | None = None,
+    from_vm_start: bool | None = None,
+) -> Imported:
+    """``kvmgen import KIND``: a QEMU log, an strace log or kernel trace text as a trace.
+
+    ``kind`` is ``qemu``, ``strace`` or ``tracefs``; ``source`` a path or lines. For
+    ``tracefs``, ``qemu`` or ``strace`` names the log that gives the updates. The
+    :class:`~kvmgen.importers.imports.Imported` it returns has the header, events,
+    observations and summary; :meth:`~kvmgen.importers.imports.Imported.trace` opens it.
+    """
+    from kvmgen.importers.imports import from_qemu, from_strace, from_tracefs
+
+    name, lines = _text_lines(source)
+    if kind == "qemu":
+        return from_qemu(
+            name, lines, kernel=kernel, first_sight=first_sight, address_spaces=address_spaces
+        )
+    if kind == "strace":
+        return from_strace(
+            name,
+            lines,
+            vm=vm,
+            kernel=kernel,
+            first_sight=first_sight,
+            address_spaces=address_spaces,
+        )
+    if kind == "tracefs":
+        return from_tracefs(
+            name,
+            lines,
+            qemu=_text_lines(qemu) if qemu is not None else None,
+            strace=_text_lines(strace) if strace is not None else None,
+            vm=vm,
+            offset_ns=None if offset_s is None else round(offset_s * 1e9),
+            kernel=kernel,
+            address_spaces=address_spaces,
+            from_vm_start=from_vm_start,
+            first_sight=first_sight,
+        )
+    raise UsageError(f"import kind {kind!r}: expected qemu, strace or tracefs")
+
+
+def record(
+    command: Sequence[str] = (),
+    *,
+    pid: int | None = None,
+    duration: float | None = None,
+    vm: str | None = None,
+    first_sight: str = "auto",
+    tracefs: str | None = None,
+    raw_dir: str | None = None,
+) -> Recording:
+    """``kvmgen record``: run (``command``) or attach to (``pid``) a VMM and record it.
+
+    Needs strace; root and tracefs for the kernel's side. Returns a
+    :class:`~kvmgen.record.Recording`, whose ``imported`` is the trace.
+    """
+    from kvmgen.record import RecordOptions
+    from kvmgen.record import record as run_record
+
+    return run_record(
+        RecordOptions(
+            command=list(command),
+            pid=pid,
+            duration=duration,
+            tracefs=tracefs,
+            raw_dir=raw_dir,
+            vm=vm,
+            first_sight=first_sight,
+        )
+    )

@@ -45,6 +45,7 @@ from kvmgen.host.tracefs import (
 )
 from kvmgen.importers.imports import Imported, from_strace, from_tracefs
 from kvmgen.importers.strace import SET_REGION, SET_REGION2
+from kvmgen.signals import interruption
 
 STRACE_INSTALL = (
     "install it: apt-get install strace (Debian, Ubuntu) or dnf install strace (Fedora)"
@@ -64,6 +65,7 @@ class RecordOptions:
     strace: str = "strace"
     raw_dir: str | None = None  # keep strace.log and kernel-trace.txt here
     vm: str | None = None  # which VM (FD or PID:FD) if the VMM makes several
+    first_sight: str = "auto"  # attached mid-run: how to read a slot's first call
     vmm_stdout: int | None = None  # where the VMM's standard output goes (None: ours)
     echo_stderr: bool = True  # pass the VMM's and strace's messages through to our stderr
 
@@ -175,8 +177,8 @@ def _run_strace(
     except subprocess.TimeoutExpired:
         stopped_by = f"--duration {opts.duration:g} s ended"
         _stop(proc, opts.pid is not None)
-    except KeyboardInterrupt:
-        stopped_by = "interrupted"
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM under signals.sigterm_as_interrupt
+        stopped_by = interruption()
         _stop(proc, opts.pid is not None)
     relay.join(STOP_GRACE_S)
     return stopped_by, proc.returncode, "\n".join(last)
@@ -272,6 +274,7 @@ def record(opts: RecordOptions) -> Recording:
             vm=opts.vm,
             kernel=kernel,
             address_spaces=nas,
+            first_sight=opts.first_sight,
             busiest_vm=True,
         )
         if lost and imported.observations:
@@ -288,6 +291,7 @@ def record(opts: RecordOptions) -> Recording:
             vm=opts.vm,
             kernel=kernel,
             address_spaces=nas,
+            first_sight=opts.first_sight,
             busiest_vm=True,
         )
     imported.title = f"Recorded by kvmgen record on {kernel}."

@@ -36,6 +36,14 @@ from kvmgen.errors import ExitCode
     help="Which VM, if the VMM makes several [default: the one with the most memslot calls].",
 )
 @click.option(
+    "--first-sight",
+    type=click.Choice(["auto", "create", "flags"]),
+    default="auto",
+    show_default=True,
+    help="Attached mid-run: a size>0 call on a slot not seen yet is a create or a flags "
+    "change (see kvmgen import qemu --help).",
+)
+@click.option(
     "--raw",
     "raw_dir",
     metavar="DIR",
@@ -51,6 +59,7 @@ def record(
     duration: float | None,
     tracefs: str | None,
     vm_id: str | None,
+    first_sight: str,
     raw_dir: str | None,
 ) -> int:
     """Record a VMM's memslot updates and the kernel's zaps as one trace.
@@ -80,6 +89,7 @@ def record(
             tracefs=tracefs,
             raw_dir=raw_dir,
             vm=vm_id,
+            first_sight=first_sight,
             # A trace written to standard output must not mix with the VMM's output.
             vmm_stdout=sys.stderr.fileno() if output == "-" else None,
         )

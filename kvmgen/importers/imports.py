@@ -8,6 +8,7 @@ which :meth:`Imported.write` writes as trace format v1. ``kvmgen import`` and
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -17,6 +18,7 @@ from kvmgen.importers.emit import write_trace
 from kvmgen.importers.memslots import header_for, import_calls
 from kvmgen.importers.qemu import read_log
 from kvmgen.importers.strace import choose_vm, read_strace, vm_log
+from kvmgen.trace.records import Trace
 
 
 @dataclass
@@ -30,6 +32,20 @@ class Imported:
     source: str  # how the header comment names where it came from
     comments: list[str] = field(default_factory=list)
     title: str | None = None  # the header comment's first line, if not "Imported by ..."
+
+    def text(self, fmt: str = "yaml") -> str:
+        """The trace as text in ``fmt`` (``yaml``, ``json`` or ``jsonl``)."""
+        buffer = io.StringIO()
+        self.write(buffer, fmt)
+        return buffer.getvalue()
+
+    def trace(self) -> Trace:
+        """The trace, loaded and validated as :func:`kvmgen.open_trace` would load it."""
+        from kvmgen.inputs import open_trace
+
+        opened = open_trace(self.text("yaml").encode(), name=self.source, fmt="yaml")
+        assert isinstance(opened, Trace)
+        return opened
 
     def write(self, out: IO[str], fmt: str) -> int:
         """Write the trace to ``out`` as ``fmt``; return the number of events."""
@@ -66,13 +82,14 @@ def from_qemu(
     tracker, events = import_calls(log, first_sight)
     if tracker.summary.records == 0:
         raise UsageError(f"{path}: no kvm_set_user_memory lines (run QEMU with -trace ...)")
-    return Imported(
-        _header(tracker, kernel, address_spaces),
-        events,
-        None,
-        tracker.summary.describe(),
-        f"the QEMU log {path}",
-    )
+    vm = _header(tracker, kernel, address_spaces)
+    summary = tracker.summary.describe()
+    if "address_spaces" not in vm:
+        summary.append(
+            "the log does not say how many memslot address spaces the host has: the era's "
+            "default applies (give --address-spaces N; strace logs and kvmgen record know it)"
+        )
+    return Imported(vm, events, None, summary, f"the QEMU log {path}")
 
 
 def from_strace(

@@ -116,7 +116,8 @@ def test_a_decoded_region2_struct_is_read():
     "line",
     [
         "[pid   100] 12:00:00.000100 ioctl(4<anon_inode:kvm-vm>, KVM_SET_USER_MEMORY_REGION, "
-        "{slot=0, flags=0, guest_phys_addr=0, memory_size=4096, userspace_addr=0x7f00}) = 0 <0.000020>",
+        "{slot=0, flags=0, guest_phys_addr=0, memory_size=4096, userspace_addr=0x7f00}) = 0 "
+        "<0.000020>",
         "ioctl(4, KVM_SET_USER_MEMORY_REGION, {slot=0, flags=0, guest_phys_addr=0, "
         "memory_size=4096, userspace_addr=0x7f00}) = 0",
     ],
@@ -133,6 +134,9 @@ def test_no_memslot_calls_says_how_to_run_strace():
 
 
 def test_an_undecoded_field_is_an_error_with_its_line():
-    bad = "100 ioctl(4, KVM_SET_USER_MEMORY_REGION, {slot=0, flags=0, guest_phys_addr=zero, memory_size=1}) = 0"
+    bad = (
+        "100 ioctl(4, KVM_SET_USER_MEMORY_REGION, {slot=0, flags=0, guest_phys_addr=zero, "
+        "memory_size=1}) = 0"
+    )
     with pytest.raises(TraceError, match=r"s.log:1: guest_phys_addr='zero'"):
         read_strace("s.log", [bad])

@@ -9,11 +9,11 @@ from collections import Counter
 import pytest
 
 from kvmgen.errors import UsageError
+from kvmgen.host import kvm as kvmio
+from kvmgen.host.tracefs import find_tracefs
 from kvmgen.inputs import open_trace
 from kvmgen.model.eras import E6_SLOT_FLUSH, ERAS
 from kvmgen.model.policy import parse_policy
-from kvmgen.host import kvm as kvmio
-from kvmgen.host.tracefs import find_tracefs
 from kvmgen.probe.compare import compare_run, update_classes, visible
 from kvmgen.probe.run import WRAP_UPDATES, ProbeOptions, missing_prerequisites, plan, run_probe
 from kvmgen.session import Target, run_session

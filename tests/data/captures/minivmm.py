@@ -9,6 +9,7 @@ make_captures.sh.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from kvmgen.host.kvm import PAGE, HostMemory, Kvm
@@ -32,10 +33,8 @@ def main() -> None:
     memory = HostMemory.allocate(64)
     vm.address_spaces()
     vm.set_region(0, 0, 0, GPA, 16 * PAGE, memory.address)
-    try:
-        vm.set_region(5, 0, 0, GPA, 16 * PAGE, memory.address)  # overlaps slot 0
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        vm.set_region(5, 0, 0, GPA, 16 * PAGE, memory.address)  # overlaps slot 0: EEXIST
     workers = [
         threading.Thread(target=churn, args=(vm, memory, 1 + n, GPA * (2 + n), 20))
         for n in range(2)
