@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from kvmgen.gate.check import CheckResult
     from kvmgen.importers.imports import Imported
     from kvmgen.probe.compare import RunComparison
+    from kvmgen.probe.run import ProbeRun
     from kvmgen.record import Recording
 
 __all__ = [
@@ -60,7 +61,8 @@ __all__ = [
     "import_log",
     "observed",
     "open_trace",
-    "record",
+    "probe_kernel",
+    "record_vmm",
     "replay",
     "report_document",
     "search",
@@ -542,7 +544,7 @@ def import_log(
     raise UsageError(f"import kind {kind!r}: expected qemu, strace or tracefs")
 
 
-def record(
+def record_vmm(
     command: Sequence[str] = (),
     *,
     pid: int | None = None,
@@ -571,3 +573,44 @@ def record(
             first_sight=first_sight,
         )
     )
+
+
+def probe_kernel(
+    trace: TraceLike | None = None,
+    *,
+    full: bool = False,
+    tracefs: str | None = None,
+    fmt: str | None = None,
+    progress: Progress | None = None,
+) -> ProbeRun:
+    """``kvmgen probe``: perform memslot updates on this host's kernel and compare.
+
+    Without ``trace``, the built-in workload (``full``: past the first wrap); with
+    one, its updates in order, repeats expanded (:mod:`kvmgen.probe.plan` says what
+    a fresh VM cannot perform; ``account`` on the result lists it). Needs root,
+    ``/dev/kvm`` and tracefs. The result's ``comparisons`` and ``failed`` are the
+    observed-vs-modelled verdict on this host's era; ``interrupted`` is set when
+    Ctrl-C or SIGTERM stopped it between two updates.
+    """
+    from kvmgen.probe.run import ProbeOptions, capture_run, compare_probe
+
+    opened: Trace | None = None
+    if trace is not None:
+        loaded = _opened(trace, fmt)
+        if loaded.format == "compiled":
+            raise UsageError(
+                f"kvmgen probe: {loaded.path} is a compiled trace: give the trace it was "
+                "compiled from (YAML, JSON or JSON Lines)"
+            )
+        in_memory = loaded.materialize() if isinstance(loaded, StreamedTrace) else loaded
+        assert isinstance(in_memory, Trace)
+        opened = in_memory
+    step: Callable[[int, int], None] | None = None
+    if progress is not None:
+        report = progress
+
+        def step(done: int, total: int) -> None:
+            report("probing", done, total)
+
+    run, _lines = capture_run(ProbeOptions(full=full, tracefs=tracefs, trace=opened), step)
+    return compare_probe(run)

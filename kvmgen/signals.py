@@ -55,3 +55,40 @@ def interrupted_code() -> ExitCode:
 def interruption() -> str:
     """How to name what stopped the work in messages."""
     return "terminated (SIGTERM)" if _received else "interrupted"
+
+
+class Deferred:
+    """Whether Ctrl-C or SIGTERM arrived while :func:`deferred_interrupts` held them."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __bool__(self) -> bool:
+        return self.requested
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[Deferred]:
+    """While active, Ctrl-C and SIGTERM only set a flag, checked between two steps.
+
+    For work whose steps must not be cut in half: the probe writes a marker and then
+    makes the ioctl it announces, and a capture with one without the other would
+    disagree with the model for no reason of the kernel's. Outside the main thread
+    nothing changes.
+    """
+    flag = Deferred()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGTERM:
+            _received.append(signum)
+        flag.requested = True
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -39,6 +39,7 @@ KVM_MEM_LOG_DIRTY_PAGES = 1
 KVM_API_VERSION = 12
 PAGE = 4096
 DEV_KVM = "/dev/kvm"
+MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Python < 3.13 lacks the name
 
 
 class KvmError(OSError):
@@ -60,9 +61,13 @@ class HostMemory:
 
     @classmethod
     def allocate(cls, pages: int) -> HostMemory:
-        """Map ``pages`` pages of zeroed anonymous memory."""
+        """Reserve ``pages`` pages of anonymous memory, never touched (no RAM is committed).
+
+        ``MAP_NORESERVE``: a slot as big as a large guest's RAM costs address space only.
+        """
         size = pages * PAGE
-        area = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE
+        area = mmap.mmap(-1, size, flags=flags)
         return cls(size, area, ctypes.c_char.from_buffer(area))
 
     @property

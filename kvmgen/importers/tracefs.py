@@ -77,7 +77,8 @@ _VCPU_COMM = re.compile(r"CPU (\d+)/KVM")
 MMU_EVENTS = frozenset({"mark_mmio_spte", "check_mmio_spte", "handle_mmio_page_fault"})
 MARKER_EVENTS = frozenset({"tracing_mark_write", "print"})
 KVMGEN_MARKER = "kvmgen:"
-_UPDATE_KEYS = {"op", "as", "slot", "gfn", "pages", "flags"}
+# src: the index of the trace event a ``kvmgen probe TRACE`` update performs (a note).
+_UPDATE_KEYS = {"op", "as", "slot", "gfn", "pages", "flags", "src"}
 _OPS = ("create", "delete", "move", "flags")
 DEFAULT_ZAP_WINDOW_NS = 100_000_000
 
@@ -143,7 +144,7 @@ def marker_fields(text: str) -> dict[str, str]:
 
 
 def update_marker(ordinal: int, op: str, a: int, slot: int, **fields: int) -> str:
-    """The marker ``kvmgen probe`` writes before an update (parsed by :func:`read_marker`)."""
+    """The marker ``kvmgen probe`` writes before an update (read back by the importer)."""
     words = [f"kvmgen: update {ordinal} op={op} as={a} slot={slot}"]
     words += [f"{k}={v:#x}" for k, v in fields.items()]
     return " ".join(words)
@@ -636,6 +637,8 @@ class _Importer:
         ev: dict[str, Any] = {"op": op, "slot": slot}
         if a:
             ev["as"] = a
+        if "src" in f:
+            ev["note"] = f"event {f['src']} of the probed trace"
         key = (a, slot)
         if op == "create":
             ev["gfn"], ev["pages"] = f["gfn"], f["pages"]
@@ -654,6 +657,7 @@ class _Importer:
                 last = events[-1] if events else None
                 if (
                     last is not None
+                    and "src" not in f  # a new event of a probed trace starts a new line
                     and last["op"] == "flags"
                     and "flags" not in last
                     and last["slot"] == slot

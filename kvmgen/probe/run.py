@@ -1,18 +1,12 @@
 """``kvmgen probe``: make memslot updates on the real kernel and check the model against it.
 
-The plan (all in one VM with no vCPUs, slots of 16 pages backed by one host buffer):
-
-1. create slot 0 (update 1);
-2. with ``full``: dirty-log toggles of slot 0 until update 2^19 + 16, past the
-   first wrap (E12 with one address space wraps at update 524,288);
-3. the short mix: dirty-log toggles, flags updates that change nothing,
-   create/delete cycles of slot 1, moves of slot 2, the same in address space 1
-   when the VM has it, and a final delete of slot 0.
-
-Before each update a ``kvmgen: update N op=...`` marker goes into the probe's tracefs
-instance; the capture is then imported like any tracefs text
-(:mod:`kvmgen.importers.tracefs`), written as a trace with observations, loaded
-back and replayed for the host's era and address-space count.
+What it performs is a plan (:mod:`kvmgen.probe.plan`): the built-in workload, or
+the updates of a trace. Before each update a ``kvmgen: update N op=...`` marker
+goes into the probe's private tracefs instance; the capture is then imported like
+any tracefs text (:mod:`kvmgen.importers.tracefs`), written as a trace with
+observations, loaded back and replayed for the host's era and address-space
+count. Ctrl-C (or SIGTERM) stops between two updates: what was performed is
+still imported and compared, and the run says it was cut short.
 """
 
 from __future__ import annotations
@@ -24,87 +18,37 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from kvmgen.errors import KvmgenError, UsageError
 from kvmgen.host.kvm import DEV_KVM, PAGE, HostMemory, Kvm, Vm, module_parameters
-from kvmgen.host.tracefs import ZAP_EVENT_PATHS, Capture, find_tracefs
+from kvmgen.host.tracefs import (
+    ZAP_EVENT_PATHS,
+    Capture,
+    find_tracefs,
+    tracefs_mount,
+    tracefs_supported,
+)
 from kvmgen.importers.emit import write_trace
 from kvmgen.importers.tracefs import ImportResult, import_tracefs, update_marker
 from kvmgen.probe.compare import RunComparison
-
-WRAP_UPDATES = 1 << 19
-SLOT_PAGES = 16
-BASE_GPA = {0: 0x1_0000_0000, 1: 0x2_0000_0000, 2: 0x3_0000_0000}
+from kvmgen.probe.plan import (
+    BASE_GPA,
+    SLOT_PAGES,
+    WRAP_UPDATES,
+    ProbeOptions,
+    Step,
+    TracePlan,
+    plan,
+)
+from kvmgen.signals import deferred_interrupts
+from kvmgen.trace.records import UPDATE_OPS
 
 
 class ProbeError(KvmgenError):
     """The kernel refused an update the probe expected it to accept."""
-
-
-@dataclass
-class ProbeOptions:
-    """What the probe does."""
-
-    full: bool = False
-    flags: int = 64
-    noops: int = 4
-    cycles: int = 16
-    moves: int = 8
-    wrap_margin: int = 16
-    tracefs: str | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    """One planned KVM_SET_USER_MEMORY_REGION."""
-
-    op: str
-    address_space: int
-    slot: int
-    gpa: int
-    pages: int
-    flags: int
-
-
-def plan(opts: ProbeOptions, address_spaces: int) -> Iterator[Step]:
-    """The probe's updates, in order (a generator: a full run is 524,000+ steps)."""
-    size = SLOT_PAGES
-    base0, base1, base2 = BASE_GPA[0], BASE_GPA[1], BASE_GPA[2]
-    yield Step("create", 0, 0, base0, size, 0)
-    flags = 0
-    if opts.full:
-        for _ in range(WRAP_UPDATES + opts.wrap_margin - 1):
-            flags ^= 1
-            yield Step("flags", 0, 0, base0, size, flags)
-    for _ in range(opts.flags):
-        flags ^= 1
-        yield Step("flags", 0, 0, base0, size, flags)
-    for _ in range(opts.noops):
-        yield Step("flags", 0, 0, base0, size, flags)
-    for _ in range(opts.cycles):
-        yield Step("create", 0, 1, base1, size, 0)
-        yield Step("delete", 0, 1, base1, 0, 0)
-    if opts.moves:
-        yield Step("create", 0, 2, base2, size, 0)
-        gpa = base2
-        for _ in range(opts.moves):
-            gpa = base2 + 0x100000 if gpa == base2 else base2
-            yield Step("move", 0, 2, gpa, size, 0)
-        yield Step("delete", 0, 2, gpa, 0, 0)
-    if address_spaces > 1:
-        yield Step("create", 1, 0, base0, size, 0)
-        as1_flags = 0
-        for _ in range(max(1, opts.flags // 8)):
-            as1_flags ^= 1
-            yield Step("flags", 1, 0, base0, size, as1_flags)
-        for _ in range(max(1, opts.cycles // 4)):
-            yield Step("create", 1, 1, base1, size, 0)
-            yield Step("delete", 1, 1, base1, 0, 0)
-        yield Step("delete", 1, 0, base0, 0, 0)
-    yield Step("delete", 0, 0, base0, 0, 0)
 
 
 def missing_prerequisites(tracefs: str | None = None) -> list[str]:
@@ -120,11 +64,13 @@ def missing_prerequisites(tracefs: str | None = None) -> list[str]:
         missing.append(f"read/write access to {DEV_KVM}")
     root = find_tracefs(tracefs)
     if root is None:
-        where = tracefs or "/sys/kernel/tracing"
-        missing.append(
-            f"tracefs at {where} (mount it: mount -t tracefs nodev /sys/kernel/tracing, "
-            "or pass --tracefs DIR)"
-        )
+        if tracefs or os.geteuid() != 0 or not tracefs_supported():
+            where = tracefs or "/sys/kernel/tracing"
+            missing.append(
+                f"tracefs at {where} (mount it: mount -t tracefs nodev /sys/kernel/tracing, "
+                "or pass --tracefs DIR)"
+            )
+        # else: none is mounted, but root mounts one privately for the run.
     else:
         if not os.path.isdir(os.path.join(root, "instances")):
             missing.append(f"tracefs instances ({root}/instances)")
@@ -153,6 +99,11 @@ class ProbeRun:
     text: str
     comparisons: list[RunComparison] = field(default_factory=list)
     era: str = ""
+    interrupted: bool = False  # Ctrl-C or SIGTERM stopped it between two updates
+    planned: int = 0  # the updates the plan had (repeats expanded)
+    account: list[str] = field(default_factory=list)  # a trace's: what was checked live
+    source: str | None = None  # the trace performed, if not the built-in workload
+    raw_lines: list[str] = field(default_factory=list, repr=False)  # the tracefs capture
 
     @property
     def failed(self) -> bool:
@@ -172,7 +123,11 @@ class ProbeRun:
                 "trace_clock": self.clock,
                 "address_space_1": self.as1_note,
             },
+            "workload": self.source or "built-in",
             "updates": self.updates,
+            "planned": self.planned,
+            "interrupted": self.interrupted,
+            "checked_live": self.account,
             "seconds": round(self.seconds, 3),
             "updates_per_second": round(self.updates / self.seconds) if self.seconds else None,
             "lost_events": self.lost,
@@ -202,13 +157,58 @@ def _tracefs_errors(root: str) -> Iterator[None]:
         raise UsageError(f"kvmgen probe: tracefs {where}: {error.strerror or error}") from None
 
 
-def capture_run(opts: ProbeOptions) -> tuple[ProbeRun, list[str]]:
-    """Run the plan on the real kernel; return the run (not yet compared) and the raw lines."""
+Progress = Callable[[int, int], None]
+"""Called with (updates done, updates planned) while the probe runs."""
+
+
+def _steps(opts: ProbeOptions, nas: int) -> tuple[Iterator[Step], TracePlan | None, int, int]:
+    """The steps to perform, the trace plan (if any), the slot size to back, the total."""
+    if opts.trace is None:
+        total = (WRAP_UPDATES + opts.wrap_margin - 1 if opts.full else 0) + opts.flags
+        total += opts.noops + 2 * opts.cycles + (opts.moves + 2 if opts.moves else 0) + 2
+        return plan(opts, nas), None, SLOT_PAGES, total
+    trace_plan = TracePlan(opts.trace, nas)
+    updates = [e for e in opts.trace.events if e.op in UPDATE_OPS]
+    reachable = [e for e in updates if e.address_space < nas]
+    reachable_slots = [d for d in opts.trace.vm.slots if d.address_space < nas]
+    if not reachable and not reachable_slots:
+        where = "no memslot updates" if not updates else f"updates only in address spaces >= {nas}"
+        raise UsageError(
+            f"kvmgen probe: {opts.trace.path} has {where}: nothing this host can perform "
+            f"(this VM has {nas} memslot address space{'s' if nas != 1 else ''})"
+        )
+    total = len(opts.trace.vm.slots) + sum(e.repeat for e in updates)
+    return trace_plan.steps(), trace_plan, trace_plan.largest_slot_pages, total
+
+
+def _backing(pages: int) -> HostMemory:
+    try:
+        return HostMemory.allocate(pages)
+    except (OSError, OverflowError, ValueError) as error:
+        raise UsageError(
+            f"kvmgen probe: cannot reserve host address space for a slot of {pages:#x} pages: "
+            f"{getattr(error, 'strerror', None) or error}"
+        ) from None
+
+
+def capture_run(opts: ProbeOptions, progress: Progress | None = None) -> tuple[ProbeRun, list[str]]:
+    """Run the plan on the real kernel; return the run (not yet compared) and the raw lines.
+
+    Ctrl-C or SIGTERM stops between two updates; the run then holds what was
+    performed and ``interrupted`` says so.
+    """
     missing = missing_prerequisites(opts.tracefs)
     if missing:
         raise UsageError("kvmgen probe cannot run here: missing " + "; ".join(missing))
-    root = find_tracefs(opts.tracefs)
-    assert root is not None
+    with tracefs_mount(opts.tracefs) as (root, how):
+        if root is None:
+            raise UsageError(f"kvmgen probe cannot run here: {how}")
+        return _capture(opts, root, progress)
+
+
+def _capture(
+    opts: ProbeOptions, root: str, progress: Progress | None
+) -> tuple[ProbeRun, list[str]]:
     kernel = platform.release()
     params = module_parameters()
     try:
@@ -222,45 +222,36 @@ def capture_run(opts: ProbeOptions) -> tuple[ProbeRun, list[str]]:
     except OSError as error:
         kvm.close()
         raise UsageError(f"kvmgen probe: KVM_CREATE_VM failed: {error.strerror or error}") from None
+    interrupted = False
     try:
         nas = vm.address_spaces()
-        memory = HostMemory.allocate(SLOT_PAGES)
+        steps, trace_plan, backed_pages, total = _steps(opts, nas)
+        memory = _backing(backed_pages)
         as1_note = _as1_check(vm, memory) if nas == 1 else None
+        source = "kvmgen-probe" if opts.trace is None else "kvmgen-probe-trace"
         with _tracefs_errors(root), Capture(root, pids=[os.getpid()]) as capture:
             capture.mark(
-                f"kvmgen: capture start source=kvmgen-probe kernel={kernel} nas={nas} vm_start=1 "
+                f"kvmgen: capture start source={source} kernel={kernel} nas={nas} vm_start=1 "
                 f"mmio_caching={'0' if params.get('mmio_caching') == 'N' else '1'} "
                 f"events={','.join(capture.enabled)}"
             )
             count = 0
             start = time.perf_counter()
-            for step in plan(opts, nas):
-                count += 1
-                fields: dict[str, int] = {}
-                if step.op in ("create", "move"):
-                    fields["gfn"] = step.gpa >> 12
-                if step.op == "create":
-                    fields["pages"] = step.pages
-                if step.op in ("create", "flags"):
-                    fields["flags"] = step.flags
-                capture.mark(update_marker(count, step.op, step.address_space, step.slot, **fields))
-                try:
-                    vm.set_region(
-                        step.slot,
-                        step.address_space,
-                        step.flags,
-                        step.gpa,
-                        step.pages * PAGE,
-                        memory.address,
-                    )
-                except OSError as error:
-                    raise ProbeError(
-                        f"KVM_SET_USER_MEMORY_REGION failed at update {count} ({step.op} of slot "
-                        f"{step.slot} in address space {step.address_space}): "
-                        f"{error.strerror or error}"
-                    ) from None
+            # A marker and the ioctl it announces are never split: Ctrl-C (or SIGTERM)
+            # only stops the loop between two updates.
+            with deferred_interrupts() as stop:
+                for step in steps:
+                    if stop:
+                        interrupted = True
+                        break
+                    count += 1
+                    _perform(vm, capture, memory, step, count)
+                    if progress is not None and count % 1024 == 0:
+                        progress(count, total)
             seconds = time.perf_counter() - start
-            lines = capture.finish(f"updates={count}")
+            if progress is not None:
+                progress(total, total)  # done (or stopped): the bar goes
+            lines = capture.finish(f"updates={count}" + (" interrupted=1" if interrupted else ""))
             lost = capture.lost_events()
             enabled, clock = list(capture.enabled), capture.clock
     finally:
@@ -270,10 +261,14 @@ def capture_run(opts: ProbeOptions) -> tuple[ProbeRun, list[str]]:
     if lost:
         imported.observations[0]["lost"] = max(lost, imported.observations[0].get("lost", 0))
     buffer = io.StringIO()
+    what = "the built-in workload" if opts.trace is None else f"the updates of {opts.trace.path}"
     comments = [
         f"Captured by kvmgen probe on {kernel} ({nas} memslot address space"
         f"{'s' if nas > 1 else ''}; kvm {', '.join(f'{k}={v}' for k, v in params.items())}):",
-        f"{count:,} updates in {seconds:.1f} s; zap tracepoints are the observations below.",
+        f"{what}, {count:,} updates in {seconds:.1f} s"
+        + (" (interrupted)" if interrupted else "")
+        + "; zap tracepoints are the observations below.",
+        *(trace_plan.account() if trace_plan is not None else []),
     ]
     write_trace(
         buffer,
@@ -295,8 +290,38 @@ def capture_run(opts: ProbeOptions) -> tuple[ProbeRun, list[str]]:
         as1_note=as1_note,
         imported=imported,
         text=buffer.getvalue(),
+        interrupted=interrupted,
+        planned=total,
+        account=trace_plan.account() if trace_plan is not None else [],
+        source=opts.trace.path if opts.trace is not None else None,
+        raw_lines=lines,
     )
     return run, lines
+
+
+def _perform(vm: Vm, capture: Capture, memory: HostMemory, step: Step, count: int) -> None:
+    """Mark, then make, one update; a refusal is a :class:`ProbeError` naming it."""
+    fields: dict[str, int] = {}
+    if step.op in ("create", "move"):
+        fields["gfn"] = step.gpa >> 12
+    if step.op == "create":
+        fields["pages"] = step.pages
+    if step.op in ("create", "flags"):
+        fields["flags"] = step.flags
+    if step.source is not None:
+        fields["src"] = step.source
+    capture.mark(update_marker(count, step.op, step.address_space, step.slot, **fields))
+    try:
+        vm.set_region(
+            step.slot, step.address_space, step.flags, step.gpa, step.pages * PAGE, memory.address
+        )
+    except OSError as error:
+        what = f"event {step.source} of the trace, " if step.source is not None else ""
+        raise ProbeError(
+            f"KVM_SET_USER_MEMORY_REGION failed at update {count} ({what}{step.op} of slot "
+            f"{step.slot} in address space {step.address_space}, gpa {step.gpa:#x}, "
+            f"{step.pages:#x} pages): {error.strerror or error}"
+        ) from None
 
 
 def compare_probe(run: ProbeRun) -> ProbeRun:
