@@ -579,6 +579,7 @@ def probe_kernel(
     trace: TraceLike | None = None,
     *,
     full: bool = False,
+    accesses: str = "auto",
     tracefs: str | None = None,
     fmt: str | None = None,
     progress: Progress | None = None,
@@ -587,7 +588,9 @@ def probe_kernel(
 
     Without ``trace``, the built-in workload (``full``: past the first wrap); with
     one, its updates in order, repeats expanded (:mod:`kvmgen.probe.plan` says what
-    a fresh VM cannot perform; ``account`` on the result lists it). Needs root,
+    a fresh VM cannot perform; ``account`` on the result lists it), and its guest
+    accesses from a minimal guest when ``accesses`` is ``on`` (``auto``: where the
+    host has MMIO caching). Needs root,
     ``/dev/kvm`` and tracefs. The result's ``comparisons`` and ``failed`` are the
     observed-vs-modelled verdict on this host's era; ``interrupted`` is set when
     Ctrl-C or SIGTERM stopped it between two updates.
@@ -612,5 +615,6 @@ def probe_kernel(
         def step(done: int, total: int) -> None:
             report("probing", done, total)
 
-    run, _lines = capture_run(ProbeOptions(full=full, tracefs=tracefs, trace=opened), step)
+    options = ProbeOptions(full=full, tracefs=tracefs, trace=opened, accesses=accesses)
+    run, _lines = capture_run(options, step)
     return compare_probe(run)

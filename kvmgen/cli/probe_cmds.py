@@ -42,6 +42,14 @@ from kvmgen.errors import ExitCode, UsageError
 @click.option(
     "--moves", type=click.IntRange(0, 10**6), default=8, show_default=True, help="Slot moves."
 )
+@click.option(
+    "--accesses",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="With TRACE: perform its guest accesses from a minimal guest (auto: where the host "
+    "has MMIO caching, so the kernel's tracepoints show each outcome).",
+)
 @click.option("--tracefs", metavar="DIR", help="tracefs mount [default: found in /proc/mounts].")
 @click.option(
     "-o",
@@ -61,6 +69,7 @@ def probe(
     noops: int,
     cycles: int,
     moves: int,
+    accesses: str,
     tracefs: str | None,
     output: str,
     raw: str | None,
@@ -109,7 +118,7 @@ def probe(
         run, _lines = capture_run(opts, _step(progress_for(quiet)))
         run = compare_probe(run)
     else:
-        run = probe_kernel(trace, tracefs=tracefs, progress=progress_for(quiet))
+        run = probe_kernel(trace, tracefs=tracefs, accesses=accesses, progress=progress_for(quiet))
     if raw:
         write_output(raw, ("\n".join(run.raw_lines) + "\n").encode(), what="--raw")
     with open_output(output, what="-o", text=True, inputs=[trace]) as out:
@@ -141,8 +150,8 @@ def probe(
             )
         if run.interrupted:
             console.print(
-                f"  stopped after {run.updates:,} of {run.planned:,} updates: only those are "
-                "compared"
+                f"  stopped after {run.steps:,} of {run.planned:,} steps ({run.updates:,} "
+                "updates): only those are compared"
             )
         render(run.comparisons, console)
         if output != "-":

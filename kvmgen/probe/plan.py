@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from kvmgen.host.guest import BLOCK_PAGES, LIMIT_GFN, free_block
 from kvmgen.trace.records import Event, Op, Trace
 
 WRAP_UPDATES = 1 << 19
@@ -35,6 +36,8 @@ BASE_GPA = {0: 0x1_0000_0000, 1: 0x2_0000_0000, 2: 0x3_0000_0000}
 LOG_DIRTY_PAGES = 1
 READONLY = 2
 USER_FLAGS = LOG_DIRTY_PAGES | READONLY  # what KVM_SET_USER_MEMORY_REGION takes on x86
+MAX_GUEST_VCPUS = 8  # vCPUs the probe's guest creates at most
+MAX_SLOT_ID = 32763  # below KVM's private slots (x86 KVM_USER_MEM_SLOTS is 32764)
 
 
 @dataclass
@@ -49,15 +52,17 @@ class ProbeOptions:
     wrap_margin: int = 16
     tracefs: str | None = None
     trace: Trace | None = None
+    accesses: str = "auto"  # perform a trace's guest accesses: auto (MMIO caching), on, off
 
 
 @dataclass(frozen=True)
 class Step:
-    """One planned KVM_SET_USER_MEMORY_REGION.
+    """One planned KVM_SET_USER_MEMORY_REGION, or one guest access (``op == "access"``).
 
     ``source`` is the index of the trace event this step starts (its first
     repetition), for the capture's notes; None inside a repeat and in the built-in
-    workload.
+    workload. An access touches ``gpa`` from ``vcpu``, writing when ``flags`` is 1.
+    ``guest_block`` marks the create of the block the probe's guest runs from.
     """
 
     op: str
@@ -67,6 +72,8 @@ class Step:
     pages: int
     flags: int
     source: int | None = None
+    vcpu: int = 0
+    guest_block: bool = False
 
 
 def plan(opts: ProbeOptions, address_spaces: int) -> Iterator[Step]:
@@ -107,6 +114,20 @@ def plan(opts: ProbeOptions, address_spaces: int) -> Iterator[Step]:
     yield Step("delete", 0, 0, base0, 0, 0)
 
 
+_PLURALS = {"updates": "update", "events": "event", "accesses": "access", "slots": "slot"}
+
+
+def _singular(reason: str) -> str:
+    """A skip reason (written for many) for one: its first plural noun made singular."""
+    words = reason.split(" ")
+    for i, word in enumerate(words):
+        bare = word.rstrip(":")
+        if bare in _PLURALS:
+            words[i] = _PLURALS[bare] + word[len(bare) :]
+            break
+    return " ".join(words)
+
+
 @dataclass
 class _Slot:
     gfn: int
@@ -125,13 +146,18 @@ class TracePlan:
 
     trace: Trace
     address_spaces: int
+    perform_accesses: bool = False
+    why_no_accesses: str = "the probe runs no vCPU, so the MMIO fault path is not checked live"
     skipped: Counter[str] = field(default_factory=Counter)
     setup: int = 0
     performed: int = 0
     trace_updates: int = 0
-    accesses: int = 0
+    accesses: int = 0  # guest accesses the trace makes (repeats expanded)
+    accesses_done: int = 0
     _live: dict[tuple[int, int], _Slot] = field(default_factory=dict)
     _gone: dict[tuple[int, int], str] = field(default_factory=dict)
+    _block: tuple[int, int] | None = None  # (gfn, slot) of the guest's block
+    _vcpus: int = 0
 
     @property
     def largest_slot_pages(self) -> int:
@@ -139,6 +165,48 @@ class TracePlan:
         sizes = [decl.pages for decl in self.trace.vm.slots]
         sizes += [e.pages for e in self.trace.events if e.op == Op.CREATE]
         return max(sizes, default=1)
+
+    def prepare_guest(self) -> None:
+        """Place the guest's block where the trace never maps or touches anything.
+
+        Call before :meth:`steps`; without room (or without a free slot id) the
+        accesses are not performed, and the account says why.
+        """
+        if not self.perform_accesses:
+            return
+        taken = [(d.gfn, d.pages) for d in self.trace.vm.slots]
+        slots = {d.slot for d in self.trace.vm.slots}
+        sizes: dict[tuple[int, int], int] = {}
+        vcpus = 0
+        for event in self.trace.events:
+            key = (event.address_space, event.slot)
+            if event.op == Op.CREATE:
+                sizes[key] = event.pages
+                slots.add(event.slot)
+                taken.append((event.gfn, event.pages))
+            elif event.op == Op.MOVE:
+                taken.append((event.gfn, sizes.get(key, 1)))
+            for access in (event, *event.during) if event.op == Op.ACCESS else event.during:
+                taken.append((access.gfn, 1))
+                vcpus = max(vcpus, access.vcpu + 1)
+        gfn = free_block(taken)
+        slot = next((i for i in range(MAX_SLOT_ID + 1) if i not in slots), None)
+        if gfn is None or slot is None:
+            self.perform_accesses = False
+            self.why_no_accesses = "no room below 4 GiB for the probe's guest"
+            return
+        self._block = (gfn, slot)
+        self._vcpus = min(max(vcpus, 1), MAX_GUEST_VCPUS)
+
+    @property
+    def guest_block(self) -> tuple[int, int] | None:
+        """``(gfn, slot)`` of the guest's block, when accesses are performed."""
+        return self._block
+
+    @property
+    def guest_vcpus(self) -> int:
+        """How many vCPUs the guest needs (the trace's, at most :data:`MAX_GUEST_VCPUS`)."""
+        return self._vcpus
 
     def _skip(self, why: str, count: int = 1) -> None:
         self.skipped[why] += count
@@ -161,7 +229,11 @@ class TracePlan:
         return None
 
     def steps(self) -> Iterator[Step]:
-        """The steps, in order: header slots first, then the trace's updates."""
+        """The steps, in order: the guest's block and header slots first, then the trace's."""
+        if self._block is not None:
+            gfn, slot = self._block
+            self.setup += 1
+            yield Step("create", 0, slot, gfn << 12, BLOCK_PAGES, 0, guest_block=True)
         for decl in self.trace.vm.slots:
             why = self._refusal(decl.address_space, decl.flags, None)
             key = (decl.address_space, decl.slot)
@@ -174,13 +246,42 @@ class TracePlan:
             yield Step("create", *key, decl.gfn << 12, decl.pages, decl.flags)
         for event in self.trace.events:
             if event.op == Op.ACCESS:
-                self.accesses += event.repeat
+                yield from self._access(event)
                 continue
-            self.accesses += sum(access.repeat for access in event.during)
+            racing = sum(access.repeat for access in event.during)
+            self.accesses += racing
+            if racing and self.perform_accesses:
+                self._skip(
+                    "racing accesses (during an update: the probe cannot place an access "
+                    "inside an ioctl)",
+                    racing,
+                )
             if event.op == Op.BUMP:
                 self._skip("bump events (KVM-internal slot changes: no ioctl makes one alone)")
                 continue
             yield from self._update(event)
+
+    def _access(self, event: Event) -> Iterator[Step]:
+        self.accesses += event.repeat
+        if not self.perform_accesses:
+            return
+        why = None
+        if event.address_space != 0:
+            why = "accesses in address space 1 (the probe's guest never enters SMM)"
+        elif event.gfn >= LIMIT_GFN:
+            why = "accesses above 4 GiB (the probe's guest runs in flat 32-bit mode)"
+        elif event.vcpu >= MAX_GUEST_VCPUS:
+            why = f"accesses by vCPUs {MAX_GUEST_VCPUS} and up (the guest has {MAX_GUEST_VCPUS})"
+        if why is not None:
+            self._skip(why, event.repeat)
+            return
+        source: int | None = event.index
+        for _ in range(event.repeat):
+            self.accesses_done += 1
+            yield Step(
+                "access", 0, -1, event.gfn << 12, 0, int(event.kind), source, vcpu=event.vcpu
+            )
+            source = None
 
     def _update(self, event: Event) -> Iterator[Step]:
         key = (event.address_space, event.slot)
@@ -227,23 +328,31 @@ class TracePlan:
 
     def account(self) -> list[str]:
         """What was checked live and what was not, one sentence each."""
+        first = []
+        if self._block is not None:
+            first.append(f"the guest's {BLOCK_PAGES}-page block at gfn {self._block[0]:#x}")
+        headers = self.setup - (self._block is not None)
+        if headers:
+            first.append(f"its {headers} header slot{'s' if headers != 1 else ''}")
         out = [
             f"performed {self.performed:,} of the trace's {self.trace_updates:,} updates "
             "(repeats expanded) on a fresh VM"
             + (
-                f", after creating its {self.setup} header slot{'s' if self.setup != 1 else ''} "
-                f"(probe updates 1-{self.setup})"
-                if self.setup
+                f", after creating {' and '.join(first)} (probe updates 1-{self.setup})"
+                if first
                 else ""
             )
         ]
         for why, count in sorted(self.skipped.items()):
-            out.append(f"not performed: {count:,} {why}")
-        if self.accesses:
+            out.append(f"not performed: {count:,} {why if count != 1 else _singular(why)}")
+        if self.accesses_done:
             out.append(
-                f"not performed: {self.accesses:,} guest accesses (the probe runs no vCPU, so "
-                "the MMIO fault path is not checked live)"
+                f"performed {self.accesses_done:,} of the trace's {self.accesses:,} guest "
+                "accesses from the probe's guest (MMIO ones show in the kernel's tracepoints; "
+                "RAM ones do not, and are not in the capture)"
             )
+        elif self.accesses:
+            out.append(f"not performed: {self.accesses:,} guest accesses ({self.why_no_accesses})")
         if self.skipped or self.setup:
             out.append(
                 "the probe's update numbers differ from the trace's; each event of the capture "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvmgen.errors import KvmgenError, UsageError
+from kvmgen.host.guest import Guest
 from kvmgen.host.kvm import DEV_KVM, PAGE, HostMemory, Kvm, Vm, module_parameters
 from kvmgen.host.tracefs import (
     ZAP_EVENT_PATHS,
@@ -44,7 +45,7 @@ from kvmgen.probe.plan import (
     plan,
 )
 from kvmgen.signals import deferred_interrupts
-from kvmgen.trace.records import UPDATE_OPS
+from kvmgen.trace.records import UPDATE_OPS, Op
 
 
 class ProbeError(KvmgenError):
@@ -100,7 +101,8 @@ class ProbeRun:
     comparisons: list[RunComparison] = field(default_factory=list)
     era: str = ""
     interrupted: bool = False  # Ctrl-C or SIGTERM stopped it between two updates
-    planned: int = 0  # the updates the plan had (repeats expanded)
+    planned: int = 0  # the steps the plan had: updates and accesses, repeats expanded
+    steps: int = 0  # the steps made
     account: list[str] = field(default_factory=list)  # a trace's: what was checked live
     source: str | None = None  # the trace performed, if not the built-in workload
     raw_lines: list[str] = field(default_factory=list, repr=False)  # the tracefs capture
@@ -125,7 +127,8 @@ class ProbeRun:
             },
             "workload": self.source or "built-in",
             "updates": self.updates,
-            "planned": self.planned,
+            "planned_steps": self.planned,
+            "steps": self.steps,
             "interrupted": self.interrupted,
             "checked_live": self.account,
             "seconds": round(self.seconds, 3),
@@ -161,13 +164,29 @@ Progress = Callable[[int, int], None]
 """Called with (updates done, updates planned) while the probe runs."""
 
 
-def _steps(opts: ProbeOptions, nas: int) -> tuple[Iterator[Step], TracePlan | None, int, int]:
-    """The steps to perform, the trace plan (if any), the slot size to back, the total."""
+def _steps(
+    opts: ProbeOptions, nas: int, mmio_caching: bool = False
+) -> tuple[Iterator[Step], TracePlan | None, int, int]:
+    """The steps to perform, the trace plan (if any), the slot size to back, the total.
+
+    A trace's accesses are performed with ``--accesses on``, or ``auto`` on a host
+    with MMIO caching (where the kernel's tracepoints show what each one did).
+    """
     if opts.trace is None:
         total = (WRAP_UPDATES + opts.wrap_margin - 1 if opts.full else 0) + opts.flags
         total += opts.noops + 2 * opts.cycles + (opts.moves + 2 if opts.moves else 0) + 2
         return plan(opts, nas), None, SLOT_PAGES, total
     trace_plan = TracePlan(opts.trace, nas)
+    if opts.accesses == "on" or (opts.accesses == "auto" and mmio_caching):
+        trace_plan.perform_accesses = True
+        trace_plan.prepare_guest()
+    elif not mmio_caching:
+        trace_plan.why_no_accesses = (
+            "this host has kvm.mmio_caching=N: no tracepoint would show their outcome; "
+            "--accesses on performs them anyway"
+        )
+    else:
+        trace_plan.why_no_accesses = "--accesses off"
     updates = [e for e in opts.trace.events if e.op in UPDATE_OPS]
     reachable = [e for e in updates if e.address_space < nas]
     reachable_slots = [d for d in opts.trace.vm.slots if d.address_space < nas]
@@ -178,6 +197,8 @@ def _steps(opts: ProbeOptions, nas: int) -> tuple[Iterator[Step], TracePlan | No
             f"(this VM has {nas} memslot address space{'s' if nas != 1 else ''})"
         )
     total = len(opts.trace.vm.slots) + sum(e.repeat for e in updates)
+    if trace_plan.perform_accesses:
+        total += sum(e.repeat for e in opts.trace.events if e.op == Op.ACCESS) + 1
     return trace_plan.steps(), trace_plan, trace_plan.largest_slot_pages, total
 
 
@@ -223,10 +244,14 @@ def _capture(
         kvm.close()
         raise UsageError(f"kvmgen probe: KVM_CREATE_VM failed: {error.strerror or error}") from None
     interrupted = False
+    guest: Guest | None = None
+    mmio_caching = params.get("mmio_caching", "Y") != "N"
     try:
         nas = vm.address_spaces()
-        steps, trace_plan, backed_pages, total = _steps(opts, nas)
+        steps, trace_plan, backed_pages, total = _steps(opts, nas, mmio_caching)
         memory = _backing(backed_pages)
+        if trace_plan is not None and trace_plan.guest_block is not None:
+            guest = Guest(kvm, vm, trace_plan.guest_block[0], trace_plan.guest_vcpus)
         as1_note = _as1_check(vm, memory) if nas == 1 else None
         source = "kvmgen-probe" if opts.trace is None else "kvmgen-probe-trace"
         with _tracefs_errors(root), Capture(root, pids=[os.getpid()]) as capture:
@@ -235,19 +260,24 @@ def _capture(
                 f"mmio_caching={'0' if params.get('mmio_caching') == 'N' else '1'} "
                 f"events={','.join(capture.enabled)}"
             )
-            count = 0
+            count = done = 0
             start = time.perf_counter()
             # A marker and the ioctl it announces are never split: Ctrl-C (or SIGTERM)
-            # only stops the loop between two updates.
+            # only stops the loop between two steps.
             with deferred_interrupts() as stop:
                 for step in steps:
                     if stop:
                         interrupted = True
                         break
-                    count += 1
-                    _perform(vm, capture, memory, step, count)
-                    if progress is not None and count % 1024 == 0:
-                        progress(count, total)
+                    done += 1
+                    if step.op == "access":
+                        assert guest is not None
+                        guest.touch(step.vcpu, step.gpa >> 12, write=bool(step.flags))
+                    else:
+                        count += 1
+                        _perform(vm, capture, memory, step, count, guest)
+                    if progress is not None and done % 1024 == 0:
+                        progress(done, total)
             seconds = time.perf_counter() - start
             if progress is not None:
                 progress(total, total)  # done (or stopped): the bar goes
@@ -255,6 +285,8 @@ def _capture(
             lost = capture.lost_events()
             enabled, clock = list(capture.enabled), capture.clock
     finally:
+        if guest is not None:
+            guest.close()
         vm.close()
         kvm.close()
     imported = import_tracefs("<probe capture>", lines)
@@ -292,6 +324,7 @@ def _capture(
         text=buffer.getvalue(),
         interrupted=interrupted,
         planned=total,
+        steps=done,
         account=trace_plan.account() if trace_plan is not None else [],
         source=opts.trace.path if opts.trace is not None else None,
         raw_lines=lines,
@@ -299,7 +332,9 @@ def _capture(
     return run, lines
 
 
-def _perform(vm: Vm, capture: Capture, memory: HostMemory, step: Step, count: int) -> None:
+def _perform(
+    vm: Vm, capture: Capture, memory: HostMemory, step: Step, count: int, guest: Guest | None
+) -> None:
     """Mark, then make, one update; a refusal is a :class:`ProbeError` naming it."""
     fields: dict[str, int] = {}
     if step.op in ("create", "move"):
@@ -312,9 +347,18 @@ def _perform(vm: Vm, capture: Capture, memory: HostMemory, step: Step, count: in
         fields["src"] = step.source
     capture.mark(update_marker(count, step.op, step.address_space, step.slot, **fields))
     try:
-        vm.set_region(
-            step.slot, step.address_space, step.flags, step.gpa, step.pages * PAGE, memory.address
-        )
+        if step.guest_block:
+            assert guest is not None
+            guest.map_block(step.slot)
+        else:
+            vm.set_region(
+                step.slot,
+                step.address_space,
+                step.flags,
+                step.gpa,
+                step.pages * PAGE,
+                memory.address,
+            )
     except OSError as error:
         what = f"event {step.source} of the trace, " if step.source is not None else ""
         raise ProbeError(
