@@ -67,7 +67,8 @@ def _event_of_bump(walk: BumpWalk, a: int, k: int) -> int:
 
 
 def _prefix(trace: Trace, n: int) -> Trace:
-    return replace(trace, events=trace.events[: max(n, 0)])
+    # The cached event table is the whole trace's: the prefix builds its own.
+    return replace(trace, events=trace.events[: max(n, 0)], _table=None)
 
 
 def _counts(trace: Trace, spec: RunSpec, n: int, model: CostModel) -> tuple[int, int, int]:
