@@ -58,8 +58,7 @@ def evidence_of(outcome: SearchOutcome, result: ReplayResult) -> str:
     race = f", race: {hit.race}" if hit.race else ", no race window"
     return (
         f"event {count(hit.event)}{'' if hit.sub < 0 else f' (during {hit.sub})'}: "
-        f"{hit.kind} stale hit "
-        f"from {hit.source}{race}. {stale_reason(hit, era)}"
+        f"{hit.kind} stale hit from {hit.source}{race}. {stale_reason(hit, era)}"
     )
 
 

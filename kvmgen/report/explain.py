@@ -39,10 +39,10 @@ def stale_reason(hit: StaleHit, era: Era) -> str:
                 f"generation, which still reads {hit.cache_as0_generation:#x}"
             )
     elif not era.has_mmio_generation:
-        how = f"the MMIO SPTE for {gfn} carries no generation ({era.name}), so it is trusted"
+        how = f"The MMIO SPTE for {gfn} carries no generation ({era.name}), so it is trusted"
     else:
         how = (
-            f"the MMIO SPTE was made at generation {hit.spte_generation:#x} and stores "
+            f"The MMIO SPTE was made at generation {hit.spte_generation:#x} and stores "
             f"{hit.spte_stored:#x}; the current generation {hit.current_generation:#x} "
             f"checks as {hit.current_mmio_generation:#x}, which matches"
         )

@@ -204,16 +204,18 @@ def _print_stacked(console: Console, grid: Grid) -> None:
             groups[-1][2].append(row)
         else:
             groups.append((head, grid.name_of(index, ", "), [row]))
+    # Groups of several rows (check, diff) get small tables, one-row groups (eras) items.
+    tabular = any(len(rows) > 1 for _, _, rows in groups)
     for _, name, rows in groups:
         if name:
             print_prose(console, f"[b]{name}[/]", hang=2)
         sub = Grid("", [grid.columns[i] for i in short], [[r[i] for i in short] for r in rows])
-        if len(rows) > 1 and short and fits(sub, console.width - 2):
+        if tabular and short and fits(sub, console.width - 2):
             from rich.padding import Padding
 
             table = _rich_table(sub, list(range(len(short))), None)
             table.box = None
-            console.print(Padding(table, (0, 0, 0, 1)))
+            console.print(Padding(table, (0, 0, 0, 1), expand=False))
             rows_left: list[Sequence[str]] = []
         else:
             rows_left = rows
