@@ -383,12 +383,15 @@ def search(
     budget: int = 200_000,
     time_limit: float | None = None,
     seed: int = 0,
+    trace_path: str | None = None,
 ) -> SearchReport:
     """The shortest trace reaching ``goal`` (harmful, benign, undetected-wrap) in one run.
 
     Exhaustive within the bound while it fits ``budget``, then a seeded random
     search of sub-alphabets. ``report.outcome.found`` says whether one was found;
-    ``report.yaml`` is the trace, already replayed to the goal.
+    ``report.yaml`` is the trace, already replayed to the goal. ``trace_path`` is
+    where the caller will write it: ``report.replay_command`` names that file
+    (standard input, ``-``, without one).
     """
     from kvmgen.analysis.search import SearchConfig
     from kvmgen.analysis.search_report import run_search
@@ -415,7 +418,7 @@ def search(
         time_limit=time_limit,
         source=via,
     )
-    return run_search(spec, config, kernel=kernel)
+    return run_search(spec, config, kernel=kernel, trace_path=trace_path)
 
 
 def sweep(

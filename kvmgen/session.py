@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from kvmgen.errors import KvmgenError, UsageError
+from kvmgen.formatting import plural
 from kvmgen.inputs import AnyTrace
 from kvmgen.model.costs import CostBreakdown, CostModel, run_costs
 from kvmgen.model.eras import ERAS, Era
@@ -95,13 +96,13 @@ class Session:
         failed = []
         for run in self.runs:
             r = run.result
-            label = f"{run.spec.era.name} {'/'.join(run.spec.policies)}"
+            label = run.spec.label
             if "harmful" in fail_on and r.stale_harmful:
-                failed.append(f"{label}: {r.stale_harmful} harmful stale hits")
+                failed.append(f"{label}: {plural(r.stale_harmful, 'harmful stale hit')}")
             if "stale" in fail_on and (r.stale_harmful or r.stale_benign):
-                failed.append(f"{label}: {r.stale_harmful + r.stale_benign} stale hits")
+                failed.append(f"{label}: {plural(r.stale_harmful + r.stale_benign, 'stale hit')}")
             if "undetected-wrap" in fail_on and r.wraps_undetected:
-                failed.append(f"{label}: {r.wraps_undetected} undetected wraps")
+                failed.append(f"{label}: {plural(r.wraps_undetected, 'undetected wrap')}")
         return failed
 
     def notes(self) -> dict[int, str]:
@@ -260,7 +261,7 @@ def run_session(
     if isinstance(trace, StreamedTrace) and implementation == "engine":
         from kvmgen.engine.replay import replay_streamed
 
-        label = f"{len(specs)} run{'s' if len(specs) != 1 else ''}"
+        label = plural(len(specs), "run")
         tick = partial(progress, label, total=total) if progress else None
         results = replay_streamed(trace, specs, record_limit=record_limit, progress=tick)
     else:

@@ -17,8 +17,11 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kvmgen.errors import UsageError
+from kvmgen.formatting import count, plural, seconds
+from kvmgen.formatting import rate as rate_text
 from kvmgen.model.genmath import GenMath
 from kvmgen.model.policy import RunSpec
 
@@ -268,95 +271,116 @@ def forecast_dict(run: RunForecast) -> dict[str, object]:
 
 
 def _detected(flag: bool | None) -> str:
-    return "-" if flag is None else ("yes" if flag else "NO (undetected)")
+    return "-" if flag is None else ("yes" if flag else "[red]NO (undetected)[/]")
 
 
-def render_forecasts(runs: Sequence[RunForecast], console: object, *, title: str) -> None:
-    """The forecast as a rich table, one row per run and address space, then notes."""
-    from rich.table import Table
+FORECAST_COLUMNS = (
+    ("era", False, True),
+    ("policy", False, True),
+    ("bias", True, True),
+    ("AS", True, True),
+    ("first wrap\nbump", True, False),
+    ("first wrap\nupdate", True, False),
+    ("first wrap\nafter", True, False),
+    ("first wrap\ndetected", True, False),
+    ("then every\n(updates)", True, False),
+    ("then every\n(time)", True, False),
+    ("later wraps\ndetected", True, False),
+)
 
-    table = Table(title=title, title_justify="left")
-    for name in (
-        "era",
-        "policy",
-        "bias",
-        "AS",
-        "first wrap: bump",
-        "update",
-        "after",
-        "detected",
-        "then every (updates)",
-        "every",
-        "later wraps detected",
-    ):
-        table.add_column(name, justify="left" if name in ("era", "policy") else "right")
-    notes: list[str] = []
+
+def forecast_grid(runs: Sequence[RunForecast], title: str) -> Any:
+    """The forecast as a :class:`kvmgen.report.layout.Grid`: a row per run and address space."""
+    from rich.markup import escape
+
+    from kvmgen.report.labels import era_text
+    from kvmgen.report.layout import Column, Grid
+
+    columns = [Column(h, right=r, key=k) for h, r, k in FORECAST_COLUMNS]
+    grid = Grid(escape(title), columns)
     for run in runs:
         spec = run.spec
-        era = spec.era.name + (f" ({spec.kernel})" if spec.kernel else "")
         bias = (
             "-"
             if spec.bias is None
             else (f"-{spec.bias} mod 2^64" if spec.literal else str(spec.bias))
         )
+        head = [escape(era_text(spec)), "/".join(spec.policies), bias]
         for f in run.spaces:
+            name = escape(spec.describe("\n")) + f"\nAS {f.address_space}"
             if f.first_wrap_bump is None:
-                table.add_row(
-                    era,
-                    "/".join(spec.policies),
-                    bias,
-                    str(f.address_space),
-                    "never",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "no MMIO generation",
+                cells = ["never", "-", "-", "-", "-", "-", "no MMIO generation"]
+            elif f.bumps_per_second == 0:
+                cells = ["never", "-", "no bumps", "-", "-", "-", "-"]
+            else:
+                cells = [
+                    count(f.first_wrap_bump),
+                    count(f.first_wrap_update or 0),
+                    seconds(f.first_wrap_seconds),
+                    _detected(f.first_detected),
+                    count(round(f.period_updates)) if f.period_updates is not None else "-",
+                    seconds(f.period_seconds),
+                    _detected(f.later_detected),
+                ]
+            grid.add_row(*head, str(f.address_space), *cells, name=name)
+    return grid
+
+
+def forecast_notes(runs: Sequence[RunForecast]) -> list[str]:
+    """What the table leaves unsaid, a line each: why a wrap goes undetected, where a
+    literal bias leaves bit 63 set at rest, the policies' warnings."""
+    from kvmgen.report.explain import never_zapped, wrap_test_text
+
+    notes: list[str] = []
+    for run in runs:
+        spec = run.spec
+        label = spec.label
+        for f in run.spaces:
+            if f.bumps_per_second == 0:
+                notes.append(
+                    f"{label}: AS {f.address_space} has no bumps in the trace, so it never wraps"
                 )
                 continue
-            table.add_row(
-                era,
-                "/".join(spec.policies),
-                bias,
-                str(f.address_space),
-                f"{f.first_wrap_bump:,}",
-                f"{f.first_wrap_update:,}",
-                format_seconds(f.first_wrap_seconds),
-                _detected(f.first_detected),
-                f"{f.period_updates:,.0f}" if f.period_updates is not None else "-",
-                format_seconds(f.period_seconds),
-                _detected(f.later_detected),
-            )
+            if f.first_wrap_bump is not None and not (f.first_detected and f.later_detected):
+                which = (
+                    "every wrap"
+                    if not f.first_detected and not f.later_detected
+                    else "the first wrap"
+                    if not f.first_detected
+                    else "every wrap after the first"
+                )
+                why = never_zapped(spec, f.address_space) or (
+                    f"{wrap_test_text(spec.era, spec.address_spaces)}, which no bump of "
+                    f"AS {f.address_space} before {which} leaves"
+                )
+                notes.append(f"{label}: {which} of AS {f.address_space} goes undetected: {why}")
             for w in f.bit63:
                 when = (
                     "from VM creation"
                     if w.after_bump == 0
                     else (
-                        f"after its bump {w.after_bump:,} (update {w.update:,}"
-                        + (f", {format_seconds(w.seconds)}" if w.seconds is not None else "")
+                        f"after its bump {count(w.after_bump)} (update {count(w.update)}"
+                        + (f", {seconds(w.seconds)}" if w.seconds is not None else "")
                         + ")"
                     )
                 )
                 notes.append(
-                    f"{era} {'/'.join(spec.policies)}: AS {f.address_space} rests with bit 63 "
-                    f"set {when} until its next bump: every MMIO check fails, nothing is cached"
+                    f"{label}: AS {f.address_space} rests with bit 63 set {when} until its "
+                    "next bump: every MMIO check fails, nothing is cached"
                 )
-        notes.extend(f"{era} {'/'.join(spec.policies)}: {w}" for w in spec.warnings)
-    console.print(table)  # type: ignore[attr-defined]
-    for note in dict.fromkeys(notes):
-        console.print(f"[yellow]note[/] {note}")  # type: ignore[attr-defined]
+        notes.extend(f"{label}: {w}" for w in spec.warnings)
+    return list(dict.fromkeys(notes))
 
 
-def format_seconds(value: float | None) -> str:
-    """A duration in the largest unit that keeps it readable: 17 s, 2.6 h, 12 d, 3.1 y."""
-    if value is None:
-        return "-"
-    for limit, unit in ((60, "s"), (3600, "min"), (86400, "h"), (86400 * 365, "d")):
-        scale = {"s": 1, "min": 60, "h": 3600, "d": 86400}[unit]
-        if value < limit:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / (86400 * 365.25):.3g} y"
+def render_forecasts(runs: Sequence[RunForecast], console: Any, *, title: str) -> None:
+    """The forecast table (runs across on a narrow console), then a note per line."""
+    from rich.markup import escape
+
+    from kvmgen.report.layout import TRANSPOSE, print_grid, print_prose
+
+    print_grid(console, forecast_grid(runs, title), narrow=TRANSPOSE)
+    for note in forecast_notes(runs):
+        print_prose(console, f"[yellow]note[/] {escape(note)}")
 
 
 @dataclass(frozen=True)
@@ -393,7 +417,11 @@ def rate_forecast(rate: str, per_second: float, op: str, specs: Sequence[RunSpec
         forecast_run(spec, updates_per_second=per_second, bumps_per_update=BUMPS_PER_OP[op])
         for spec in specs
     )
-    text = f"{rate} {op} updates per address space ({per_second:.4g}/s)"
+    shown = rate_text(per_second)
+    given = rate.strip()
+    text = f"{shown} {op} updates per address space" + (
+        f" (--rate {given})" if given.replace(" ", "") != shown else ""
+    )
     return Forecast(runs, "rate", text, updates_per_second=per_second, op=op)
 
 
@@ -408,8 +436,8 @@ def trace_forecast(measured: TraceRates, path: str, specs: Sequence[RunSpec]) ->
         for spec in specs
     )
     text = (
-        f"{path}: {measured.updates:,} updates in {measured.span_seconds:g} s "
-        f"({measured.updates_per_second:.4g}/s), bumps per AS "
-        + " / ".join(f"{b:,}" for b in measured.bumps)
+        f"{path}: {plural(measured.updates, 'update')} in {seconds(measured.span_seconds)} "
+        f"({rate_text(measured.updates_per_second)}), bumps per AS "
+        + " / ".join(count(b) for b in measured.bumps)
     )
     return Forecast(runs, "trace", text, trace=path, updates_per_second=measured.updates_per_second)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from kvmgen.report.labels import bias_text, era_text
+from kvmgen.formatting import count, cycles, number, plural
+from kvmgen.report.labels import run_label
 from kvmgen.version import __version__
 
 LIST_LIMIT = 25
@@ -27,6 +28,7 @@ th{background:#eef2f6}td.l,th.l{text-align:left}
 .meta{color:#5a6570;font-size:12.5px}.bad{color:#b71c1c;font-weight:600}
 .note{background:#fff8e1;border-left:3px solid #f0b400;padding:4px 8px;margin:4px 0}
 .verdict{background:#eef6ee;border-left:3px solid #3c8d40;padding:4px 8px;margin:4px 0}
+.explain{margin:2px 0 4px;color:#33404c}
 .plot svg{max-width:100%;height:auto}ul{margin:4px 0 8px 18px;padding:0}li{margin:2px 0}
 code{background:#f3f5f7;padding:0 3px}
 """
@@ -36,15 +38,9 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _cycles(value: float) -> str:
-    from kvmgen.analysis.literal import fmt_cycles
-
-    return fmt_cycles(value)
-
-
-def _run_label(run: Any) -> str:
-    spec = run.spec
-    return f"{_e(era_text(spec))}<br>{_e('/'.join(spec.policies))}, {_e(bias_text(spec))}"
+def _run_label(run: Any, separator: str = "<br>") -> str:
+    """The run label, escaped, its era and policy parts joined by ``separator``."""
+    return _e(run_label(run.spec, "\n")).replace("\n", separator)
 
 
 def _runs_table(session: Any) -> str:
@@ -54,8 +50,8 @@ def _runs_table(session: Any) -> str:
     runs = session.runs
     rows: list[tuple[str, list[str], bool]] = [
         ("address spaces", [str(r.spec.address_spaces) for r in runs], False),
-        ("updates", [f"{r.result.updates:,}" for r in runs], False),
-        ("bumps per AS", [" / ".join(f"{b:,}" for b in r.result.bumps) for r in runs], False),
+        ("updates", [count(r.result.updates) for r in runs], False),
+        ("bumps per AS", [" / ".join(count(b) for b in r.result.bumps) for r in runs], False),
         (
             "final generation",
             [" / ".join(f"{g:#x}" for g in r.result.final_generation) for r in runs],
@@ -72,11 +68,11 @@ def _runs_table(session: Any) -> str:
         ("harmful_stale_hits", "harmful stale hits", True),
         ("benign_stale_hits", "benign stale hits", False),
     ):
-        rows.append((label, [f"{m[key]:,}" for m in found], alarm))
+        rows.append((label, [count(m[key]) for m in found], alarm))
     for i, name in enumerate(OUTCOMES):
-        rows.append((name.replace("_", " "), [f"{r.result.accesses[i]:,}" for r in runs], False))
-    rows.append(("invalidation cycles", [_cycles(m["invalidation_cycles"]) for m in found], False))
-    rows.append(("total cycles", [_cycles(m["total_cycles"]) for m in found], False))
+        rows.append((name.replace("_", " "), [count(r.result.accesses[i]) for r in runs], False))
+    rows.append(("invalidation cycles", [cycles(m["invalidation_cycles"]) for m in found], False))
+    rows.append(("total cycles", [cycles(m["total_cycles"]) for m in found], False))
     head = "".join(f"<th>{_run_label(r)}</th>" for r in runs)
     body = []
     for label, cells, alarm in rows:
@@ -89,49 +85,51 @@ def _runs_table(session: Any) -> str:
 
 
 def _details(run: Any) -> str:
-    from kvmgen.report.explain import stale_reason, wrap_reason, zap_reason
+    from kvmgen.report.explain import stale_reason, wrap_reason, wrap_zap_notes, zap_reason
 
-    r, era = run.result, run.spec.era
-    label = _run_label(run).replace("<br>", ", ")
-    parts = [f"<h3>{label}</h3>"]
-    parts += [f'<div class="note">{_e(w)}</div>' for w in run.spec.warnings]
+    r, spec, era = run.result, run.spec, run.spec.era
+    parts = [f"<h3>{_run_label(run, ', ')}</h3>"]
+    parts += [f'<div class="note">{_e(w)}</div>' for w in spec.warnings]
     if r.wraps:
         items = "".join(
-            f"<li>update {w.update}, AS {w.address_space}: "
+            f"<li>update {count(w.update)}, AS {w.address_space}: "
             + ("detected" if w.detected else '<span class="bad">UNDETECTED</span>')
-            + f". {_e(wrap_reason(w, era))}</li>"
+            + f". {_e(wrap_reason(w, era, spec))}</li>"
             for w in r.wraps[:LIST_LIMIT]
         )
         more = (
-            f"<li>... {r.wraps_total - LIST_LIMIT:,} more</li>"
+            f"<li>... {count(r.wraps_total - LIST_LIMIT)} more</li>"
             if r.wraps_total > LIST_LIMIT
             else ""
         )
-        parts.append(f"<p><b>Wraps</b> ({r.wraps_total:,})</p><ul>{items}{more}</ul>")
+        parts.append(f"<p><b>Wraps</b> ({count(r.wraps_total)})</p><ul>{items}{more}</ul>")
     if r.stale_hits:
         lines = []
         for h in r.stale_hits[:LIST_LIMIT]:
             kind = f'<span class="bad">{h.kind}</span>' if h.kind == "harmful" else h.kind
-            times = f" x{h.count:,}" if h.count > 1 else ""
+            times = f" x{count(h.count)}" if h.count > 1 else ""
             race = f", race {h.race}" if h.race else ""
             lines.append(
-                f"<li>update {h.update}, event {h.event}: {kind}{times} ({h.source}{race}). "
-                f"{_e(stale_reason(h, era))}</li>"
+                f"<li>update {count(h.update)}, event {count(h.event)}: {kind}{times} "
+                f"({h.source}{race}). {_e(stale_reason(h, era))}</li>"
             )
         items = "".join(lines)
         more = (
-            f"<li>... {r.stale_records - LIST_LIMIT:,} more records</li>"
+            f"<li>... {plural(r.stale_records - LIST_LIMIT, 'more record')}</li>"
             if r.stale_records > LIST_LIMIT
             else ""
         )
         parts.append(
-            f"<p><b>Stale hits</b> ({r.stale_harmful:,} harmful, {r.stale_benign:,} benign)</p>"
-            f"<ul>{items}{more}</ul>"
+            f"<p><b>Stale hits</b> ({count(r.stale_harmful)} harmful, "
+            f"{count(r.stale_benign)} benign)</p><ul>{items}{more}</ul>"
         )
     zaps = [z for z in r.zap_events if z.kind == "wrap"][:LIST_LIMIT]
     if zaps:
-        items = "".join(f"<li>update {z.update}: {_e(zap_reason(z, era))}</li>" for z in zaps)
-        parts.append(f"<p><b>Wrap zaps</b> ({r.wrap_zaps:,})</p><ul>{items}</ul>")
+        items = "".join(
+            f"<li>update {count(z.update)}: {_e(zap_reason(z, era))}</li>" for z in zaps
+        )
+        notes = "".join(f'<p class="explain">{_e(n)}</p>' for n in wrap_zap_notes(run))
+        parts.append(f"<p><b>Wrap zaps</b> ({count(r.wrap_zaps)})</p>{notes}<ul>{items}</ul>")
     if not (r.wraps or r.stale_hits or zaps):
         parts.append("<p>No wrap, no wrap zap, no stale hit.</p>")
     return "".join(parts)
@@ -148,7 +146,7 @@ def _literal_section(session: Any) -> str:
         spec = run.spec
         rows = "".join(_window_row(w) for w in wins)
         parts.append(
-            f"<h3>{spec.era.name} literal:{spec.bias} (literal / masked bias {spec.bias})</h3>"
+            f"<h3>{_e(spec.label)} (literal / masked bias {spec.bias})</h3>"
             '<table><tr><th>AS</th><th class="l">from</th><th class="l">until</th>'
             "<th>events</th><th>accesses</th><th>MMIO refaults</th><th>cache hits</th>"
             f"<th>cycles</th><th>extra cycles</th></tr>{rows}</table>"
@@ -159,30 +157,30 @@ def _literal_section(session: Any) -> str:
 
 
 def _window_row(w: Any) -> str:
-    from kvmgen.analysis.literal import fmt_cycles
-
-    def pair(lit: int, masked: int | None) -> str:
-        return f"{lit:,}" if masked is None else f"{lit:,} / {masked:,}"
+    def pair(lit: int, masked: int | None, show: Any = count) -> str:
+        return show(lit) if masked is None else f"{show(lit)} / {show(masked)}"
 
     start = (
         "creation"
         if w.after_bump == 0
-        else f"after bump {w.after_bump:,} (update {w.start_update:,}, event {w.start_event})"
+        else f"after bump {count(w.after_bump)} (update {count(w.start_update)}, "
+        f"event {count(w.start_event)})"
     )
-    end = "end of trace" if w.end_event is None else f"update {w.end_update:,}, event {w.end_event}"
-    cycles = fmt_cycles(w.cycles)
-    if w.masked_cycles is not None:
-        cycles += f" / {fmt_cycles(w.masked_cycles)}"
-    extra = "-" if w.extra_cycles is None else f"{w.extra_cycles:+,}"
+    end = (
+        "end of trace"
+        if w.end_event is None
+        else f"update {count(w.end_update)}, event {count(w.end_event)}"
+    )
+    extra = "-" if w.extra_cycles is None else cycles(w.extra_cycles, sign=True)
     cells = [
         str(w.address_space),
         start,
         end,
-        f"{w.events:,}",
-        f"{w.accesses:,}",
+        count(w.events),
+        count(w.accesses),
         pair(w.mmio_refaults, w.masked_mmio_refaults),
         pair(w.cache_hits, w.masked_cache_hits),
-        cycles,
+        pair(w.cycles, w.masked_cycles, cycles),
         extra,
     ]
     tds = "".join(
@@ -197,9 +195,9 @@ def _costs_table(session: Any) -> str:
 
     lines = []
     for key, entry in cost_model_dict(session).items():
-        cycles = f"{entry['cycles']:,.0f}" if "cycles" in entry else ""
+        spent = count(round(entry["cycles"])) if "cycles" in entry else ""
         lines.append(
-            f'<tr><td class="l">{_e(key)}</td><td>{entry["value"]:g}</td><td>{cycles}</td>'
+            f'<tr><td class="l">{_e(key)}</td><td>{number(entry["value"])}</td><td>{spent}</td>'
             f'<td class="l">{_e(entry["source"])}</td></tr>'
         )
     rows = "".join(lines)
@@ -233,10 +231,11 @@ def render_html(session: Any, *, command: str | None = None) -> str:
         f"<h2>Verdict</h2>{verdict or '<p>No historical-vs-none pair to compare.</p>'}{skipped}"
         f"<h2>Runs</h2>{_runs_table(session)}"
         "<h2>Generation timeline</h2>"
-        "<p class='meta'>Each panel is one run. Lines: each address space's truncated "
-        "generation; triangles: wraps (red X: undetected); red dashed: wrap zaps; grey dotted: "
-        "memslot-flush zaps; stars: harmful stale hits; dots: benign ones; purple: bit 63 at "
-        "rest (literal bias); ticks and bars along the bottom: updates.</p>"
+        "<p class='meta'>Each panel is one run, all on the same x and y scales. Lines: each "
+        "address space's truncated generation (AS 1 dashed); triangles: wraps (red X: "
+        "undetected); red dashed: wrap zaps; grey dotted: memslot-flush zaps; stars: harmful "
+        "stale hits; dots: benign ones; purple: bit 63 at rest (literal bias); ticks and bars "
+        "along the bottom: updates.</p>"
         f'<div class="plot">{plot}</div>'
         f"{_literal_section(session)}"
         f"<h2>Details</h2>{details}"

@@ -17,18 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kvmgen.analysis.timeline import BumpWalk, walk_bumps
+from kvmgen.formatting import count, cycles, seconds
 from kvmgen.model.costs import CostModel, run_costs
 from kvmgen.model.genmath import GenMath
 from kvmgen.model.policy import RunSpec, parse_policy, resolve_runs
 from kvmgen.trace.records import Op, Trace
-
-
-def fmt_cycles(value: float) -> str:
-    """Cycles with a k/M/G suffix."""
-    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value:,.0f}"
 
 
 @dataclass(frozen=True)
@@ -67,7 +60,8 @@ def _event_of_bump(walk: BumpWalk, a: int, k: int) -> int:
 
 
 def _prefix(trace: Trace, n: int) -> Trace:
-    return replace(trace, events=trace.events[: max(n, 0)])
+    # The cached event table is the whole trace's: the prefix builds its own.
+    return replace(trace, events=trace.events[: max(n, 0)], _table=None)
 
 
 def _counts(trace: Trace, spec: RunSpec, n: int, model: CostModel) -> tuple[int, int, int]:
@@ -161,11 +155,15 @@ def session_windows(session: Any) -> list[tuple[Any, list[Window]]]:
 
 def _where(event: int | None, update: int | None, t: float | None, trace_len: int) -> str:
     if event is None:
-        return f"the end of the trace (event {trace_len - 1})"
+        return f"the end of the trace (event {count(trace_len - 1)})"
     if event < 0:
         return "VM creation"
-    at = f" (t={t:g} s)" if t is not None else ""
-    return f"update {update}, event {event}{at}"
+    at = f" (t={seconds(t)})" if t is not None else ""
+    return f"update {count(update or 0)}, event {count(event)}{at}"
+
+
+def _pair(literal: int, masked: int | None, show: Any = count) -> str:
+    return show(literal) if masked is None else f"{show(literal)} / {show(masked)}"
 
 
 def render(session: Any, console: Any) -> None:
@@ -173,52 +171,53 @@ def render(session: Any, console: Any) -> None:
     found = session_windows(session)
     if not found:
         return
-    from rich.table import Table
+    from rich.markup import escape
+
+    from kvmgen.report.layout import Column, Grid, print_grid, print_prose
 
     n = len(session.trace.events) if isinstance(session.trace, Trace) else 0
     for run, wins in found:
         spec = run.spec
-        table = Table(
-            title=f"{spec.era.name} literal:{spec.bias}: bit 63 (update in progress) at rest "
-            f"(literal / masked bias {spec.bias}, same events)",
-            title_justify="left",
+        grid = Grid(
+            escape(
+                f"{spec.label}: bit 63 (update in progress) at rest "
+                f"(literal / masked bias {spec.bias}, same events)"
+            ),
+            [
+                Column("AS", right=True, key=True),
+                Column("from", key=True),
+                Column("until"),
+                Column("events", right=True),
+                Column("accesses", right=True),
+                Column("MMIO\nrefaults", right=True),
+                Column("cache\nhits", right=True),
+                Column("cycles", right=True),
+                Column("extra\ncycles", right=True),
+            ],
         )
-        for name in (
-            "AS",
-            "from",
-            "until",
-            "events",
-            "accesses",
-            "MMIO refaults",
-            "cache hits",
-            "cycles",
-            "extra cycles",
-        ):
-            table.add_column(name, justify="left" if name in ("from", "until") else "right")
         for w in wins:
-
-            def pair(lit: int, masked: int | None, fmt: Any = "{:,}".format) -> str:
-                return fmt(lit) if masked is None else f"{fmt(lit)} / {fmt(masked)}"
-
             start = _where(w.start_event, w.start_update, w.start_t, n)
-            table.add_row(
+            grid.add_row(
                 str(w.address_space),
-                "creation" if w.after_bump == 0 else f"bump {w.after_bump:,}: {start}",
+                "creation" if w.after_bump == 0 else f"bump {count(w.after_bump)}: {start}",
                 _where(w.end_event, w.end_update, w.end_t, n),
-                f"{w.events:,}",
-                f"{w.accesses:,}",
-                pair(w.mmio_refaults, w.masked_mmio_refaults),
-                pair(w.cache_hits, w.masked_cache_hits),
-                pair(w.cycles, w.masked_cycles, fmt_cycles),
-                "-" if w.extra_cycles is None else f"{w.extra_cycles:+,}",
+                count(w.events),
+                count(w.accesses),
+                _pair(w.mmio_refaults, w.masked_mmio_refaults),
+                _pair(w.cache_hits, w.masked_cache_hits),
+                _pair(w.cycles, w.masked_cycles, cycles),
+                "-" if w.extra_cycles is None else cycles(w.extra_cycles, sign=True),
             )
-        console.print(table)
+        print_grid(console, grid)
         if not wins:
-            console.print(
-                f"  bit 63 never rests set within this trace for {spec.era.name} "
-                f"literal:{spec.bias}"
+            print_prose(
+                console,
+                f"  bit 63 never rests set within this trace for {escape(spec.label)}",
+                indent=2,
             )
-        console.print(
-            "  while bit 63 is set every MMIO check fails (refault and re-stamp) and no vCPU "
-            "caches MMIO info: what the 2019 patch said the literal -150 would break"
+        print_prose(
+            console,
+            "while bit 63 is set every MMIO check fails (refault and re-stamp) and no vCPU "
+            "caches MMIO info: what the 2019 patch said the literal -150 would break",
+            indent=2,
         )

@@ -4,12 +4,16 @@ matplotlib is imported lazily with the Agg backend, so nothing here needs a disp
 and ``kvmgen --help`` never loads it. Output format follows the file suffix
 (``.svg`` or ``.png``).
 
-A timeline has one panel per run (era x policy). The x axis counts generation bumps
-since VM creation (all address spaces); each address space's truncated ("nominal")
-generation is drawn as a line, wraps as triangles (a red X when undetected), wrap
-zaps as red dashed verticals, memslot-flush zaps as grey dotted ones, stale hits as
-stars (harmful, red) and dots (benign, orange), stretches where a literal bias
-leaves bit 63 set at rest as purple shading, and updates as ticks along the bottom.
+A timeline has one panel per run (era x policy), all on the same axes: one x
+(generation bumps since VM creation, all address spaces) and one y scale for the
+whole figure, so panels compare at a glance. Each address space's truncated
+("nominal") generation is a line (AS 1 dashed: it often runs on top of AS 0), wraps
+are triangles (a red X when undetected), wrap zaps red dashed verticals,
+memslot-flush zaps grey dotted ones, stale hits stars (harmful, red) and dots
+(benign, orange), stretches where a literal bias leaves bit 63 set at rest purple
+shading, and updates ticks along the bottom. One legend above the panels names each
+kind of line once; the title sits above it. Numbers on axes and in titles are
+written by :mod:`kvmgen.formatting`, runs named by their run label.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from typing import Any
 
 from kvmgen.analysis.timeline import BumpWalk, curves, walk_bumps
 from kvmgen.errors import UsageError
+from kvmgen.formatting import count, cycles, plural
 from kvmgen.model.genmath import GenMath
-from kvmgen.report.labels import bias_text, era_text
+from kvmgen.report.labels import run_label
 from kvmgen.trace.records import Trace
 
 FORMATS = {".svg": "svg", ".png": "png"}
 AS_COLOURS = ("#1f5fa8", "#2e8b57")
+AS_STYLES = ("-", (0, (5, 2)))
 MAX_ZAP_LINES = 300
 MAX_UPDATE_TICKS = 600
 
@@ -64,12 +70,12 @@ def _hex(value: float, _pos: int | None = None) -> str:
 
 
 def _label(run: Any) -> str:
-    spec, r = run.spec, run.result
+    r = run.result
     return (
-        f"{era_text(spec)}, {'/'.join(spec.policies)} ({bias_text(spec)}): {r.wraps_total:,} wraps "
-        f"({r.wraps_undetected:,} undetected), {r.wrap_zaps:,} wrap zaps, "
-        f"{r.flush_zaps:,} flush zaps, {r.stale_harmful:,} harmful / "
-        f"{r.stale_benign:,} benign stale hits"
+        f"{run_label(run.spec)}: {plural(r.wraps_total, 'wrap')} "
+        f"({count(r.wraps_undetected)} undetected), {plural(r.wrap_zaps, 'wrap zap')}, "
+        f"{plural(r.flush_zaps, 'flush zap')}, {count(r.stale_harmful)} harmful / "
+        f"{count(r.stale_benign)} benign stale hits"
     )
 
 
@@ -86,29 +92,47 @@ def symlog_x(walk: BumpWalk) -> bool:
 
 
 class _View:
-    """How one panel maps generations to y: plain, or signed around the wrap (symlog).
+    """How the panels of one figure map generations to y, all on one scale.
 
-    A run that moves its generation through a small part of the 2^W range (a short
-    boot, a biased start just below the wrap) is drawn as the signed W-bit value:
-    -150 reads as "150 steps before the wrap", and the wrap is the crossing of 0.
+    When every run moves its generation through a small part of the 2^W range (a
+    short boot, a biased start just below the wrap), each is drawn as the signed
+    W-bit value on a symmetric-log axis: -150 reads as "150 steps before the wrap",
+    and the wrap is the crossing of 0. Otherwise every panel shows the truncated
+    value, in hex, from 0 to the largest 2^W of the figure.
     """
 
-    def __init__(self, math: GenMath, walk: BumpWalk) -> None:
-        self.math = math
-        self.half = math.modulus // 2
-        self.signed = math.has_generation and walk.total * math.step < math.modulus // 16
+    def __init__(self, runs: Sequence[Any], walk: BumpWalk) -> None:
+        maths = [GenMath(run.spec) for run in runs]
+        with_generation = [m for m in maths if m.has_generation]
+        self.signed = bool(with_generation) and all(
+            walk.total * m.step < m.modulus // 16 for m in with_generation
+        )
         self.symlog_x = symlog_x(walk)
+        self.top = max([m.modulus for m in with_generation] + [1])
+        self.linthresh = max([max(8, 4 * m.step) for m in with_generation] + [8])
+        reach = [16.0]
+        for run, m in zip(runs, maths, strict=True):
+            if m.has_generation:
+                values = [*run.spec.init_generations, *run.result.final_generation]
+                reach += [abs(self._signed(m, m.nominal(g))) for g in values]
+        half = min([m.modulus // 2 for m in with_generation] + [self.top // 2])
+        self.limit = float(min(max(reach) * 4, half)) if with_generation else 1.0
 
-    def y(self, nominal: float) -> float:
-        """The plotted y of a nominal value."""
-        if not self.signed:
-            return nominal
-        return nominal - self.math.modulus if nominal >= self.half else nominal
+    @staticmethod
+    def _signed(math: GenMath, nominal: float) -> float:
+        return nominal - math.modulus if nominal >= math.modulus // 2 else nominal
 
-    def series(self, xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
+    def y(self, math: GenMath, nominal: float) -> float:
+        """The plotted y of a nominal value of a run with this arithmetic."""
+        return self._signed(math, nominal) if self.signed else nominal
+
+    def series(
+        self, math: GenMath, xs: list[float], ys: list[float]
+    ) -> tuple[list[float], list[float]]:
         """A curve's points in this view: breaks where a signed value passes half the
         range, and extra points along ramps so they stay straight on a log x axis."""
         nan = float("nan")
+        half = math.modulus // 2
         out_x: list[float] = []
         out_y: list[float] = []
         prev: tuple[float, float] | None = None
@@ -120,67 +144,69 @@ class _View:
                 continue
             if prev is not None and y != prev[1] and x > prev[0]:
                 x0, y0 = prev
-                if self.signed and y0 < self.half <= y:
-                    xc = x0 + (self.half - y0) * (x - x0) / (y - y0)
+                if self.signed and y0 < half <= y:
+                    xc = x0 + (half - y0) * (x - x0) / (y - y0)
                     out_x += [xc, nan, xc]
-                    out_y += [self.y(self.half - 1), nan, self.y(self.half)]
+                    out_y += [self.y(math, half - 1), nan, self.y(math, half)]
                 elif self.symlog_x and x - x0 > 2:
                     for i in range(1, 24):
                         xi = x0 + (x - x0) * (i / 24) ** 2
                         out_x.append(xi)
-                        out_y.append(self.y(y0 + (y - y0) * (xi - x0) / (x - x0)))
+                        out_y.append(self.y(math, y0 + (y - y0) * (xi - x0) / (x - x0)))
             out_x.append(x)
-            out_y.append(self.y(y))
+            out_y.append(self.y(math, y))
             prev = (x, y)
         return out_x, out_y
 
+    def axes(self, ax: Any, end: int, widths: str) -> None:
+        """Scales, limits, ticks and the y label: the same on every panel."""
+        from matplotlib.ticker import FuncFormatter
 
-def _draw_run(ax: Any, run: Any, walk: BumpWalk) -> None:
+        if self.symlog_x:
+            ax.set_xscale("symlog", linthresh=100, linscale=1.5)
+            ax.set_xlim(0, end * 1.25)
+        else:
+            ax.set_xlim(0, end * 1.02)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: count(round(v))))
+        if self.signed:
+            ax.set_yscale("symlog", linthresh=self.linthresh)
+            ax.set_ylim(-self.limit, self.limit)
+            powers = [10**k for k in range(1, 19) if self.linthresh <= 10**k <= self.limit]
+            ticks = [-p for p in reversed(powers)] + [0] + powers
+            ax.set_yticks(ticks, [f"{t:,}" for t in ticks])
+            ax.minorticks_off()
+            ax.axhline(0, color="#444444", lw=0.6)
+            ax.set_ylabel(f"generation as signed\n{widths} value (0 = wrap)")
+        else:
+            ax.set_ylim(-0.07 * self.top, self.top * 1.05)
+            ax.set_yticks([self.top * i // 4 for i in range(5)])
+            ax.yaxis.set_major_formatter(_hex)
+            ax.set_ylabel(f"truncated generation\n({widths})")
+
+
+def _draw_run(ax: Any, run: Any, walk: BumpWalk, view: _View) -> None:
     spec, result = run.spec, run.result
     math = GenMath(spec)
-    view = _View(math, walk)
     end = max(walk.total, 1)
     top = math.modulus if spec.era.has_mmio_generation else 1
-    if view.symlog_x:
-        ax.set_xscale("symlog", linthresh=100, linscale=1.5)
-        ax.set_xlim(0, end * 1.25)
-    else:
-        ax.set_xlim(0, end * 1.02)
-    if view.signed:
-        reach = max(
-            [abs(view.y(math.nominal(g))) for g in spec.init_generations]
-            + [abs(view.y(math.nominal(g))) for g in result.final_generation]
-            + [16.0]
-        )
-        limit = min(reach * 4, top / 2)
-        ax.set_yscale("symlog", linthresh=max(8, 4 * math.step))
-        ax.set_ylim(-limit, limit)
-        powers = [10**k for k in range(1, 8) if max(8, 4 * math.step) <= 10**k <= limit]
-        ticks = [-p for p in reversed(powers)] + [0] + powers
-        ax.set_yticks(ticks, [f"{t:,}" for t in ticks])
-        ax.minorticks_off()
-        ax.axhline(0, color="#444444", lw=0.6)
-        ax.set_ylabel(f"generation as signed\n{spec.era.nominal_width}-bit value (0 = wrap)")
-    else:
-        ax.set_ylim(-0.07 * top, top * 1.05)
-        ax.set_ylabel("truncated generation")
+    width = f"{spec.era.nominal_width}-bit" if spec.era.has_mmio_generation else "no"
+    view.axes(ax, end, width)
     ax.set_title(_label(run), loc="left", fontsize=8.5)
     ax.grid(True, alpha=0.25)
     if spec.era.has_mmio_generation:
-        if not view.signed:
-            ax.yaxis.set_major_formatter(_hex)
         for curve in curves(walk, spec):
-            colour = AS_COLOURS[curve.address_space % 2]
-            xs, ys = view.series(curve.xs, curve.ys)
+            a = curve.address_space
+            xs, ys = view.series(math, curve.xs, curve.ys)
             ax.plot(
                 xs,
                 ys,
-                color=colour,
+                color=AS_COLOURS[a % 2],
+                ls=AS_STYLES[a % 2],
                 lw=1.3,
-                label=f"AS {curve.address_space} generation (mod 2^{spec.era.nominal_width})",
+                label=f"AS {a} generation",
             )
             for x0, x1 in curve.bands:
-                ax.fill_between([x0, x1], 0, top, color=colour, alpha=0.18, lw=0)
+                ax.fill_between([x0, x1], 0, top, color=AS_COLOURS[a % 2], alpha=0.18, lw=0)
             for x0, x1 in curve.bit63:
                 ax.axvspan(
                     x0,
@@ -188,7 +214,7 @@ def _draw_run(ax: Any, run: Any, walk: BumpWalk) -> None:
                     color="#8e44ad",
                     alpha=0.22,
                     lw=0,
-                    label=f"AS {curve.address_space} at rest with bit 63 set",
+                    label="bit 63 set at rest",
                 )
     else:
         ax.text(0.5, 0.5, "E0: no MMIO generation", transform=ax.transAxes, ha="center")
@@ -217,7 +243,7 @@ def _draw_run(ax: Any, run: Any, walk: BumpWalk) -> None:
     if detected:
         ax.scatter(
             [walk.x_of_bump(w.address_space, w.bump) for w in detected],
-            [view.y(w.before) for w in detected],
+            [view.y(math, w.before) for w in detected],
             marker="^",
             s=42,
             color="#222222",
@@ -227,7 +253,7 @@ def _draw_run(ax: Any, run: Any, walk: BumpWalk) -> None:
     if missed:
         ax.scatter(
             [walk.x_of_bump(w.address_space, w.bump) for w in missed],
-            [view.y(w.before) for w in missed],
+            [view.y(math, w.before) for w in missed],
             marker="X",
             s=90,
             color="#e02020",
@@ -241,9 +267,9 @@ def _draw_run(ax: Any, run: Any, walk: BumpWalk) -> None:
         hits = [h for h in result.stale_hits if h.kind == kind]
         if hits:
             ys = [
-                view.y(math.nominal(h.current_generation))
+                view.y(math, math.nominal(h.current_generation))
                 if spec.era.has_mmio_generation
-                else top / 2
+                else (view.limit if view.signed else view.top) / 2
                 for h in hits
             ]
             ax.scatter(
@@ -260,21 +286,26 @@ def _draw_run(ax: Any, run: Any, walk: BumpWalk) -> None:
     _update_ticks(ax, walk)
 
 
-def _legend(axes: Sequence[Any]) -> None:
-    """One legend, right of the first panel, naming what any panel shows."""
+def _legend(fig: Any, axes: Sequence[Any], top: float) -> None:
+    """One legend for the figure, under its title: each kind of mark once."""
     unique: dict[str, Any] = {}
     for ax in axes:
         handles, labels = ax.get_legend_handles_labels()
         for handle, label in zip(handles, labels, strict=True):
             unique.setdefault(label, handle)
-    axes[0].legend(
-        unique.values(),
-        unique.keys(),
-        fontsize=7.5,
-        loc="upper left",
-        bbox_to_anchor=(1.005, 1.0),
-        borderaxespad=0.0,
-    )
+    # The lines first (AS 0, AS 1), then the marks, in the order they were drawn.
+    order = sorted(unique, key=lambda label: not label.endswith(" generation"))
+    unique = {label: unique[label] for label in order}
+    if unique:
+        fig.legend(
+            unique.values(),
+            unique.keys(),
+            fontsize=7.5,
+            loc="upper left",
+            bbox_to_anchor=(0.01, top),
+            ncol=min(len(unique), 8),
+            frameon=False,
+        )
 
 
 def _update_ticks(ax: Any, walk: BumpWalk) -> None:
@@ -311,6 +342,10 @@ def _update_ticks(ax: Any, walk: BumpWalk) -> None:
         )
 
 
+HEADER_INCHES = 0.6
+"""Room above the panels for the figure's title and its legend."""
+
+
 def timeline_figure(session: Any) -> Any:
     """The timeline figure of a replay or compare session."""
     plt = _pyplot()
@@ -319,16 +354,17 @@ def timeline_figure(session: Any) -> Any:
     runs = list(session.runs)
     if not runs:
         raise UsageError("nothing to plot: no run could replay this trace")
-    fig, axes = plt.subplots(
-        len(runs), 1, figsize=(13, 3.0 * len(runs) + 0.7), squeeze=False, sharex=True
-    )
+    height = 3.0 * len(runs) + 0.5 + HEADER_INCHES
+    fig, axes = plt.subplots(len(runs), 1, figsize=(13, height), squeeze=False, sharex=True)
+    view = _View(runs, walk)
     for i, run in enumerate(runs):
-        _draw_run(axes[i][0], run, walk)
-    _legend([row[0] for row in axes])
-    scale = " (symmetric log scale)" if symlog_x(walk) else ""
+        _draw_run(axes[i][0], run, walk, view)
+    scale = " (symmetric log scale)" if view.symlog_x else ""
     axes[-1][0].set_xlabel(f"generation bumps since VM creation, all address spaces{scale}")
-    fig.suptitle(f"kvmgen: {trace.path}", x=0.01, ha="left", fontsize=10)
-    fig.tight_layout()
+    title_top = 1 - 0.1 / height
+    fig.suptitle(f"kvmgen: {trace.path}", x=0.01, y=title_top, ha="left", va="top", fontsize=10)
+    _legend(fig, [row[0] for row in axes], title_top - 0.3 / height)
+    fig.tight_layout(rect=(0, 0, 1, 1 - HEADER_INCHES / height))
     return fig
 
 
@@ -365,32 +401,68 @@ def session_plot(session: Any, fmt: str) -> bytes:
     return figure_bytes(timeline_figure(session), fmt)
 
 
+SWEEP_SERIES = (
+    ("wraps", "wraps", "#1f5fa8", "o", "-", 9),
+    ("undetected_wraps", "undetected wraps", "#e02020", "X", "-", 8),
+    ("wrap_zaps", "wrap zaps", "#c0392b", "^", (0, (4, 2)), 6),
+    ("memslot_flush_zaps", "memslot-flush zaps", "#7f8c8d", "v", "-", 6),
+    ("harmful_stale_hits", "harmful stale hits", "#d62728", "*", "-", 10),
+    ("benign_stale_hits", "benign stale hits", "#f39c12", "s", (0, (1, 1.5)), 5),
+)
+LINEAR_COUNTS = 12
+"""Counts up to this draw on a linear axis; beyond it, symmetric-log with plain labels."""
+
+
+def _count_axis(ax: Any, most: int) -> None:
+    """A y axis for counts: linear with integer ticks when small, else symmetric-log
+    ticked at 0, 1, 10, 100, ... (written as numbers, never as powers of ten)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    if most <= LINEAR_COUNTS:
+        ax.set_ylim(-0.05 * max(most, 1), max(most, 1) * 1.15)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("count")
+    else:
+        ax.set_yscale("symlog", linthresh=1, linscale=0.6)
+        ax.set_ylim(0, most * 2.5)
+        ticks = [0, 1] + [10**k for k in range(1, 19) if 10**k <= most * 2.5]
+        ax.set_yticks(ticks)
+        ax.minorticks_off()
+        ax.set_ylabel("count (symmetric log scale)")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: count(round(v))))
+
+
 def sweep_figure(sweep: Any) -> Any:
-    """Wraps, zaps, stale hits (top) and modelled cycles (bottom) against the swept value."""
+    """Wraps, zaps, stale hits (top) and modelled cycles (bottom) against the swept value.
+
+    Series that coincide (wraps and their zaps) are drawn with their own marker size
+    and dash so each stays visible; the legend has one entry per series drawn.
+    """
+    from matplotlib.ticker import FuncFormatter
+
     plt = _pyplot()
     rows: Sequence[Any] = sweep.rows
     xs = [row.value for row in rows]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    series = (
-        ("wraps", "wraps", "#1f5fa8", "o"),
-        ("undetected_wraps", "undetected wraps", "#e02020", "X"),
-        ("wrap_zaps", "wrap zaps", "#c0392b", "^"),
-        ("memslot_flush_zaps", "memslot-flush zaps", "#7f8c8d", "v"),
-        ("harmful_stale_hits", "harmful stale hits", "#d62728", "*"),
-        ("benign_stale_hits", "benign stale hits", "#f39c12", "s"),
-    )
-    for z, (key, label, colour, marker) in enumerate(series):
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.4), sharex=True)
+    drawn = []
+    for z, (key, label, colour, marker, style, size) in enumerate(SWEEP_SERIES):
         ys = [row.metrics[key] for row in rows]
         if any(ys) or key in ("wraps", "wrap_zaps"):
-            top.plot(xs, ys, marker=marker, color=colour, label=label, lw=1.2, ms=6, zorder=3 + z)
-    # Counts from 0 to hundreds of thousands: a single stale hit must still show.
-    top.set_yscale("symlog", linthresh=1)
-    most = max([row.metrics[key] for row in rows for key, *_ in series] + [1])
-    top.set_ylim(0, most * 2.5)
-    top.set_ylabel("count (symmetric log)")
+            top.plot(
+                xs,
+                ys,
+                marker=marker,
+                color=colour,
+                label=label,
+                lw=1.3,
+                ls=style,
+                ms=size,
+                zorder=3 + z,
+            )
+            drawn += ys
+    _count_axis(top, max([*drawn, 1]))
     top.grid(True, alpha=0.3)
-    top.legend(fontsize=8, ncol=3)
-    top.set_title(sweep.title, loc="left", fontsize=9.5)
+    top.legend(fontsize=8, ncol=3, loc="upper left")
     for key, label, colour in (
         ("total_cycles", "total cycles", "#34495e"),
         ("invalidation_cycles", "invalidation cycles", "#c0392b"),
@@ -398,17 +470,20 @@ def sweep_figure(sweep: Any) -> Any:
         bottom.plot(
             xs, [row.metrics[key] for row in rows], marker="o", ms=4, label=label, color=colour
         )
-    cycles = [row.metrics[k] for row in rows for k in ("total_cycles", "invalidation_cycles")]
-    if cycles and min(cycles) > 0:
+    spent = [row.metrics[k] for row in rows for k in ("total_cycles", "invalidation_cycles")]
+    if spent and min(spent) > 0:
         bottom.set_yscale("log")
-        bottom.set_ylim(min(cycles) / 3, max(cycles) * 3)
+        bottom.set_ylim(min(spent) / 3, max(spent) * 3)
+        bottom.set_ylabel("modelled CPU cycles (log scale)")
     else:
         bottom.set_yscale("symlog", linthresh=1e3)
         bottom.set_ylim(bottom=0)
-    bottom.set_ylabel("modelled CPU cycles (log)")
+        bottom.set_ylabel("modelled CPU cycles (symmetric log scale)")
+    bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: cycles(v)))
     bottom.set_xlabel(sweep.axis_label)
     bottom.grid(True, alpha=0.3)
-    bottom.legend(fontsize=8)
+    bottom.legend(fontsize=8, loc="center right")
+    fig.suptitle(sweep.title, x=0.01, ha="left", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -7,11 +7,13 @@ loader and replayed by the engine, and must show the claimed hit.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
 from kvmgen.analysis.search import SearchConfig, Searcher, SearchOutcome
 from kvmgen.analysis.tracegen import to_yaml
+from kvmgen.formatting import count, plural, seconds
 from kvmgen.model.policy import RunSpec
 from kvmgen.report.explain import stale_reason, wrap_reason
 from kvmgen.stats import ReplayResult
@@ -47,43 +49,77 @@ def evidence_of(outcome: SearchOutcome, result: ReplayResult) -> str:
     config, era = outcome.config, outcome.spec.era
     if config.goal == "undetected-wrap":
         wrap = next(w for w in result.wraps if not w.detected)
-        return f"update {wrap.update}, AS {wrap.address_space}: UNDETECTED wrap. " + wrap_reason(
-            wrap, era
+        return f"update {count(wrap.update)}, AS {wrap.address_space}: UNDETECTED wrap. " + (
+            wrap_reason(wrap, era, outcome.spec)
         )
     hit = next(
         h for h in result.stale_hits if h.kind == config.goal and config.source in ("any", h.source)
     )
     race = f", race: {hit.race}" if hit.race else ", no race window"
     return (
-        f"event {hit.event}{'' if hit.sub < 0 else f' (during {hit.sub})'}: {hit.kind} stale hit "
-        f"from {hit.source}{race}. {stale_reason(hit, era)}"
+        f"event {count(hit.event)}{'' if hit.sub < 0 else f' (during {hit.sub})'}: "
+        f"{hit.kind} stale hit from {hit.source}{race}. {stale_reason(hit, era)}"
     )
 
 
 def _bound_text(outcome: SearchOutcome) -> str:
+    """What was searched: the bound, what was covered exhaustively, and how fast."""
     config, stats = outcome.config, outcome.stats
-    alphabet = f"{config.gfns} frame(s), {config.vcpus} vCPU(s), " + (
+    alphabet = f"{plural(config.gfns, 'frame')}, {plural(config.vcpus, 'vCPU')}, " + (
         "no racing accesses"
         if not config.race or not config.stale
-        else f"up to {config.max_during} racing access(es) per update"
+        else f"up to {plural(config.max_during, 'racing access', 'racing accesses')} per update"
     )
-    parts = [f"at most {config.max_events} events over {alphabet}"]
-    if stats.exhaustive_through:
-        parts.append(
-            f"every candidate of at most {stats.exhaustive_through} events that the model's "
-            "necessary conditions allow was replayed (docs/analysis.md)"
-        )
+    parts = [f"traces of at most {plural(config.max_events, 'event')} over {alphabet}"]
     if stats.random_lengths:
         lo, hi = stats.random_lengths
         span = f"{lo}" if lo == hi else f"{lo}-{hi}"
         parts.append(
-            f"{stats.random_evaluated:,} candidates of {span} events from random sub-alphabets"
+            f"{plural(stats.random_evaluated, 'candidate')} of {span} events "
+            "from random sub-alphabets"
         )
+    parts.append(
+        f"{plural(stats.evaluated, 'candidate')} replayed in {seconds(stats.seconds)} "
+        f"({count(round(stats.rate))} per second, {count(round(stats.engine_rate))} per second "
+        "in the engine)"
+    )
     return "; ".join(parts)
 
 
-def run_search(spec: RunSpec, config: SearchConfig, *, kernel: str | None = None) -> SearchReport:
-    """Search, then build and verify the printable trace."""
+def _shorter_text(through: int) -> str:
+    """``no trace of 1-2 events reaches it``: what the exhaustive phase rules out."""
+    if through <= 0:
+        return ""
+    span = "1 event" if through == 1 else f"1-{through} events"
+    return (
+        f": no trace of {span} reaches it (every candidate the model's necessary "
+        "conditions allow was replayed; docs/analysis.md)"
+    )
+
+
+def replay_command(spec: RunSpec, kernel: str | None, goal: str, trace_path: str | None) -> str:
+    """The ``kvmgen replay`` line that shows the trace found: of ``trace_path``, or of
+    standard input (``-``) when the trace is printed there."""
+    gate = {"harmful": "harmful", "benign": "stale", "undetected-wrap": "undetected-wrap"}
+    source = shlex.quote(trace_path) if trace_path else "-"
+    return (
+        f"kvmgen replay {source} {_target_arg(spec, kernel)} --bias {_policy_arg(spec)} "
+        f"--address-spaces {spec.address_spaces} --fail-on {gate[goal]}"
+    )
+
+
+def run_search(
+    spec: RunSpec,
+    config: SearchConfig,
+    *,
+    kernel: str | None = None,
+    trace_path: str | None = None,
+) -> SearchReport:
+    """Search, then build and verify the printable trace.
+
+    ``trace_path`` is where the trace will be written (``-o``): the replay command
+    names it; without one it reads standard input, where the trace is printed.
+    """
     from kvmgen.analysis.tracegen import to_trace
     from kvmgen.engine.replay import replay_engine
 
@@ -91,13 +127,6 @@ def run_search(spec: RunSpec, config: SearchConfig, *, kernel: str | None = None
     replay_engine(to_trace((), spec.address_spaces), spec, record_limit=1)
     outcome = Searcher(spec, config).run()
     stats = outcome.stats
-    label = f"{spec.era.name}" + (f" ({kernel})" if kernel else f" ({spec.era.versions})")
-    policy = "/".join(spec.policies)
-    bias = (
-        "n/a"
-        if spec.bias is None
-        else (f"-{spec.bias} mod 2^64" if spec.literal else str(spec.bias))
-    )
     goal = {
         "harmful": "a harmful stale hit",
         "benign": "a benign stale hit",
@@ -105,11 +134,8 @@ def run_search(spec: RunSpec, config: SearchConfig, *, kernel: str | None = None
     }[config.goal]
     if config.source != "any":
         goal += f" from {'an SPTE check' if config.source == 'spte' else 'a vCPU MMIO cache'}"
-    rate = (
-        f"{stats.evaluated:,} candidates in {stats.seconds:.2f} s: {stats.rate:,.0f} candidates/s "
-        f"({stats.engine_rate:,.0f}/s replaying)"
-    )
-    head = f"kvmgen search: {goal} in {label}, bias {policy} ({bias}), {spec.address_spaces} AS"
+    head = f"kvmgen search: {goal} in {spec.label}"
+    bound = plural(config.max_events, "event")
     if not outcome.found:
         why = {
             "budget": "the budget ran out",
@@ -117,34 +143,36 @@ def run_search(spec: RunSpec, config: SearchConfig, *, kernel: str | None = None
             "sub-alphabets": "the random phase found no new sub-alphabet to search",
         }.get(stats.stopped_by or "", "the search stopped")
         complete = stats.exhaustive_through >= config.max_events
+        through = stats.exhaustive_through
         verdict = (
-            f"NONE: no trace within the bound reaches {goal} (the search was exhaustive)"
+            f"NONE: no trace of at most {bound} reaches {goal} (every candidate the "
+            "model's necessary conditions allow was replayed)"
             if complete
-            else f"none found: {why} before the bound was covered exhaustively; "
-            "more --budget or --time-limit may find one"
+            else f"none found: {why} before every trace of at most {bound} was tried "
+            f"(all of at most {plural(through, 'event')} were); more --budget or "
+            "--time-limit may find one"
         )
-        summary: tuple[str, ...] = (head, verdict, f"searched: {_bound_text(outcome)}", rate)
+        summary: tuple[str, ...] = (head, verdict, f"searched: {_bound_text(outcome)}")
         return SearchReport(outcome, kernel, None, None, None, summary)
     assert outcome.steps is not None
     result = replay_engine(to_trace(outcome.steps, spec.address_spaces), spec)
     evidence = evidence_of(outcome, result)
-    method = (
-        "exhaustive search: the shortest within the bound (fewest events, then updates)"
-        if outcome.method == "exhaustive"
-        else "random search of sub-alphabets: not proven shortest"
-    )
-    gate = {"harmful": "harmful", "benign": "stale", "undetected-wrap": "undetected-wrap"}
-    command = (
-        f"kvmgen replay FILE {_target_arg(spec, kernel)} --bias {_policy_arg(spec)} "
-        f"--address-spaces {spec.address_spaces} --fail-on {gate[config.goal]}"
-    )
+    size = f"{plural(len(outcome.steps), 'event')} ({plural(outcome.updates, 'update')})"
+    if outcome.method == "exhaustive":
+        found = f"found: {size}, the shortest within the bound"
+    else:
+        found = f"found: {size} by a random search of sub-alphabets, not proven shortest"
+    found += _shorter_text(stats.exhaustive_through)
+    command = replay_command(spec, kernel, config.goal, trace_path)
+    how = "exits 1: the gate sees it"
+    if trace_path is None:
+        how = "with this output on its standard input; " + how
     summary = (
         head,
-        f"found by {method}: {len(outcome.steps)} event(s), {outcome.updates} update(s)",
+        found,
         f"evidence: {evidence}",
-        f"replay: {command}  (exits 1: the gate sees it)",
+        f"replay: {command}  ({how})",
         f"searched: {_bound_text(outcome)}",
-        rate,
     )
     era_name = None if kernel else spec.era.name
     text = to_yaml(

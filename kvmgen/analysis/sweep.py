@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kvmgen.errors import UsageError
+from kvmgen.formatting import count, cycles, era_text
 from kvmgen.model.eras import Era, WrapTest
 from kvmgen.model.policy import LITERAL_PREFIX, Policy, RunSpec, parse_policy, resolve_runs
 
@@ -130,14 +131,16 @@ def run_sweep(
     model = cost_model or CostModel()
     check_trace_spaces(trace, nas)
     rows = []
-    where = f"{era.name}" + (f" ({choice.kernel})" if choice else "") + f", {nas} AS"
+    where = era_text(era.name, kernel=choice.kernel if choice else None, versions=era.versions)
+    if nas != era.default_address_spaces:
+        where += f", {nas} AS"
     if widths is not None:
         chosen = policy or parse_policy("historical")
         for width in widths:
             (spec,) = resolve_runs(with_width(era, width), nas, [chosen], choice)
             found, run = _replay(trace, spec, model)
             rows.append(SweepRow(width, spec, found, run))
-        title = f"kvmgen sweep {trace.path}: {where}, bias {chosen.name}, generation width"
+        title = f"kvmgen sweep {trace.path}: {where}, {chosen.name}, generation width W"
         return Sweep("width", title, "generation width W (bits)", tuple(rows))
     if not era.has_mmio_generation:
         raise UsageError(f"{era.name} has no MMIO generation: a bias does not apply")
@@ -147,7 +150,7 @@ def run_sweep(
         found, run = _replay(trace, spec, model)
         rows.append(SweepRow(bias, spec, found, run))
     kind = "literal bias" if literal else "bias"
-    title = f"kvmgen sweep {trace.path}: {where}, {kind}"
+    title = f"kvmgen sweep {trace.path}: {where}, {kind} B"
     return Sweep("bias", title, f"{kind} B", tuple(rows))
 
 
@@ -194,38 +197,46 @@ def sweep_trace(
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("wraps", "wraps"),
     ("undetected_wraps", "undet."),
-    ("wrap_zaps", "wrap zaps"),
-    ("memslot_flush_zaps", "flush zaps"),
+    ("wrap_zaps", "wrap\nzaps"),
+    ("memslot_flush_zaps", "flush\nzaps"),
     ("sptes_dropped", "dropped"),
-    ("ram_refaults", "RAM refaults"),
-    ("mmio_refaults", "MMIO refaults"),
+    ("ram_refaults", "RAM\nrefaults"),
+    ("mmio_refaults", "MMIO\nrefaults"),
     ("harmful_stale_hits", "harmful"),
     ("benign_stale_hits", "benign"),
-    ("invalidation_cycles", "inval. cycles"),
-    ("total_cycles", "total cycles"),
+    ("invalidation_cycles", "inval.\ncycles"),
+    ("total_cycles", "total\ncycles"),
 )
 
 
-def render_sweep(sweep: Sweep, console: Any) -> None:
-    """The sweep as a table, one row per value."""
-    from rich.table import Table
+def sweep_grid(sweep: Sweep) -> Any:
+    """The sweep as a :class:`kvmgen.report.layout.Grid`, one row per value."""
+    from rich.markup import escape
 
-    from kvmgen.analysis.literal import fmt_cycles
+    from kvmgen.report.layout import Column, Grid
 
-    table = Table(title=sweep.title, title_justify="left")
-    table.add_column("W" if sweep.kind == "width" else "B", justify="right")
-    for _, label in COLUMNS:
-        table.add_column(label, justify="right")
+    columns = [Column("W" if sweep.kind == "width" else "B", right=True, key=True)]
+    columns += [Column(header, right=True) for _, header in COLUMNS]
+    grid = Grid(escape(sweep.title), columns)
     for row in sweep.rows:
         cells = []
         for key, _ in COLUMNS:
             value = row.metrics[key]
-            cells.append(fmt_cycles(value) if key.endswith("cycles") else f"{value:,}")
-        table.add_row(str(row.value), *cells)
-    console.print(table)
+            cells.append(cycles(value) if key.endswith("cycles") else count(value))
+        grid.add_row(str(row.value), *cells)
+    return grid
+
+
+def render_sweep(sweep: Sweep, console: Any) -> None:
+    """The sweep table (split into parts that repeat the value on a narrow console), notes."""
+    from rich.markup import escape
+
+    from kvmgen.report.layout import print_grid, print_prose
+
+    print_grid(console, sweep_grid(sweep))
     notes = {w for row in sweep.rows for w in row.spec.warnings}
     for note in sorted(notes)[:6]:
-        console.print(f"[yellow]note[/] {note}")
+        print_prose(console, f"[yellow]note[/] {escape(note)}")
 
 
 def sweep_dict(sweep: Sweep) -> dict[str, Any]:

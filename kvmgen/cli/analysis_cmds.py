@@ -170,6 +170,7 @@ def search(
         budget=budget,
         time_limit=time_limit,
         seed=seed,
+        trace_path=output,
     )
     text = describe(report)
     if json_path:
@@ -280,5 +281,8 @@ def report(
         command="kvmgen " + " ".join(sys.argv[1:]),
     )
     write_output(output, page, what="-o", inputs=[trace])
-    click.echo(f"kvmgen report: wrote {output} ({len(page):,} bytes, {len(session.runs)} runs)")
+    from kvmgen.formatting import plural
+
+    size = f"{plural(len(page), 'byte')}, {plural(len(session.runs), 'run')}"
+    click.echo(f"kvmgen report: wrote {output} ({size})")
     return ExitCode.OK

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kvmgen.errors import UsageError
+from kvmgen.formatting import count, number, percent, plural
 from kvmgen.gate.baseline import TraceReport, find_report
 from kvmgen.gate.limits import (
     MAX,
@@ -23,8 +24,6 @@ from kvmgen.gate.limits import (
     Number,
     exceeds_max,
     exceeds_regression,
-    format_number,
-    plural,
     regression_percent,
 )
 from kvmgen.gate.metrics import RunId, RunMetrics, index_runs, lookup, report_runs
@@ -147,12 +146,23 @@ class CheckOutcome:
         return sum(1 for r in self.results if r.status == status)
 
     def counts_text(self) -> str:
-        """``2 traces, 4 runs, 9 checks: 8 passed, 1 failed, 0 skipped``."""
+        """``2 traces, 4 runs, 9 checks (8 limits, 1 baseline): 8 passed, 1 failed, 0 skipped``.
+
+        A check is a limit on one run, a trace's baseline, or an era that could not
+        run a trace; the kinds are named when there is more than one.
+        """
         runs = sum(len(t.runs) for t in self.traces)
+        kinds = [
+            plural(sum(1 for r in self.results if r.metric is not None), "limit"),
+            plural(sum(1 for r in self.results if r.check == "baseline"), "baseline"),
+            plural(sum(1 for r in self.results if r.check == "run"), "era not run", "eras not run"),
+        ]
+        named = [k for k in kinds if not k.startswith("0 ")]
+        detail = f" ({', '.join(named)})" if len(named) > 1 else ""
         return (
             f"{plural(len(self.traces), 'trace')}, {plural(runs, 'run')}, "
-            f"{plural(len(self.results), 'check')}: {self.count(PASSED)} passed, "
-            f"{self.count(FAILED)} failed, {self.count(SKIPPED)} skipped"
+            f"{plural(len(self.results), 'check')}{detail}: {count(self.count(PASSED))} passed, "
+            f"{count(self.count(FAILED))} failed, {count(self.count(SKIPPED))} skipped"
         )
 
     def summary(self) -> str:
@@ -188,7 +198,7 @@ def _max_result(trace: str, run: RunMetrics, limit: Limit) -> Result:
         trace=trace,
         check=MAX,
         status=FAILED if bad else PASSED,
-        message=f"{limit.metric} = {value:,}, {relation} the max {format_number(limit.value)}",
+        message=f"{limit.metric} = {count(value)}, {relation} the max {number(limit.value)}",
         run=run.id,
         metric=limit.metric,
         limit=limit.value,
@@ -212,13 +222,13 @@ def _regression_result(
     old = base.values[limit.metric]
     bad = exceeds_regression(value, old, limit.value)
     pct = regression_percent(value, old)
-    change = "unchanged" if value == old else "up from 0" if pct is None else f"{pct:+.2f}%"
+    change = "unchanged" if value == old else "up from 0" if pct is None else percent(pct)
     relation = "above" if bad else "within"
     return Result(
         **common,
         status=FAILED if bad else PASSED,
-        message=f"{limit.metric} = {value:,} vs baseline {old:,} ({change}), {relation} "
-        f"the max regression +{format_number(limit.value)}%",
+        message=f"{limit.metric} = {count(value)} vs baseline {count(old)} ({change}), "
+        f"{relation} the max regression +{number(limit.value)}%",
         limit=limit.value,
         value=value,
         baseline=old,
@@ -350,7 +360,7 @@ def evaluate(
                     )
         skipped = tuple(lookup(trace.document, "skipped"))
         for entry in skipped:
-            era = entry.get("era", "?") + (f" ({entry['kernel']})" if entry.get("kernel") else "")
+            era = _era_text(entry)
             results.append(
                 Result(
                     trace=path,
@@ -373,6 +383,16 @@ def evaluate(
         )
     _refuse_empty_comparison(results, baseline, baseline_path)
     return CheckOutcome(tuple(limits), tuple(outcomes), tuple(results), baseline_path)
+
+
+def _era_text(skipped: dict[str, Any]) -> str:
+    """``E1 (3.11)``, or the era's kernel range: a skipped era as every output names eras."""
+    from kvmgen.formatting import era_text
+    from kvmgen.model.eras import ERAS
+
+    name = str(skipped.get("era", "?"))
+    era = ERAS.get(name)
+    return era_text(name, kernel=skipped.get("kernel"), versions=era.versions if era else "?")
 
 
 def _refuse_empty_comparison(

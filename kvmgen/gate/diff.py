@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kvmgen.formatting import plural
 from kvmgen.gate.baseline import TraceReport, find_report
-from kvmgen.gate.limits import plural, regression_percent
+from kvmgen.gate.limits import regression_percent
 from kvmgen.gate.metrics import METRICS, RunId, index_runs, report_runs
 from kvmgen.report.document import REPORT_VERSION
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kvmgen.errors import UsageError
+from kvmgen.formatting import number
 from kvmgen.gate.metrics import METRICS
 
 MAX = "max"
@@ -35,30 +36,18 @@ class Limit:
     def text(self) -> str:
         """The limit as a condition that must hold, e.g. ``harmful_stale_hits <= 0``."""
         if self.kind == MAX:
-            return f"{self.metric} <= {format_number(self.value)}"
-        return f"{self.metric} <= baseline +{format_number(self.value)}%"
+            return f"{self.metric} <= {number(self.value)}"
+        return f"{self.metric} <= baseline +{number(self.value)}%"
 
     @property
     def option(self) -> str:
         """The command-line spelling, e.g. ``--max-regression total_cycles=5``."""
         flag = "--max" if self.kind == MAX else "--max-regression"
-        return f"{flag} {self.metric}={format_number(self.value)}"
+        return f"{flag} {self.metric}={number(self.value)}"
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return {"kind": self.kind, "metric": self.metric, "value": self.value}
-
-
-def format_number(value: Number) -> str:
-    """Integers with thousands separators; other numbers in their shortest form."""
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return f"{int(value):,}"
-    return f"{value:g}"
-
-
-def plural(count: int, word: str) -> str:
-    """``1 trace``, ``2 traces``."""
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def check_metric(name: str, where: str, *, allow_all: bool = False) -> str:

@@ -6,9 +6,10 @@ in a collapsed ``<details>`` table, then notes (baseline state, skipped eras).
 
 from __future__ import annotations
 
+from kvmgen.formatting import count, number, percent, plural, signed
 from kvmgen.gate.check import FAILED, PASSED, CheckOutcome, Result
 from kvmgen.gate.diff import DiffResult
-from kvmgen.gate.limits import MAX, format_number
+from kvmgen.gate.limits import MAX
 
 STATUS_MARK = {PASSED: "✅ passed", FAILED: "❌ failed", "skipped": "⏭️ skipped"}
 
@@ -26,12 +27,12 @@ def _limit(result: Result) -> str:
     if result.limit is None:
         return ""
     if result.check == MAX:
-        return f"≤ {format_number(result.limit)}"
-    return f"≤ +{format_number(result.limit)}%"
+        return f"≤ {number(result.limit)}"
+    return f"≤ +{number(result.limit)}%"
 
 
 def _number(value: int | None) -> str:
-    return "" if value is None else f"{value:,}"
+    return "" if value is None else count(value)
 
 
 def check_markdown(outcome: CheckOutcome) -> str:
@@ -49,7 +50,10 @@ def check_markdown(outcome: CheckOutcome) -> str:
     checks = [r for r in outcome.results if r.metric is not None]
     if checks:
         with_baseline = outcome.baseline_path is not None
-        lines += ["", f"<details><summary>All {len(checks)} limit checks</summary>", ""]
+        summary = f"All {plural(len(checks), 'limit')} on runs"
+        if len(checks) == len(outcome.results):
+            summary = f"All {plural(len(checks), 'check')}"
+        lines += ["", f"<details><summary>{summary}</summary>", ""]
         head = ["trace", "run", "metric", "value", "limit"] + (
             ["baseline"] if with_baseline else []
         )
@@ -82,10 +86,10 @@ def diff_markdown(result: DiffResult, old: str, new: str) -> str:
                     f"`{row.trace}`",
                     row.run.label,
                     row.metric,
-                    f"{row.old:,}",
-                    f"{row.new:,}",
-                    f"{row.change:+,}" if row.change else "0",
-                    "" if pct is None else f"{pct:+.2f}%",
+                    count(row.old),
+                    count(row.new),
+                    signed(row.change),
+                    "" if pct is None else percent(pct),
                 )
             )
     if result.notes:

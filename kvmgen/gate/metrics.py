@@ -103,11 +103,35 @@ class RunId:
 
     @property
     def label(self) -> str:
-        """Human name, e.g. ``E5 (4.19) historical, bias 150``."""
-        era = self.era + (f" {self.era_variant}" if self.era_variant else "")
-        era += f" ({self.kernel})" if self.kernel else ""
-        bias = "no MMIO gen" if self.bias is None else f"bias {self.bias}"
-        return f"{era} {'/'.join(self.policies)}, {bias}, {self.address_spaces} AS"
+        """The run label every output uses, e.g. ``E5 (4.19), historical, bias 150``.
+
+        Read back from a report, it is the label the live run had
+        (:attr:`kvmgen.model.policy.RunSpec.label`): the era's kernel range and
+        default address-space count come from the era registry.
+        """
+        from kvmgen.formatting import run_label
+        from kvmgen.model.eras import ERAS
+        from kvmgen.model.policy import LITERAL_PREFIX, Policy, literal_applies
+
+        era = ERAS.get(self.era)
+        # A literal policy gets a run of its own only where it differs (E6 on).
+        literal = (
+            era is not None
+            and bool(self.policies)
+            and all(p.startswith(LITERAL_PREFIX) for p in self.policies)
+            and literal_applies(era, Policy(self.policies[0], self.bias, literal=True))
+        )
+        return run_label(
+            self.era,
+            kernel=self.kernel,
+            versions=era.versions if era else "?",
+            variant=self.era_variant,
+            policies=self.policies,
+            bias=self.bias,
+            literal=literal,
+            address_spaces=self.address_spaces,
+            default_address_spaces=era.default_address_spaces if era else self.address_spaces,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The identity as JSON-ready data."""

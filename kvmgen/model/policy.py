@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kvmgen.errors import UsageError
+from kvmgen.formatting import run_label
 from kvmgen.model.eras import Era, InitScheme
 from kvmgen.model.versions import KernelChoice
 
@@ -110,12 +111,23 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        """Short column label, for example ``E5 historical (150)``."""
-        names = "=".join(self.policies)
-        bias = "n/a" if self.bias is None else str(self.bias)
-        if self.literal:
-            bias = f"-{bias} mod 2^64"
-        return f"{self.era.name} {names} ({bias})"
+        """The run's name in every output, e.g. ``E5 (4.19), historical, bias 150``."""
+        return self.describe()
+
+    def describe(self, separator: str = ", ") -> str:
+        """The run label (:func:`kvmgen.formatting.run_label`), ``separator`` after the era."""
+        return run_label(
+            self.era.name,
+            kernel=self.kernel,
+            versions=self.era.versions,
+            variant=self.era.variant,
+            policies=self.policies,
+            bias=self.bias,
+            literal=self.literal,
+            address_spaces=self.address_spaces,
+            default_address_spaces=self.era.default_address_spaces,
+            separator=separator,
+        )
 
 
 def literal_applies(era: Era, policy: Policy) -> bool:

@@ -20,14 +20,22 @@ Progress = Callable[[str, int, int], None]
 """``update(label, done, total)``: one bar per label."""
 
 
+FILE_WIDTH = 120
+"""Columns of output written to a file or a pipe when ``COLUMNS`` is not set.
+
+Fixed, so a saved report or a CI log has the same line breaks on every machine;
+wide enough that the usual tables print whole (README, "Output width").
+"""
+
+
 def make_console(stderr: bool = False) -> Console:
-    """A rich console; piped output gets a fixed wide width instead of 80 columns."""
+    """A rich console as wide as the terminal (``COLUMNS`` wins), or :data:`FILE_WIDTH`
+    columns when writing to a file or a pipe."""
     from rich.console import Console
 
     console = Console(stderr=stderr, highlight=False, soft_wrap=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        # Piped output and CI logs: wide enough that tables never truncate cells.
-        console = Console(stderr=stderr, highlight=False, soft_wrap=False, width=160)
+        console = Console(stderr=stderr, highlight=False, soft_wrap=False, width=FILE_WIDTH)
     return console
 
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kvmgen.formatting import count, plural
+
 UPDATE_OPS = frozenset({"create", "delete", "move", "flags"})
 
 
@@ -45,11 +47,14 @@ class GenStats:
 
     def describe(self) -> str:
         """One sentence: events, updates per op and address space, accesses."""
-        ops = ", ".join(f"{n:,} {op}" for op, n in sorted(self.per_op.items()))
-        spaces = ", ".join(f"{n:,} in address space {a}" for a, n in sorted(self.per_as.items()))
+        ops = ", ".join(f"{count(n)} {op}" for op, n in sorted(self.per_op.items()))
+        spaces = ", ".join(
+            f"{count(n)} in address space {a}" for a, n in sorted(self.per_as.items())
+        )
         return (
-            f"{self.events:,} events: {self.updates:,} updates ({ops or 'none'}; "
-            f"{spaces or 'none'}), {self.accesses:,} accesses"
+            f"{plural(self.events, 'event')}: {plural(self.updates, 'update')} "
+            f"({ops or 'none'}; {spaces or 'none'}), "
+            f"{plural(self.accesses, 'access', 'accesses')}"
         )
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kvmgen.errors import UsageError
+from kvmgen.formatting import plural
 from kvmgen.model.eras import BumpScheme, Era
 from kvmgen.workloads import Workload, access, make, update
 
@@ -110,8 +111,9 @@ def generate(opts: SeedOptions, *, header: dict[str, Any]) -> Workload:
     vm["slots"] = [{"slot": 0, "as": 0, "gfn": RAM[0], "pages": RAM[1]}]
     comments = [
         f"kvmgen gen seed-case (seed {opts.seed}): the stale generation-0 case for "
-        f"{opts.era.name} with {opts.address_spaces} address space(s): {opts.devices} device "
-        f"gfns stamped at generation 0, mapped as RAM, then the wrapping update "
+        f"{opts.era.name} with {plural(opts.address_spaces, 'address space')}: "
+        f"{plural(opts.devices, 'device gfn')} stamped at generation 0, mapped as RAM, then "
+        "the wrapping update "
         f"{wrap_at:,} races an access ({opts.window}).",
         "Replay without the bias (--bias none) for the stale hit; with the historical bias "
         "the wrap comes early and finds no old stamp, except in E5 (address space 0 never "

@@ -113,7 +113,10 @@ def test_search_found_replays_through_kvmgen_replay(run_cli, tmp_path):
         str(out),
     )
     assert result.exit_code == 0
-    assert "found by exhaustive search" in result.output and "candidates/s" in result.output
+    assert "# found: 4 events (2 updates), the shortest within the bound" in result.output
+    # the replay command names the file written, and every count agrees in number
+    assert f"# replay: kvmgen replay {out} --kernel 6.8 --bias none" in result.output
+    assert "(s)" not in result.output and "1 candidates" not in result.output
     replay = run_cli(
         "replay",
         str(out),
@@ -160,7 +163,7 @@ def test_search_none_says_so_and_exits_1(run_cli):
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     assert doc["found"] is False and doc["exhaustive_through"] == 4
-    assert doc["summary"][1].startswith("NONE: no trace within the bound")
+    assert doc["summary"][1].startswith("NONE: no trace of at most 4 events reaches")
     assert doc["candidates_per_second"] > 0
 
 

@@ -116,7 +116,7 @@ def test_compare_all_eras_skips_what_cannot_run(run_cli):
 def test_compare_kernel_list(run_cli):
     result = run_cli("compare", str(TRACES / "vga-dirty-log.yaml"), "--kernel", "3.11,5.2,6.18")
     assert result.exit_code == 0
-    assert "E6 5.1-5.2" in result.output
+    assert "E6 (5.2) [5.1-5.2]" in result.output
 
 
 def test_eras_and_costs_tables(run_cli):

@@ -79,8 +79,8 @@ def test_check_passes_and_fails(run_cli):
     assert bad.stdout == ""
     (line,) = bad.stderr.strip().splitlines()
     assert line == (
-        "kvmgen: check failed: traces/smm-cache-as0.yaml: E12 (6.8) historical/none, bias 0, "
-        "2 AS: harmful_stale_hits = 3, above the max 0"
+        "kvmgen: check failed: traces/smm-cache-as0.yaml: E12 (6.8), historical/none, bias 0: "
+        "harmful_stale_hits = 3, above the max 0"
     )
 
 
@@ -140,7 +140,7 @@ def test_seeded_harmful_stale_hit_fails_and_the_original_passes(run_cli, workdir
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2  # both bias runs hit the stale vCPU cache
     assert all("harmful_stale_hits = 1, above the max 0" in line for line in lines)
-    assert "E5 (4.19) historical, bias 150" in lines[0] and "E5 (4.19) none, bias 0" in lines[1]
+    assert "E5 (4.19), historical, bias 150" in lines[0] and "E5 (4.19), none, bias 0" in lines[1]
 
 
 def test_seeded_zap_against_a_baseline(run_cli, workdir):
@@ -160,7 +160,7 @@ def test_seeded_zap_against_a_baseline(run_cli, workdir):
     # compared anyway: the new memslot-flush zap is named
     compared = run_cli("check", trace, *gate, "--allow-changed-traces", "-q")
     assert compared.exit_code == 1
-    failed = {re.search(r"AS: (\w+) = ", line)[1] for line in compared.stderr.splitlines()}
+    failed = {re.search(r"bias \d+: (\w+) = ", line)[1] for line in compared.stderr.splitlines()}
     assert failed == {"memslot_flush_zaps", "sptes_dropped", "invalidation_cycles", "total_cycles"}
     assert "memslot_flush_zaps = 1 vs baseline 0 (up from 0)" in compared.stderr
     # and an absolute limit catches it without any baseline
@@ -256,7 +256,7 @@ def test_compare_style_targets_list_skipped_eras(run_cli):
     result = run_cli("check", SMM, "--era", "E0,E12", "--max", "wraps=0", "--junit", "j.xml")
     assert result.exit_code == 0, result.stderr
     skipped = [c for c in ET.parse("j.xml").iter("testcase") if c.find("skipped") is not None]
-    assert [c.get("name") for c in skipped] == ["E0: not run"]
+    assert [c.get("name") for c in skipped] == ["E0 (up to 3.10): not run"]
 
 
 # --- config ---------------------------------------------------------------------------------

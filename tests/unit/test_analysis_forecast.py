@@ -7,7 +7,6 @@ import pytest
 from kvmgen.analysis.forecast import (
     forecast_run,
     forecast_space,
-    format_seconds,
     parse_rate,
     trace_rates,
 )
@@ -180,10 +179,3 @@ def test_trace_rates_need_timestamps():
         bumps_per_second=rates.bumps_per_second(1),
     )
     assert run.spaces[0].first_wrap_seconds == pytest.approx(524_288 / 10.0)
-
-
-def test_format_seconds():
-    assert format_seconds(17) == "17 s"
-    assert format_seconds(9000) == "2.5 h"
-    assert format_seconds(None) == "-"
-    assert format_seconds(86400 * 800).endswith(" y")

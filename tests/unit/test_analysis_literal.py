@@ -112,3 +112,23 @@ def test_bit63_at_rest_fails_every_check(era):
     (masked,) = resolve_runs(era, spec.address_spaces, [parse_policy("150")])
     other = replay_engine(trace, masked).access_counts()
     assert other["mmio_refault"] == 0 and other["cache_hit"] == 5
+
+
+def test_windows_price_their_own_events_after_a_full_replay():
+    """A window replays a prefix of the trace: the whole trace's cached event table
+    (kept on the trace after the session's replay) must not stand in for it."""
+    from kvmgen.analysis.literal import masked_twin, windows
+    from kvmgen.inputs import open_trace
+    from kvmgen.model.costs import CostModel
+    from tests.conftest import TRACES
+
+    trace = open_trace(TRACES / "qemu-boot-smm.yaml")
+    (spec,) = resolve_runs(ERAS["E12"], 2, [parse_policy("literal:150")])
+    replay_engine(trace, spec)  # caches the trace's table, as replay does first
+    found = windows(trace, spec, masked_twin(spec), CostModel())
+    late = [w for w in found if w.after_bump]
+    # Both address spaces rest with bit 63 set from their bump 75 to the end: the
+    # ~1,000 accesses there refault in the literal run and not in the masked one.
+    assert [(w.address_space, w.end_event) for w in late] == [(0, None), (1, None)]
+    assert all(w.mmio_refaults >= 999 and w.masked_mmio_refaults == 0 for w in late)
+    assert [w.mmio_refaults for w in found if not w.after_bump] == [0, 0]

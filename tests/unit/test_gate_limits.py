@@ -11,7 +11,6 @@ from kvmgen.gate.limits import (
     Limit,
     exceeds_max,
     exceeds_regression,
-    format_number,
     merge_limits,
     parse_options,
     regression_percent,
@@ -97,9 +96,6 @@ def test_regression_boundaries(old, new, pct, bad):
     assert exceeds_regression(new, old, pct) is bad
 
 
-def test_regression_percent_and_format():
+def test_regression_percent():
     assert regression_percent(150, 100) == 50.0
     assert regression_percent(5, 0) is None
-    assert format_number(25_000_000) == "25,000,000"
-    assert format_number(2e9) == "2,000,000,000"
-    assert format_number(12.5) == "12.5"

@@ -50,9 +50,9 @@ def test_run_identity_ignores_policy_names():
     b = RunId.from_run(make_run(bias=150, policies=("150",)))
     c = RunId.from_run(make_run(bias=0, policies=("none",)))
     assert a.key == b.key != c.key
-    assert a.label == "E5 (4.19) historical, bias 150, 2 AS"
+    assert a.label == "E5 (4.19), historical, bias 150"
     e0 = RunId.from_run(make_run("E0", kernel=None, bias=None, address_spaces=1))
-    assert e0.label == "E0 historical, no MMIO gen, 1 AS"
+    assert e0.label == "E0 (up to 3.10), historical, no MMIO generation"
 
 
 def test_repeated_runs_keep_distinct_keys():

@@ -41,15 +41,15 @@ def test_junit_one_case_per_trace_run_limit():
     assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("9", "1", "3")
     assert a.get("failures") == "1" and a.get("time") == "0.250"
     (failed,) = [c for c in a.findall("testcase") if c.find("failure") is not None]
-    assert failed.get("name") == "E5 (4.19) historical, bias 150, 2 AS: wraps <= baseline +0%"
+    assert failed.get("name") == "E5 (4.19), historical, bias 150: wraps <= baseline +0%"
     assert failed.get("classname") == "kvmgen.traces.a"
     message = failed.find("failure").get("message")
     assert "wraps = 2 vs baseline 1" in message
     skipped = [c for c in b.findall("testcase") if c.find("skipped") is not None]
     assert {c.get("name") for c in skipped} == {
         "baseline",
-        "E12 (6.8) historical/none, bias 0, 2 AS: wraps <= baseline +0%",
-        "E0: not run",
+        "E12 (6.8), historical/none, bias 0: wraps <= baseline +0%",
+        "E0 (up to 3.10): not run",
     }
     props = {p.get("name"): p.get("value") for p in b.iter("property")}
     assert props == {"sha256": SHA_B, "baseline": "missing"}
@@ -70,11 +70,14 @@ def test_markdown_lists_failures_first():
     assert failures < details
     failure_rows = text[failures:details].strip().splitlines()[4:]
     assert failure_rows == [
-        "| `traces/a.yaml` | E5 (4.19) historical, bias 150, 2 AS | wraps = 2 vs baseline 1 "
+        "| `traces/a.yaml` | E5 (4.19), historical, bias 150 | wraps = 2 vs baseline 1 "
         "(+100.00%), above the max regression +0% |"
     ]
     assert "`traces/b\\|c.yaml`" in text
-    assert "- `traces/b|c.yaml`: E0: not run: E0 cannot run this trace" in text
+    assert (
+        "- `traces/b|c.yaml`: E0 (up to 3.10): not run: E0 (up to 3.10) cannot run this trace"
+        in text
+    )
     assert "Baseline: `base.json`." in text
 
 
@@ -84,6 +87,6 @@ def test_markdown_passed():
     text = check_markdown(outcome)
     assert text.startswith("## kvmgen check ✅ passed\n")
     assert "### Failures" not in text
-    row = "| `t.yaml` | E5 (4.19) historical, bias 150, 2 AS | wraps | 0 | ≤ 0 | ✅ passed |"
+    row = "| `t.yaml` | E5 (4.19), historical, bias 150 | wraps | 0 | ≤ 0 | ✅ passed |"
     assert row in text.splitlines()
     assert "| baseline |" not in text

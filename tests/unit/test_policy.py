@@ -198,7 +198,7 @@ def test_historical_and_none_are_one_run_on_modern_eras(name: str) -> None:
     assert run.mmio_offset == 0
     assert run.as_shipped
     assert run.warnings == ()
-    assert run.label == f"{name} historical=none (0)"
+    assert run.label == f"{name} ({ERAS[name].versions}), historical/none, bias 0"
 
 
 def test_historical_and_none_are_one_run_on_e0() -> None:
@@ -207,7 +207,7 @@ def test_historical_and_none_are_one_run_on_e0() -> None:
     assert run.bias is None
     assert run.init_generations == (0,)
     assert run.as_shipped
-    assert run.label == "E0 historical=none (n/a)"
+    assert run.label == "E0 (up to 3.10), historical/none, no MMIO generation"
 
 
 def test_any_bias_on_e0_is_the_same_single_run() -> None:
@@ -226,8 +226,8 @@ def test_e5_gives_two_runs_in_request_order() -> None:
     assert none.bias == 0
     assert none.init_generations == (0, 2)
     assert not none.as_shipped
-    assert hist.label == "E5 historical (150)"
-    assert none.label == "E5 none (0)"
+    assert hist.label == "E5 (4.11-5.0), historical, bias 150"
+    assert none.label == "E5 (4.11-5.0), none, bias 0"
     # reversed request, reversed runs
     first, second = resolve_runs(ERAS["E5"], 2, policies("none", "historical"))
     assert (first.bias, second.bias) == (0, 150)

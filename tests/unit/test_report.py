@@ -488,11 +488,11 @@ def test_render_side_by_side_with_verdict(e5: Session) -> None:
     assert len(verdict) == 1
     for part in (
         "0 wrap zaps",
-        "-1 SPTEs dropped",
-        "-1 refaults",
-        "-3124 invalidation cycles",
-        "+1 harmful / 0 benign stale hits",
-        "+1 undetected wraps",
+        "-1 SPTE dropped",
+        "-1 refault",
+        "-3.12 k invalidation cycles",
+        "+1 harmful and 0 benign stale hits",
+        "+1 undetected wrap.",
     ):
         assert part in verdict[0]
     assert "UNDETECTED" in text
