@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from kvmgen.errors import UsageError
+from kvmgen.formatting import seconds as seconds_text
 from kvmgen.host.kvm import host_address_spaces, module_parameters
 from kvmgen.host.tracefs import (
     IOCTL_ENTER,
@@ -45,6 +46,7 @@ from kvmgen.host.tracefs import (
 )
 from kvmgen.importers.imports import Imported, from_strace, from_tracefs
 from kvmgen.importers.strace import SET_REGION, SET_REGION2
+from kvmgen.output import write_output
 from kvmgen.signals import interruption
 
 STRACE_INSTALL = (
@@ -175,7 +177,7 @@ def _run_strace(
     try:
         proc.wait(opts.duration)
     except subprocess.TimeoutExpired:
-        stopped_by = f"--duration {opts.duration:g} s ended"
+        stopped_by = f"--duration {seconds_text(opts.duration)} ended"
         _stop(proc, opts.pid is not None)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM under signals.sigterm_as_interrupt
         stopped_by = interruption()
@@ -296,7 +298,7 @@ def record(opts: RecordOptions) -> Recording:
         )
     imported.title = f"Recorded by kvmgen record on {kernel}."
     imported.summary.extend(notes)
-    imported.summary.append(f"recording stopped: {stopped_by} after {seconds:.1f} s")
+    imported.summary.append(f"recording stopped: {stopped_by} after {seconds_text(seconds)}")
     return Recording(
         imported=imported,
         kernel=kernel,
@@ -309,14 +311,19 @@ def record(opts: RecordOptions) -> Recording:
 
 
 def _keep_raw(where: str, strace_lines: list[str], trace_lines: list[str]) -> None:
+    """``--raw DIR``: the strace log and kernel trace, written as every output is."""
     try:
         os.makedirs(where, exist_ok=True)
-        with open(os.path.join(where, "strace.log"), "w") as handle:
-            handle.writelines(line + "\n" for line in strace_lines)
-        if trace_lines:
-            with open(os.path.join(where, "kernel-trace.txt"), "w") as handle:
-                handle.writelines(line + "\n" for line in trace_lines)
     except OSError as error:
-        raise UsageError(
-            f"{error.filename or where}: cannot write: {error.strerror or error}"
-        ) from None
+        raise UsageError(f"--raw {where}: cannot create: {error.strerror or error}") from None
+    write_output(
+        os.path.join(where, "strace.log"),
+        "".join(f"{line}\n" for line in strace_lines),
+        what="--raw",
+    )
+    if trace_lines:
+        write_output(
+            os.path.join(where, "kernel-trace.txt"),
+            "".join(f"{line}\n" for line in trace_lines),
+            what="--raw",
+        )

@@ -92,6 +92,7 @@ def probe(
 
     from kvmgen.api import probe_kernel
     from kvmgen.cli.common import progress_for
+    from kvmgen.formatting import count, plural, rate, seconds
     from kvmgen.output import STDOUT, open_output, write_output
     from kvmgen.probe.report import render
     from kvmgen.report.console import make_console
@@ -131,15 +132,16 @@ def probe(
         console = make_console(stderr=STDOUT in (json_path, output))
         params = ", ".join(f"{k}={v}" for k, v in run.params.items()) or "unknown"
         console.print(
-            f"kvmgen probe: kernel {run.kernel} (era {run.era}), {run.address_spaces} memslot "
-            f"address space{'s' if run.address_spaces > 1 else ''}, kvm {params}"
+            f"kvmgen probe: kernel {run.kernel} (era {run.era}), "
+            f"{plural(run.address_spaces, 'memslot address space')}, kvm {params}"
         )
         if run.as1_note:
             console.print(f"  address space 1: {run.as1_note}")
-        rate = f", {run.updates / run.seconds:,.0f} updates/s" if run.seconds else ""
+        speed = f", {rate(run.updates / run.seconds)}" if run.seconds else ""
         console.print(
-            f"  {run.updates:,} updates in {run.seconds:.2f} s{rate}; tracepoints "
-            f"{', '.join(run.events_enabled)} (clock {run.clock}); {run.lost} events lost"
+            f"  {plural(run.updates, 'update')} in {seconds(run.seconds)}{speed}; tracepoints "
+            f"{', '.join(run.events_enabled)} (clock {run.clock}); "
+            f"{plural(run.lost, 'event')} lost"
         )
         for line in run.account:
             console.print(f"  {line}")
@@ -150,8 +152,8 @@ def probe(
             )
         if run.interrupted:
             console.print(
-                f"  stopped after {run.steps:,} of {run.planned:,} steps ({run.updates:,} "
-                "updates): only those are compared"
+                f"  stopped after {count(run.steps)} of {plural(run.planned, 'step')} "
+                f"({plural(run.updates, 'update')}): only those are compared"
             )
         render(run.comparisons, console)
         if output != "-":

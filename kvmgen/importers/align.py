@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvmgen.errors import UsageError
+from kvmgen.formatting import count, plural
 from kvmgen.importers.memslots import RegionCall
 
 NEAR = 4  # a delete is paired with the zaps this many ranks around its own
@@ -84,8 +85,8 @@ def by_syscalls(
             matched[i] = window
     threads = len({tid for tid, _fd in groups})
     how = (
-        f"calls matched to the trace's own ioctl events ({len(calls):,} calls, "
-        f"{threads} thread{'s' if threads != 1 else ''}): no clock alignment needed"
+        f"calls matched to the trace's own ioctl events ({plural(len(calls), 'call')}, "
+        f"{plural(threads, 'thread')}): no clock alignment needed"
     )
     return Alignment(times, how, exact=True, windows=tuple(w for w in matched if w is not None))
 
@@ -170,12 +171,13 @@ def by_deletes(
     good, _, _, offset = best
     misfit = len(zap_times) - good
     how = (
-        f"clocks aligned on {good:,} delete/zap pair{'s' if good != 1 else ''}: "
+        f"clocks aligned on {plural(good, 'delete/zap pair')}: "
         f"{source} times shifted by {offset / 1e9:+.6f} s"
     )
     if misfit:
         how += (
-            f"; {misfit:,} of {len(zap_times):,} zaps fit no delete or move at that offset "
+            f"; {count(misfit)} of {plural(len(zap_times), 'zap')} fit no delete or move at "
+            "that offset "
             "(the pairs do not fit one offset: check them, or give --offset SECONDS)"
         )
     return Alignment([int(t) + offset for t in stamped], how, exact=False, misfit=misfit)

@@ -178,6 +178,10 @@ def from_tracefs(
     spaces = address_spaces or (calls.address_spaces if calls is not None else None)
     if spaces:
         result.vm["address_spaces"] = spaces
-    return Imported(
-        result.vm, result.events, result.observations, result.summary.describe(), source or what
-    )
+    summary = result.summary.describe()
+    if "address_spaces" not in result.vm:
+        summary.append(
+            "nothing says how many memslot address spaces the host has: the era's default "
+            "applies (give --address-spaces N; strace logs, kvmgen record and probe know it)"
+        )
+    return Imported(result.vm, result.events, result.observations, summary, source or what)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvmgen.errors import TraceError
+from kvmgen.formatting import count, plural
 
 PAGE_SHIFT = 12
 GFN_LIMIT = 1 << 40
@@ -105,40 +106,46 @@ class RegionSummary:
 
     def describe(self) -> list[str]:
         """Human sentences, one per fact worth knowing; the first is the headline."""
-        per_as = ", ".join(f"{n} in address space {a}" for a, n in sorted(self.per_as.items()))
-        ops = ", ".join(f"{n} {op}" for op, n in sorted(self.per_op.items()))
+        per_as = ", ".join(
+            f"{count(n)} in address space {a}" for a, n in sorted(self.per_as.items())
+        )
+        ops = ", ".join(f"{count(n)} {op}" for op, n in sorted(self.per_op.items()))
         out = [
-            f"{self.updates} updates ({ops or 'none'}; {per_as or 'none'}) from "
-            f"{self.records} {self.what} of {self.lines}"
+            f"{plural(self.updates, 'update')} ({ops or 'none'}; {per_as or 'none'}) from "
+            f"{count(self.records)} {self.what} of {count(self.lines)}"
         ]
         if self.unrelated:
-            out.append(f"skipped {self.unrelated} unrelated lines")
+            out.append(f"skipped {plural(self.unrelated, 'unrelated line')}")
         if self.failed:
             out.append(
-                f"skipped {self.failed} lines with ret != 0 "
-                "(the kernel refused them: nothing changed)"
+                f"skipped {plural(self.failed, 'call')} with ret != 0 "
+                "(refused by the kernel: nothing changed)"
             )
         if self.preexisting:
             out.append(
-                f"{len(self.preexisting)} slots existed before the log started and are declared "
-                f"in vm.slots: {'; '.join(self.preexisting)}"
+                f"{plural(len(self.preexisting), 'slot')} existed before the log started and "
+                f"{'is' if len(self.preexisting) == 1 else 'are'} declared in vm.slots: "
+                + "; ".join(self.preexisting)
             )
         if self.inferred_deletes:
             out.append(
-                f"{len(self.inferred_deletes)} deletes the log is missing were inferred: "
+                f"{plural(len(self.inferred_deletes), 'delete')} the log is missing "
+                f"{'was' if len(self.inferred_deletes) == 1 else 'were'} inferred: "
                 + "; ".join(self.inferred_deletes)
             )
         if self.noop_deletes:
-            out.append(f"skipped {self.noop_deletes} deletes of slots that no longer existed")
+            out.append(
+                f"skipped {plural(self.noop_deletes, 'delete')} of slots that no longer existed"
+            )
         if self.moves_with_flags:
             out.append(
-                f"{self.moves_with_flags} moves also changed flags "
+                f"{plural(self.moves_with_flags, 'move')} also changed flags "
                 "(one ioctl: modelled as the move)"
             )
         if self.guest_memfd:
-            out.append(f"{self.guest_memfd} lines carried guest_memfd (private memory)")
+            out.append(f"{plural(self.guest_memfd, 'call')} carried guest_memfd (private memory)")
         if self.extras:
-            named = ", ".join(f"{key} ({n})" for key, n in sorted(self.extras.items()))
+            named = ", ".join(f"{key} ({count(n)})" for key, n in sorted(self.extras.items()))
             out.append(f"fields this kvmgen does not know were kept out: {named}")
         return out
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from kvmgen.errors import TraceError, UsageError
+from kvmgen.formatting import plural
 from kvmgen.importers.memslots import RegionCall, RegionLog
 
 SET_REGION = 0x4020AE46
@@ -73,7 +74,7 @@ class StraceVm:
         """How the summary and ``--vm`` name it."""
         who = f"pid {self.creator}" if self.creator is not None else "a process"
         where = f"created at line {self.created_line}" if self.created_line else "creation not seen"
-        return f"fd {self.fd} of {who} ({where}, {len(self.calls)} memslot calls)"
+        return f"fd {self.fd} of {who} ({where}, {plural(len(self.calls), 'memslot call')})"
 
 
 @dataclass
@@ -460,8 +461,8 @@ def vm_log(log: StraceLog, vm: StraceVm) -> RegionLog:
         calls = [replace(c, t_ns=c.t_ns + c.duration_ns) for c in calls]  # type: ignore[operator]
     if log.address_spaces is not None:
         notes.append(
-            f"the VMM asked KVM_CAP_MULTI_ADDRESS_SPACE: the host has {log.address_spaces} "
-            f"memslot address space{'s' if log.address_spaces != 1 else ''}"
+            "the VMM asked KVM_CAP_MULTI_ADDRESS_SPACE: the host has "
+            + plural(log.address_spaces, "memslot address space")
         )
     return RegionLog(
         log.path,

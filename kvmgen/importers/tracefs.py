@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvmgen.errors import TraceError
+from kvmgen.formatting import count, plural
 from kvmgen.importers import align
 from kvmgen.importers.memslots import (
     MemslotTracker,
@@ -225,27 +226,32 @@ class TracefsSummary:
 
     def describe(self) -> list[str]:
         """Human sentences; the first is the headline."""
-        events = ", ".join(f"{n} {name}" for name, n in sorted(self.per_event.items()))
+        events = ", ".join(f"{count(n)} {name}" for name, n in sorted(self.per_event.items()))
         out = [
-            f"{self.updates} updates, {self.accesses} accesses and {self.zaps} zaps from "
-            f"{self.lines} lines ({events or 'no trace events'})"
+            f"{plural(self.updates, 'update')}, {plural(self.accesses, 'access')} and "
+            f"{plural(self.zaps, 'zap')} from {plural(self.lines, 'line')} "
+            f"({events or 'no trace events'})"
         ]
         if self.unrelated:
-            out.append(f"skipped {self.unrelated} lines that are not trace events")
+            out.append(f"skipped {plural(self.unrelated, 'line')} that are not trace events")
         if self.other_markers:
-            out.append(f"skipped {self.other_markers} trace markers not from kvmgen or QEMU")
+            out.append(
+                f"skipped {plural(self.other_markers, 'trace marker')} not from kvmgen or QEMU"
+            )
         if self.lost:
-            out.append(f"the ring buffer lost {self.lost} events: observations are incomplete")
+            out.append(
+                f"the ring buffer lost {plural(self.lost, 'event')}: observations are incomplete"
+            )
         if self.no_gfn:
-            out.append(f"skipped {self.no_gfn} check_mmio_spte faults whose gfn never showed")
+            out.append(
+                f"skipped {plural(self.no_gfn, 'check_mmio_spte fault')} whose gfn never showed"
+            )
         for what, counts in (("zap", self.foreign_zaps), ("access", self.foreign_accesses)):
             if counts:
-                total = sum(counts.values())
-                named = ", ".join(f"{who}: {n}" for who, n in sorted(counts.items()))
-                noun = what if total == 1 else ("accesses" if what == "access" else "zaps")
+                named = ", ".join(f"{who}: {count(n)}" for who, n in sorted(counts.items()))
                 out.append(
-                    f"left out {total} {noun} of other VMs, not this VMM's ({named}); "
-                    "they made none of the log's memslot calls"
+                    f"left out {plural(sum(counts.values()), what)} of other VMs, not this "
+                    f"VMM's ({named}); they made none of the log's memslot calls"
                 )
         out.extend(self.qemu)
         out.extend(self.notes)

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from kvmgen.formatting import count, plural
 from kvmgen.host.guest import BLOCK_PAGES, LIMIT_GFN, free_block
 from kvmgen.trace.records import Event, Op, Trace
 
@@ -216,8 +217,7 @@ class TracePlan:
         if address_space >= self.address_spaces:
             return (
                 f"updates in address space {address_space} (this VM has "
-                f"{self.address_spaces} memslot address space"
-                f"{'s' if self.address_spaces != 1 else ''})"
+                f"{plural(self.address_spaces, 'memslot address space')})"
             )
         if flags & ~USER_FLAGS:
             return (
@@ -333,26 +333,28 @@ class TracePlan:
             first.append(f"the guest's {BLOCK_PAGES}-page block at gfn {self._block[0]:#x}")
         headers = self.setup - (self._block is not None)
         if headers:
-            first.append(f"its {headers} header slot{'s' if headers != 1 else ''}")
+            first.append(f"its {plural(headers, 'header slot')}")
         out = [
-            f"performed {self.performed:,} of the trace's {self.trace_updates:,} updates "
-            "(repeats expanded) on a fresh VM"
+            f"performed {count(self.performed)} of the trace's "
+            f"{plural(self.trace_updates, 'update')} (repeats expanded) on a fresh VM"
             + (
                 f", after creating {' and '.join(first)} (probe updates 1-{self.setup})"
                 if first
                 else ""
             )
         ]
-        for why, count in sorted(self.skipped.items()):
-            out.append(f"not performed: {count:,} {why if count != 1 else _singular(why)}")
+        for why, n in sorted(self.skipped.items()):
+            out.append(f"not performed: {count(n)} {why if n != 1 else _singular(why)}")
         if self.accesses_done:
             out.append(
-                f"performed {self.accesses_done:,} of the trace's {self.accesses:,} guest "
-                "accesses from the probe's guest (MMIO ones show in the kernel's tracepoints; "
-                "RAM ones do not, and are not in the capture)"
+                f"performed {count(self.accesses_done)} of the trace's "
+                f"{plural(self.accesses, 'guest access')} from the probe's guest (MMIO ones "
+                "show in the kernel's tracepoints; RAM ones do not, and are not in the capture)"
             )
         elif self.accesses:
-            out.append(f"not performed: {self.accesses:,} guest accesses ({self.why_no_accesses})")
+            out.append(
+                f"not performed: {plural(self.accesses, 'guest access')} ({self.why_no_accesses})"
+            )
         if self.skipped or self.setup:
             out.append(
                 "the probe's update numbers differ from the trace's; each event of the capture "

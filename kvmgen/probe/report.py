@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from kvmgen.formatting import count, plural
 from kvmgen.probe.compare import RunComparison, compare_run
 from kvmgen.trace.records import Trace
 
@@ -47,7 +48,7 @@ def compare_session(session: Session) -> list[RunComparison]:
     assert isinstance(trace, Trace)
     out = []
     for run in compared_runs(session):
-        label = f"{run.spec.era.name} {'='.join(run.spec.policies)} (bias {run.spec.bias})"
+        label = run.spec.label
         out.append(compare_run(trace, run.spec, _complete(trace, run), label))
     return out
 
@@ -98,7 +99,8 @@ def render(comparisons: Sequence[RunComparison], console: Console) -> None:
                 + (f"; {d.note}" if d.note else "")
             )
         if len(comp.disagreements) > SHOWN:
-            console.print(f"  ... {len(comp.disagreements) - SHOWN} more disagreements")
+            more = len(comp.disagreements) - SHOWN
+            console.print(f"  ... {plural(more, 'more disagreement')}")
         for note in comp.notes[:SHOWN]:
             console.print(f"  note: {note}")
         console.print(f"verdict observed vs modelled {comp.label}: {verdict(comp)}")
@@ -109,11 +111,11 @@ def verdict(comp: RunComparison) -> str:
     updates = sum(r.updates for r in comp.classes)
     gated = sum(d.gated for d in comp.disagreements)
     if not comp.disagreements:
-        what = f"{updates:,} updates" + (
-            f" and {comp.access_compared:,} accesses" if comp.access_compared else ""
+        what = plural(updates, "update") + (
+            f" and {plural(comp.access_compared, 'access')}" if comp.access_compared else ""
         )
-        return f"agree on all {what}"
+        return f"agree on {'all ' if updates + comp.access_compared > 1 else ''}{what}"
     return (
-        f"DISAGREE at {len(comp.disagreements):,} places ({gated:,} gated) "
-        f"over {updates:,} updates and {comp.access_compared:,} accesses"
+        f"DISAGREE at {plural(len(comp.disagreements), 'place')} ({count(gated)} gated) "
+        f"over {plural(updates, 'update')} and {plural(comp.access_compared, 'access')}"
     )

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvmgen.errors import KvmgenError, UsageError
+from kvmgen.formatting import plural
+from kvmgen.formatting import seconds as seconds_text
 from kvmgen.host.guest import Guest
 from kvmgen.host.kvm import DEV_KVM, PAGE, HostMemory, Kvm, Vm, module_parameters
 from kvmgen.host.tracefs import (
@@ -194,7 +196,7 @@ def _steps(
         where = "no memslot updates" if not updates else f"updates only in address spaces >= {nas}"
         raise UsageError(
             f"kvmgen probe: {opts.trace.path} has {where}: nothing this host can perform "
-            f"(this VM has {nas} memslot address space{'s' if nas != 1 else ''})"
+            f"(this VM has {plural(nas, 'memslot address space')})"
         )
     total = len(opts.trace.vm.slots) + sum(e.repeat for e in updates)
     if trace_plan.perform_accesses:
@@ -295,9 +297,9 @@ def _capture(
     buffer = io.StringIO()
     what = "the built-in workload" if opts.trace is None else f"the updates of {opts.trace.path}"
     comments = [
-        f"Captured by kvmgen probe on {kernel} ({nas} memslot address space"
-        f"{'s' if nas > 1 else ''}; kvm {', '.join(f'{k}={v}' for k, v in params.items())}):",
-        f"{what}, {count:,} updates in {seconds:.1f} s"
+        f"Captured by kvmgen probe on {kernel} ({plural(nas, 'memslot address space')}; "
+        f"kvm {', '.join(f'{k}={v}' for k, v in params.items())}):",
+        f"{what}, {plural(count, 'update')} in {seconds_text(seconds)}"
         + (" (interrupted)" if interrupted else "")
         + "; zap tracepoints are the observations below.",
         *(trace_plan.account() if trace_plan is not None else []),

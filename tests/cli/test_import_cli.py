@@ -78,7 +78,7 @@ def test_import_qemu_to_stdout(run_cli, qemu_log):
     trace = open_trace(result.stdout.encode(), name="out.yaml")
     assert [e.op.name for e in trace.events] == ["CREATE", "CREATE", "CREATE", "DELETE", "CREATE"]
     assert trace.vm.address_spaces == 2 and trace.vm.kernel == "4.19"
-    assert "5 updates" in result.stderr and "1 lines with ret != 0" in result.stderr
+    assert "5 updates" in result.stderr and "1 call with ret != 0" in result.stderr
     assert "2 unrelated" in result.stderr
 
 
@@ -125,7 +125,7 @@ def test_import_tracefs_then_replay_agrees(run_cli, capture, tmp_path):
     out = tmp_path / "cap.yaml"
     result = run_cli("import", "tracefs", str(capture), "-o", str(out))
     assert result.exit_code == 0, result.stderr
-    assert "3 updates, 0 accesses and 1 zaps" in result.stderr
+    assert "3 updates, 0 accesses and 1 zap" in result.stderr
     result = run_cli("replay", str(out), "--fail-on", "disagree")
     assert result.exit_code == 0
     assert "observed vs modelled" in result.stdout

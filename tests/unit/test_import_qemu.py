@@ -122,7 +122,7 @@ def test_failed_calls_and_unrelated_lines_are_skipped_and_counted():
     assert tracker.summary.failed == 1
     assert tracker.summary.unrelated == 3  # the blank line is not counted
     text = " ".join(tracker.summary.describe())
-    assert "1 lines with ret != 0" in text and "3 unrelated" in text
+    assert "1 call with ret != 0" in text and "3 unrelated" in text
     assert trace.events[1].gfn == 0x100 and trace.events[1].pages == 0x7FF00
 
 

@@ -152,9 +152,14 @@ def test_probing_a_trace_compares_every_update_it_performed(tmp_path, trace):
 def test_a_search_counterexample_pipes_straight_into_the_probe(tmp_path):
     found = kvmgen("search", "--kernel", "3.17", "--bias", "none", "--goal", "harmful", "--no-race")
     assert found.returncode == 0, found.stderr
-    done = kvmgen("probe", "-", "-o", str(tmp_path / "p.yaml"), stdin=found.stdout)
+    report = tmp_path / "probe.json"
+    done = kvmgen(
+        "probe", "-", "-o", str(tmp_path / "p.yaml"), "--json", str(report), stdin=found.stdout
+    )
     assert done.returncode == 0, done.stderr
-    assert "performed 1 of the trace's 1 updates" in done.stdout
+    document = json.loads(report.read_text())
+    assert document["agree"] and document["workload"] == "<stdin>"
+    assert document["checked_live"][0].startswith("performed 1 of the trace's 1 update ")
 
 
 @live
