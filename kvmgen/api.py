@@ -507,17 +507,23 @@ def import_log(
     first_sight: str = "auto",
     offset_s: float | None = None,
     from_vm_start: bool | None = None,
+    zaps_enabled: bool = False,
+    zap_window_s: float = 0.1,
+    name: str | None = None,
 ) -> Imported:
     """``kvmgen import KIND``: a QEMU log, an strace log or kernel trace text as a trace.
 
-    ``kind`` is ``qemu``, ``strace`` or ``tracefs``; ``source`` a path or lines. For
-    ``tracefs``, ``qemu`` or ``strace`` names the log that gives the updates. The
+    ``kind`` is ``qemu``, ``strace`` or ``tracefs``; ``source`` a path or lines
+    (``name`` then names them in messages). For ``tracefs``, ``qemu`` or ``strace``
+    names the log that gives the updates. The
     :class:`~kvmgen.importers.imports.Imported` it returns has the header, events,
     observations and summary; :meth:`~kvmgen.importers.imports.Imported.trace` opens it.
+    The options are those of ``kvmgen import KIND --help``.
     """
     from kvmgen.importers.imports import from_qemu, from_strace, from_tracefs
 
-    name, lines = _text_lines(source)
+    read_name, lines = _text_lines(source)
+    name = name or read_name
     if kind == "qemu":
         return from_qemu(
             name, lines, kernel=kernel, first_sight=first_sight, address_spaces=address_spaces
@@ -543,6 +549,8 @@ def import_log(
             address_spaces=address_spaces,
             from_vm_start=from_vm_start,
             first_sight=first_sight,
+            zaps_enabled=zaps_enabled,
+            zap_window_ns=round(zap_window_s * 1e9),
         )
     raise UsageError(f"import kind {kind!r}: expected qemu, strace or tracefs")
 

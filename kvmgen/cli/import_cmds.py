@@ -75,19 +75,30 @@ def import_qemu_cmd(
     first_sight: str,
 ) -> int:
     """Import QEMU kvm_set_user_memory trace lines (LOG; - for stdin) as a trace."""
-    from kvmgen.importers.imports import from_qemu
-
-    name = "<stdin>" if log == "-" else log
-    preflight([("-o", output)], [log])
-    imported = from_qemu(
-        name,
-        read_text_lines(log),
+    return _import(
+        "qemu",
+        log,
+        output,
+        fmt,
+        quiet,
         kernel=kernel,
-        first_sight=first_sight,
         address_spaces=address_spaces,
+        first_sight=first_sight,
     )
-    write_imported(imported, output, fmt, [log])
-    say(imported.summary, quiet=quiet, prefix=f"kvmgen import qemu: {name}")
+
+
+def _import(
+    kind: str, source: str, output: str, fmt: str | None, quiet: bool, **options: Any
+) -> int:
+    """Every ``kvmgen import``: check the output, call :func:`kvmgen.api.import_log`, write."""
+    from kvmgen.api import import_log
+
+    name = "<stdin>" if source == "-" else source
+    inputs = [source, options.get("qemu"), options.get("strace")]
+    preflight([("-o", output)], inputs)
+    imported = import_log(kind, read_text_lines(source), name=name, **options)
+    write_imported(imported, output, fmt, inputs)
+    say(imported.summary, quiet=quiet, prefix=f"kvmgen import {kind}: {name}")
     return ExitCode.OK
 
 
@@ -110,21 +121,17 @@ def import_strace_cmd(
 
     Works for any VMM: strace -f -ttt -e trace=ioctl -o LOG VMM ARGS...
     """
-    from kvmgen.importers.imports import from_strace
-
-    name = "<stdin>" if log == "-" else log
-    preflight([("-o", output)], [log])
-    imported = from_strace(
-        name,
-        read_text_lines(log),
+    return _import(
+        "strace",
+        log,
+        output,
+        fmt,
+        quiet,
         vm=vm_id,
         kernel=kernel,
-        first_sight=first_sight,
         address_spaces=address_spaces,
+        first_sight=first_sight,
     )
-    write_imported(imported, output, fmt, [log])
-    say(imported.summary, quiet=quiet, prefix=f"kvmgen import strace: {name}")
-    return ExitCode.OK
 
 
 @import_group.command(name="tracefs")
@@ -179,24 +186,20 @@ def import_tracefs_cmd(
     zap_window_ms: float,
 ) -> int:
     """Import tracefs trace/trace_pipe text, trace-cmd report or perf script output (FILE)."""
-    from kvmgen.importers.imports import from_tracefs
-
-    name = "<stdin>" if file == "-" else file
-    preflight([("-o", output)], [file, qemu_log, strace_log])
-    imported = from_tracefs(
-        name,
-        read_text_lines(file),
-        qemu=(qemu_log, read_text_lines(qemu_log)) if qemu_log else None,
-        strace=(strace_log, read_text_lines(strace_log)) if strace_log else None,
+    return _import(
+        "tracefs",
+        file,
+        output,
+        fmt,
+        quiet,
+        qemu=qemu_log,
+        strace=strace_log,
         vm=vm_id,
-        offset_ns=None if offset is None else round(offset * 1e9),
+        offset_s=offset,
         kernel=kernel,
         address_spaces=address_spaces,
+        first_sight=first_sight,
         zaps_enabled=zaps_enabled,
         from_vm_start=from_vm_start,
-        first_sight=first_sight,
-        zap_window_ns=round(zap_window_ms * 1e6),
+        zap_window_s=zap_window_ms / 1e3,
     )
-    write_imported(imported, output, fmt, [file, qemu_log, strace_log])
-    say(imported.summary, quiet=quiet, prefix=f"kvmgen import tracefs: {name}")
-    return ExitCode.OK
