@@ -234,11 +234,13 @@ class MemslotTracker:
     def apply(self, rec: RegionCall) -> list[dict[str, Any]]:
         """The trace events for one record (empty when it changed nothing)."""
         self.summary.records += 1
-        self.summary.extras.update(rec.extras)
+        if rec.extras:
+            self.summary.extras.update(rec.extras)
         if rec.ret != 0:
             self.summary.failed += 1
             return []
-        self._decide_start(rec)
+        if self.starts_mid_run is None:
+            self._decide_start(rec)
         if rec.guest_memfd is not None:
             self.summary.guest_memfd += 1
         a, slot = rec.address_space, rec.slot

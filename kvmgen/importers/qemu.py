@@ -101,8 +101,42 @@ def parse_payload(
     )
 
 
+# The shapes QEMU prints, whole, with the log backend's prefix: one match reads a line
+# (the general parser below handles every other shape and words every error).
+_COMMON = re.compile(
+    r"\s*(?:(?P<tid>\d+)@(?P<sec>\d+)\.(?P<frac>\d{1,9}):)?kvm_set_user_memory "
+    r"(?:AddrSpace#(?P<as>\d+) )?Slot#(?P<slot>\d+) flags=0x(?P<flags>[0-9a-fA-F]+) "
+    r"gpa=0x(?P<gpa>[0-9a-fA-F]+) size=0x(?P<size>[0-9a-fA-F]+) ua=0x[0-9a-fA-F]+"
+    r"(?: guest_memfd=(?P<memfd>-?\d+) guest_memfd_offset=0x[0-9a-fA-F]+)? "
+    r"ret=(?P<ret>-?\d+)[ \t]*"
+)
+
+
+def _common(match: re.Match[str], line: int) -> RegionCall:
+    """The call of a line :data:`_COMMON` matched whole."""
+    raw = int(match["slot"])
+    address_space, slot = (int(match["as"]), raw) if match["as"] else (raw >> 16, raw & 0xFFFF)
+    memfd = match["memfd"]
+    sec = match["sec"]
+    return RegionCall(
+        line=line,
+        address_space=address_space,
+        slot=slot,
+        flags=int(match["flags"], 16),
+        gpa=int(match["gpa"], 16),
+        size=int(match["size"], 16),
+        ret=int(match["ret"]),
+        t_ns=parse_time(sec, match["frac"]) if sec is not None else None,
+        tid=int(match["tid"]) if sec is not None else None,
+        guest_memfd=int(memfd) if memfd is not None else None,
+    )
+
+
 def parse_line(text: str, *, path: str, line: int) -> RegionCall | None:
     """A call for a ``kvm_set_user_memory`` line, None for any other line."""
+    common = _COMMON.fullmatch(text)
+    if common is not None and int(common["slot"]) <= 0xFFFFFFFF:
+        return _common(common, line)
     at = text.find(NAME)
     if at < 0:
         return None

@@ -8,7 +8,7 @@ import pytest
 
 from kvmgen.errors import TraceError
 from kvmgen.importers.emit import write_trace
-from kvmgen.importers.memslots import header_for
+from kvmgen.importers.memslots import header_for, parse_time
 from kvmgen.importers.memslots import import_calls as import_qemu
 from kvmgen.importers.qemu import parse_line, read_log
 from kvmgen.inputs import open_trace
@@ -16,6 +16,7 @@ from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy
 from kvmgen.session import Target, run_session
 from kvmgen.trace.records import Op
+from tests.conftest import ROOT
 
 # One line of each shape QEMU has printed, as a real log has them.
 OLD = (
@@ -328,3 +329,28 @@ def test_unknown_trailing_fields_are_kept_out_counted_and_named():
 def test_a_line_of_an_unknown_shape_is_still_refused(text, why):
     with pytest.raises(TraceError, match=why):
         read_log("q.log", [text])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        OLD,
+        NEW,
+        GMEMFD,
+        BARE,
+        "  21530@1712345678.5:kvm_set_user_memory Slot#0 flags=0xA gpa=0xFD000000 size=0x0 "
+        "ua=0x7f00 ret=-17   ",
+        *(ROOT / "traces" / "captures" / "qemu-boot.qemu.log").read_text().splitlines(),
+    ],
+)
+def test_the_one_regex_reading_reads_as_the_general_parser(text):
+    from kvmgen.importers.qemu import _PREFIX, NAME, parse_payload
+
+    fast = parse_line(text, path="q", line=3)
+    prefix = _PREFIX.match(text)
+    at = text.find(NAME)
+    t_ns = tid = None
+    if prefix is not None and prefix.end() <= at:
+        t_ns = parse_time(prefix["sec"], prefix["frac"])
+        tid = int(prefix["tid"])
+    assert fast == parse_payload(text[at + len(NAME) :], path="q", line=3, t_ns=t_ns, tid=tid)
