@@ -116,10 +116,8 @@ def parse_trace_line(text: str, line: int = 0) -> TraceLine | None:
     if event == "sys_ioctl":  # tracefs names both syscall events by the call
         event = "sys_exit_ioctl" if payload.lstrip().startswith("->") else "sys_enter_ioctl"
     pid = match["tid"] if system is not None and match["tid"] else match["pid"]
-    if system is None:
-        tgid = match["tgid"]
-    else:
-        tgid = match["pid"] if match["tid"] else None  # perf script prints pid/tid
+    # tracefs prints the tgid in parentheses (record-tgid); perf script prints pid/tid.
+    tgid = match["tgid"] if system is None else (match["pid"] if match["tid"] else None)
     return TraceLine(
         line=line,
         comm=match["comm"].strip(),

@@ -62,48 +62,59 @@ def _ordinals(values: list[int]) -> str:
 
 def render(comparisons: Sequence[RunComparison], console: Console) -> None:
     """Print one agreement table per compared run, then disagreements and notes."""
-    from rich.table import Table
+    from kvmgen.report.layout import Column, Grid, print_grid, print_prose
 
     for comp in comparisons:
         window = f"updates {comp.window[0]:,}-{comp.window[1]:,}" if comp.window else "no updates"
-        table = Table(title=f"observed vs modelled: {comp.label}, {window}", title_justify="left")
-        for name in ("update class", "updates", "agree", "disagree", "zaps seen", "zaps modelled"):
-            table.add_column(name, justify="left" if name == "update class" else "right")
+        print_prose(console, f"observed vs modelled: {comp.label}, {window}")
+        grid = Grid(
+            "",
+            [
+                Column("update class", key=True),
+                *(
+                    Column(name, right=True)
+                    for name in ("updates", "agree", "disagree", "zaps seen", "zaps modelled")
+                ),
+            ],
+        )
         for row in comp.classes:
             if row.updates or row.observed_zaps or row.modelled_zaps:
-                table.add_row(
+                grid.add_row(
                     row.name,
-                    f"{row.updates:,}",
-                    f"{row.agree:,}",
-                    f"{row.disagree:,}",
-                    f"{row.observed_zaps:,}",
-                    f"{row.modelled_zaps:,}",
+                    count(row.updates),
+                    count(row.agree),
+                    count(row.disagree),
+                    count(row.observed_zaps),
+                    count(row.modelled_zaps),
                 )
         if comp.access_compared:
-            table.add_row(
+            grid.add_row(
                 "accesses",
-                f"{comp.access_compared:,}",
-                f"{comp.access_agree:,}",
-                f"{comp.access_compared - comp.access_agree:,}",
+                count(comp.access_compared),
+                count(comp.access_agree),
+                count(comp.access_compared - comp.access_agree),
                 "",
                 "",
             )
-        console.print(table)
+        print_grid(console, grid)
         if comp.zaps_compared:
-            console.print(f"  zaps seen at updates: {_ordinals(comp.observed_zap_updates)}")
-            console.print(f"  zaps modelled at updates: {_ordinals(comp.modelled_zap_updates)}")
+            seen, modelled = comp.observed_zap_updates, comp.modelled_zap_updates
+            print_prose(console, f"zaps seen at updates: {_ordinals(seen)}", indent=2)
+            print_prose(console, f"zaps modelled at updates: {_ordinals(modelled)}", indent=2)
         for d in comp.disagreements[:SHOWN]:
             flag = "" if d.gated else " (not gated)"
-            console.print(
-                f"  DISAGREE{flag}: {d.what}: kernel {d.observed}, model {d.modelled}"
-                + (f"; {d.note}" if d.note else "")
+            print_prose(
+                console,
+                f"DISAGREE{flag}: {d.what}: kernel {d.observed}, model {d.modelled}"
+                + (f"; {d.note}" if d.note else ""),
+                indent=2,
             )
         if len(comp.disagreements) > SHOWN:
             more = len(comp.disagreements) - SHOWN
             console.print(f"  ... {plural(more, 'more disagreement')}")
         for note in comp.notes[:SHOWN]:
-            console.print(f"  note: {note}")
-        console.print(f"verdict observed vs modelled {comp.label}: {verdict(comp)}")
+            print_prose(console, f"note: {note}", indent=2)
+        print_prose(console, f"verdict observed vs modelled {comp.label}: {verdict(comp)}")
 
 
 def verdict(comp: RunComparison) -> str:
