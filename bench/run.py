@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,22 +22,29 @@ import time
 from pathlib import Path
 
 import numpy as np
-from numba import njit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kvmgen.engine import kernels as k  # noqa: E402
-from kvmgen.engine.encode import EncodedTrace, encode  # noqa: E402
+from kvmgen.engine.encode import EncodedTrace, Encoder, encode  # noqa: E402
 from kvmgen.engine.replay import new_state, replay_engine, run_block, to_result  # noqa: E402
 from kvmgen.model.eras import ERAS  # noqa: E402
-from kvmgen.model.policy import parse_policy, resolve_runs  # noqa: E402
+from kvmgen.model.policy import RunSpec, parse_policy, resolve_runs  # noqa: E402
 from kvmgen.reference.replay import replay_reference  # noqa: E402
+from kvmgen.stats import ReplayResult  # noqa: E402
 from kvmgen.trace.records import Event, Op, SlotDecl, Trace, VmHeader  # noqa: E402
+from kvmgen.trace.table import EventTable  # noqa: E402
 
-GFNS = 4096  # distinct accessed pages; half of them RAM, half MMIO
+GFNS = 4096  # distinct accessed pages of the reference/ingest rows; half of them RAM
 VCPUS = 4
 UPDATE_EVERY = 1000  # one dirty-log toggle per 1000 accesses
+
+# The engine rows' mix (issue 15): 8,192 gfns, the first 4,096 RAM (one slot), 4 vCPUs
+# in turn, one flags update per 1,000 events, era E12, one address space.
+MIX_GFNS = 8192
+MIX_RAM = 4096
+C_SOURCE = ROOT / "bench" / "access_rule.c"
 
 
 def synthetic_events(n: int, seed: int = 1) -> tuple[np.ndarray, ...]:
@@ -49,37 +57,106 @@ def synthetic_events(n: int, seed: int = 1) -> tuple[np.ndarray, ...]:
     return op, gid, vcpu
 
 
-def encoded(n: int, ram_share: float = 0.5) -> EncodedTrace:
-    """Kernel arrays for ``n`` synthetic events, built directly (10M records would not fit).
+def mix_table(n: int, seed: int = 1) -> EventTable:
+    """The engine rows' mix as the columns a loader hands the encoder."""
+    rng = np.random.default_rng(seed)
+    table = EventTable.empty(n)
+    table.index[:] = np.arange(n)
+    table.op[UPDATE_EVERY - 1 :: UPDATE_EVERY] = Op.FLAGS
+    updates = table.op == Op.FLAGS
+    table.gfn[:] = rng.integers(0, MIX_GFNS, n)
+    table.gfn[updates] = -1
+    table.slot[updates] = 0
+    table.vcpu[:] = np.arange(n) % VCPUS
+    table.vcpu[updates] = 0
+    return table
 
-    ``ram_share`` of the working set lies in slot 0 (RAM); the rest is MMIO.
-    """
-    op, gid, vcpu = synthetic_events(n)
-    is_update = op == k.OP_FLAGS
-    n_upd = int(is_update.sum())
-    upd = np.zeros((n_upd, k.N_UCOLS), dtype=np.int64)
-    upd[:, k.U_BUMP_REPS] = 1
-    ev_x = gid.copy()
-    ev_x[is_update] = np.arange(n_upd)
-    cover = np.zeros((2, GFNS), dtype=np.int8)
-    cover[0, : int(GFNS * ram_share)] = 1  # slot 0 covers the start of the working set
-    return EncodedTrace(
-        gfns=np.arange(GFNS, dtype=np.int64),
-        ev_op=op,
-        ev_as=np.zeros(n, dtype=np.int8),
-        ev_vcpu=vcpu,
-        ev_x=ev_x,
-        ev_rep=np.ones(n, dtype=np.int64),
-        ev_index=np.arange(n, dtype=np.int64),
-        upd=upd,
-        dur=np.zeros((0, k.N_DFIELDS), dtype=np.int64),
-        initial_cover=cover,
-        vcpus=VCPUS,
-    )
+
+def mix_encoded(table: EventTable, ram_gfns: int) -> EncodedTrace:
+    """The mix encoded by the engine's own encoder, its slot covering ``ram_gfns`` pages."""
+    slots = (SlotDecl(slot=0, address_space=0, gfn=0, pages=ram_gfns),)
+    return Encoder(np.arange(MIX_GFNS, dtype=np.int64), slots, VCPUS).encode(table)
+
+
+def c_loop(table: EventTable, ram_gfns: int, binary: Path, work: Path) -> tuple[float, list[int]]:
+    """The C loop's best CPU seconds over 3 loops, and its outcome counts."""
+    path = work / "mix.bin"
+    kinds = np.where(table.op == Op.FLAGS, 255, table.vcpu).astype(np.uint8)
+    ram = (np.arange(MIX_GFNS) < ram_gfns).astype(np.uint8)
+    with open(path, "wb") as out:
+        out.write(np.int64(len(table)).tobytes())
+        out.write(kinds.tobytes())
+        out.write(table.gfn.astype(np.int32).tobytes())
+        out.write(np.int64(MIX_GFNS).tobytes())
+        out.write(ram.tobytes())
+    done = subprocess.run([str(binary), str(path), "3"], check=True, capture_output=True)
+    seconds, *counts = done.stdout.split()
+    return float(seconds), [int(c) for c in counts]
+
+
+def build_c_loop(work: Path) -> Path | None:
+    """bench/access_rule.c built with ``cc -O2``, or None (with a line) when there is no cc."""
+    cc = shutil.which("cc")
+    if cc is None:
+        print("bench: no cc on this machine: the C-loop rows are skipped", file=sys.stderr)
+        return None
+    binary = work / "access_rule"
+    subprocess.run([cc, "-O2", "-o", str(binary), str(C_SOURCE)], check=True)
+    return binary
+
+
+def engine_counts(result: ReplayResult) -> list[int]:
+    """The engine's outcomes in the C loop's order."""
+    a = result.accesses
+    return [
+        a[k.O_RAM_FAULT] + a[k.O_RAM_REFAULT],
+        a[k.O_RAM_ACCESS],
+        a[k.O_MMIO_SLOW],
+        a[k.O_MMIO_FAST],
+        a[k.O_MMIO_REFAULT],
+        a[k.O_CACHE_HIT],
+        result.updates,
+    ]
+
+
+def mix_spec() -> RunSpec:
+    """E12, one address space, historical bias: the engine rows' run."""
+    (spec,) = resolve_runs(ERAS["E12"], 1, [parse_policy("historical")])
+    return spec
+
+
+def bench_engine(n: int, binary: Path | None, work: Path) -> dict[str, float]:
+    """The engine alone vs the C loop on the mix: 50/50, all-RAM and all-MMIO."""
+    spec = mix_spec()
+    table = mix_table(n)
+    out: dict[str, float] = {"events": n}
+    warm = mix_encoded(mix_table(5000), MIX_RAM)
+    run_block(warm, new_state(warm, spec, 100))
+    for name, ram_gfns in (("mix", MIX_RAM), ("all_ram", MIX_GFNS), ("all_mmio", 0)):
+        enc = mix_encoded(table, ram_gfns)
+
+        def engine(enc: EncodedTrace = enc) -> ReplayResult:
+            state = new_state(enc, spec, 10_000)
+            run_block(enc, state)
+            return to_result(enc, spec, state)
+
+        t_engine = cpu(engine)
+        out[f"engine_{name}_cpu_s"] = t_engine
+        out[f"engine_{name}_ns_per_event"] = t_engine / n * 1e9
+        if binary is None:
+            continue
+        t_c, counts = c_loop(table, ram_gfns, binary, work)
+        # Interleaved: the engine again after the C loop, the best of both kept.
+        t_engine = min(t_engine, cpu(engine))
+        if counts != engine_counts(engine()):
+            raise SystemExit(f"bench: the C loop and the engine disagree on {name}")
+        out[f"c_loop_{name}_cpu_s"] = t_c
+        out[f"engine_vs_c_{name}"] = t_c / t_engine
+    return out
 
 
 def as_trace(n: int) -> Trace:
-    """The same workload as Python records, for the reference model and encode()."""
+    """The reference rows' workload as Python records, for the reference model and encode()."""
     op, gid, vcpu = synthetic_events(n)
     events = []
     for i in range(n):
@@ -89,15 +166,6 @@ def as_trace(n: int) -> Trace:
             events.append(Event(index=i, op=Op.ACCESS, gfn=int(gid[i]), vcpu=int(vcpu[i])))
     vm = VmHeader(vcpus=VCPUS, slots=(SlotDecl(slot=0, address_space=0, gfn=0, pages=GFNS // 2),))
     return Trace(path="<bench>", format="yaml", version=1, vm=vm, events=tuple(events))
-
-
-@njit(cache=True)
-def memory_floor(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, ev_index):  # type: ignore[no-untyped-def]
-    """Read every input column once: the least any replay of these arrays must cost."""
-    total = 0
-    for i in range(ev_op.shape[0]):
-        total += ev_op[i] + ev_as[i] + ev_vcpu[i] + ev_x[i] + ev_rep[i] + ev_index[i]
-    return total
 
 
 def best_of(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
@@ -117,41 +185,6 @@ def wall(cmd: list[str], repeat: int = 5, env: dict[str, str] | None = None) -> 
         subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def bench_engine(n: int, spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    enc = encoded(n)
-    warm = encoded(2000)
-    run_block(warm, new_state(warm, spec, 100))
-    memory_floor(enc.ev_op, enc.ev_as, enc.ev_vcpu, enc.ev_x, enc.ev_rep, enc.ev_index)
-
-    def engine() -> None:
-        state = new_state(enc, spec, 10_000)
-        run_block(enc, state)
-        to_result(enc, spec, state)
-
-    t_engine = best_of(engine)
-    t_floor = best_of(
-        lambda: memory_floor(enc.ev_op, enc.ev_as, enc.ev_vcpu, enc.ev_x, enc.ev_rep, enc.ev_index)
-    )
-    # The same events with every accessed page RAM, or every one MMIO: the 50/50 mix
-    # above is the worst case for branch prediction, these show the two paths alone.
-    shares = {}
-    for name, share in (("all_ram", 1.0), ("all_mmio", 0.0)):
-        variant = encoded(n, share)
-
-        def run(variant: EncodedTrace = variant) -> None:
-            run_block(variant, new_state(variant, spec, 10_000))
-
-        shares[f"engine_vs_floor_{name}"] = best_of(run) / t_floor
-    return {
-        "events": n,
-        "engine_seconds": t_engine,
-        "engine_events_per_s": n / t_engine,
-        "floor_seconds": t_floor,
-        "engine_vs_floor": t_engine / t_floor,
-        **shares,
-    }
 
 
 def bench_reference(n: int, spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -346,19 +379,28 @@ def main() -> int:
     parser.add_argument("--yaml-events", type=int, default=200_000)
     parser.add_argument("--json-events", type=int, default=1_000_000)
     parser.add_argument("--jsonl-events", type=int, default=10_000_000)
+    parser.add_argument(
+        "--only", action="append", default=[], help="Run only these groups (repeatable)."
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
     (spec,) = resolve_runs(ERAS["E5"], 2, [parse_policy("historical")])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        results = {
-            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-            "engine": bench_engine(args.accesses, spec),
-            "reference": bench_reference(args.reference_events, spec),
-            "ingest": bench_ingest(args.yaml_events, args.json_events, work),
-            "jsonl": bench_jsonl_rss(args.jsonl_events, work),
-            "startup": bench_startup(),
+        binary = build_c_loop(work)
+        groups = {
+            "engine": lambda: bench_engine(args.accesses, binary, work),
+            "reference": lambda: bench_reference(args.reference_events, spec),
+            "ingest": lambda: bench_ingest(args.yaml_events, args.json_events, work),
+            "jsonl": lambda: bench_jsonl_rss(args.jsonl_events, work),
+            "startup": bench_startup,
         }
+        results: dict[str, dict[str, float]] = {
+            "machine": {"cpus": os.cpu_count() or 1, "python": sys.version.split()[0]}  # type: ignore[dict-item]
+        }
+        for name, run in groups.items():
+            if not args.only or name in args.only:
+                results[name] = run()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     for group, values in results.items():
