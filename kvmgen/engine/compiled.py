@@ -34,22 +34,11 @@ from kvmgen.trace.streamed import StreamedTrace
 from kvmgen.trace.table import EventTable, table_of
 from kvmgen.version import __version__
 
-COMPILED_VERSION = 3
+COMPILED_VERSION = 4  # 4: seven bytes an event (code, vCPU, x) and the aux table
 _ALIGN = 64
 _LENGTH = struct.Struct("<Q")  # manifest length, after the magic; then its XXH3 (16 bytes)
 _HEAD = len(COMPILED_MAGIC) + _LENGTH.size + 16
-_ARRAYS = (
-    "gfns",
-    "ev_op",
-    "ev_as",
-    "ev_vcpu",
-    "ev_x",
-    "ev_rep",
-    "ev_index",
-    "upd",
-    "dur",
-    "initial_cover",
-)
+_ARRAYS = ("gfns", "ev_code", "ev_vcpu", "ev_x", "aux", "dur", "initial_cover")
 
 
 def layout_fingerprint() -> str:
@@ -112,37 +101,33 @@ def _aligned(n: int) -> int:
 
 def _encode_streamed(trace: StreamedTrace) -> EncodedTrace:
     encoder = streamed_encoder(trace)
-    gfns = encoder.gfns
     parts = [encoder.encode(block) for block in trace.blocks()]
-    upd_base = dur_base = 0
-    ev_x, upd, dur = [], [], []
+    aux_base = dur_base = 0
+    ev_x, aux, dur = [], [], []
     for part in parts:
+        # Each block numbers its aux and during rows from 0: shift them past the earlier ones.
         x = part.ev_x.copy()
-        is_update = (part.ev_op != k.OP_ACCESS) & (part.ev_op != k.OP_BUMP)
-        x[is_update] += upd_base
-        rows = part.upd.copy()
+        x[(part.ev_code & k.EV_AUX) != 0] += aux_base
+        rows = part.aux.copy()
         rows[:, k.U_DSTART] += dur_base
         rows[:, k.U_DEND] += dur_base
         ev_x.append(x)
-        upd.append(rows)
+        aux.append(rows)
         dur.append(part.dur)
-        upd_base += len(part.upd)
+        aux_base += len(part.aux)
         dur_base += len(part.dur)
     empty = encoder.encode(EventTable.empty(0))
-    joined = EncodedTrace(
-        gfns=gfns,
-        ev_op=np.concatenate([p.ev_op for p in parts] or [empty.ev_op]),
-        ev_as=np.concatenate([p.ev_as for p in parts] or [empty.ev_as]),
+    return EncodedTrace(
+        gfns=encoder.gfns,
+        ev_code=np.concatenate([p.ev_code for p in parts] or [empty.ev_code]),
         ev_vcpu=np.concatenate([p.ev_vcpu for p in parts] or [empty.ev_vcpu]),
         ev_x=np.concatenate(ev_x or [empty.ev_x]),
-        ev_rep=np.concatenate([p.ev_rep for p in parts] or [empty.ev_rep]),
-        ev_index=np.concatenate([p.ev_index for p in parts] or [empty.ev_index]),
-        upd=np.concatenate(upd or [empty.upd]),
+        first_index=parts[0].first_index if parts else 0,
+        aux=np.concatenate(aux or [empty.aux]),
         dur=np.concatenate(dur or [empty.dur]),
         initial_cover=encoder.initial_cover,
         vcpus=encoder.vcpus,
     )
-    return joined
 
 
 def compile_trace(
@@ -186,6 +171,7 @@ def compile_trace(
         "source": _source(trace),
         "digest": digest,
         "events": count,
+        "first_index": enc.first_index,
         "vcpus": enc.vcpus,
         "vm": _vm_json(trace.vm),
         "notes": {str(i): note for i, note in notes.items()},
@@ -232,7 +218,9 @@ def _hash_file(path: str, *hashers: Any) -> list[str]:
 def _from_parts(
     path: str, manifest: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> CompiledTrace:
-    enc = EncodedTrace(vcpus=int(manifest["vcpus"]), **arrays)
+    enc = EncodedTrace(
+        vcpus=int(manifest["vcpus"]), first_index=int(manifest["first_index"]), **arrays
+    )
     return CompiledTrace(
         path=path,
         vm=_vm_from_json(manifest["vm"]),
@@ -342,13 +330,10 @@ class ManifestError(ValueError):
 # Every array: its dtype, its number of dimensions and, for 2-D tables, its columns.
 ARRAY_SPEC: dict[str, tuple[str, int, int | None]] = {
     "gfns": ("<i8", 1, None),
-    "ev_op": ("|i1", 1, None),
-    "ev_as": ("|i1", 1, None),
-    "ev_vcpu": ("<i2", 1, None),
-    "ev_x": ("<i8", 1, None),
-    "ev_rep": ("<i8", 1, None),
-    "ev_index": ("<i8", 1, None),
-    "upd": ("<i8", 2, k.N_UCOLS),
+    "ev_code": ("|u1", 1, None),
+    "ev_vcpu": ("<u2", 1, None),
+    "ev_x": ("<u4", 1, None),
+    "aux": ("<i8", 2, k.N_UCOLS),
     "dur": ("<i8", 2, k.N_DFIELDS),
     "initial_cover": ("|i1", 2, None),
 }
@@ -380,6 +365,7 @@ def check_manifest(manifest: dict[str, Any], region_size: int) -> None:
     for name in ("generator", "layout", "digest", "arrays_xxh3"):
         _field(manifest, name, str)
     _count(manifest, "events")
+    _count(manifest, "first_index")
     _count(manifest, "vcpus", 1)
     source = _field(manifest, "source", dict)
     for key in ("path", "given", "sha256", "xxh3"):
@@ -454,39 +440,46 @@ def _check_layout(layout: list[Any], region_size: int) -> None:
 def check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> None:
     """Check that the arrays hold what the engine may index with (it does no bounds checks)."""
     events = manifest["events"]
-    top = [arrays[n] for n in ("ev_op", "ev_as", "ev_vcpu", "ev_x", "ev_rep", "ev_index")]
+    top = [arrays[n] for n in ("ev_code", "ev_vcpu", "ev_x")]
     if {len(a) for a in top} != {events}:
         raise ManifestError(f"the event arrays do not all hold the {events:,} events")
-    gfns, upd, dur = arrays["gfns"], arrays["upd"], arrays["dur"]
+    gfns, aux, dur = arrays["gfns"], arrays["aux"], arrays["dur"]
     cover = arrays["initial_cover"]
     if cover.shape != (2, max(len(gfns), 1)):
         raise ManifestError("array initial_cover does not match the gfn universe")
-    ops, x = arrays["ev_op"], arrays["ev_x"]
-    access = ops == k.OP_ACCESS
-    update = (ops != k.OP_ACCESS) & (ops != k.OP_BUMP)
+    code, x = arrays["ev_code"], arrays["ev_x"]
 
     def bad(mask: Any, what: str) -> None:
         if mask.any():
             raise ManifestError(f"{what} (first at row {int(np.argmax(mask))})")
 
-    bad((ops < k.OP_CREATE) | (ops > k.OP_ACCESS), "array ev_op holds an unknown op")
-    bad((arrays["ev_as"] < 0) | (arrays["ev_as"] > 1), "array ev_as names no address space")
-    vcpus = manifest["vcpus"]
-    bad((arrays["ev_vcpu"] < 0) | (arrays["ev_vcpu"] >= vcpus), "array ev_vcpu names no vCPU")
-    bad(access & ((x < 0) | (x >= len(gfns))), "array ev_x: an access outside the gfns")
-    bad(update & ((x < 0) | (x >= len(upd))), "array ev_x: an update outside the table")
-    bad(arrays["ev_rep"] < 1, "array ev_rep holds a repeat below 1")
-    if len(upd):
-        spans = upd[:, [k.U_LO, k.U_HI, k.U_OLO, k.U_OHI]]
-        bad(((spans < 0) | (spans > len(gfns))).any(axis=1), "array upd: a range outside the gfns")
-        during = upd[:, [k.U_DSTART, k.U_DEND]]
+    ops = code & k.EV_OP
+    in_aux = (code & k.EV_AUX) != 0
+    unknown_bits = np.uint8(0xFF ^ (k.EV_OP | 1 << k.EV_AS_SHIFT | k.EV_AUX))
+    bad((ops > k.OP_ACCESS) | ((code & unknown_bits) != 0), "array ev_code holds an unknown op")
+    bad((ops != k.OP_ACCESS) & ~in_aux, "array ev_code: an update without its aux row")
+    bad(arrays["ev_vcpu"] >= manifest["vcpus"], "array ev_vcpu names no vCPU")
+    bad(~in_aux & (x >= len(gfns)), "array ev_x: an access outside the gfns")
+    bad(in_aux & (x >= len(aux)), "array ev_x: a row outside the aux table")
+    if len(aux):
+        bad(aux[:, k.U_REPS] < 1, "array aux holds a repeat below 1")
+        bad(
+            (aux[:, k.U_GID] < 0) | (aux[:, k.U_GID] >= max(len(gfns), 1)),
+            "array aux: a gfn outside",
+        )
+        spans = aux[:, [k.U_LO, k.U_HI, k.U_OLO, k.U_OHI]]
+        bad(((spans < 0) | (spans > len(gfns))).any(axis=1), "array aux: a range outside the gfns")
+        during = aux[:, [k.U_DSTART, k.U_DEND]]
         bad(
             (during[:, 0] < 0) | (during[:, 1] < during[:, 0]) | (during[:, 1] > len(dur)),
-            "array upd: during rows outside the table",
+            "array aux: during rows outside the table",
         )
     if len(dur):
         bad((dur[:, k.D_AS] < 0) | (dur[:, k.D_AS] > 1), "array dur names no address space")
-        bad((dur[:, k.D_VCPU] < 0) | (dur[:, k.D_VCPU] >= vcpus), "array dur names no vCPU")
+        bad(
+            (dur[:, k.D_VCPU] < 0) | (dur[:, k.D_VCPU] >= manifest["vcpus"]),
+            "array dur names no vCPU",
+        )
         bad((dur[:, k.D_GID] < 0) | (dur[:, k.D_GID] >= len(gfns)), "array dur: a gfn outside")
         bad(dur[:, k.D_REP] < 1, "array dur holds a repeat below 1")
 

@@ -56,13 +56,14 @@ class EngineState:
 
     params: I64
     ctr: I64
-    spte: I64
+    page: I64
+    made: I64
     cache: I64
     rec: I64
 
-    def arrays(self) -> tuple[I64, I64, I64, I64, I64]:
+    def arrays(self) -> tuple[I64, I64, I64, I64, I64, I64]:
         """The state arrays in the order the kernels take them."""
-        return self.params, self.ctr, self.spte, self.cache, self.rec
+        return self.params, self.ctr, self.page, self.made, self.cache, self.rec
 
 
 def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineState:
@@ -71,14 +72,16 @@ def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineStat
     ctr = np.zeros(k.N_COUNTERS, dtype=np.int64)
     for a, g in enumerate(spec.init_generations):
         ctr[k.C_GEN + a] = _signed(g)
-    spte = np.zeros((nas, max(len(enc.gfns), 1), k.N_SFIELDS), dtype=np.int64)
-    spte[:, :, k.S_COVER] = enc.initial_cover[:nas]
+    page = enc.initial_cover[:nas].astype(np.int64) * k.PAGE_COVER
+    cache = np.zeros((k.N_KFIELDS, max(enc.vcpus, 1)), dtype=np.int64)
+    cache[k.K_KEY] = -1
     width = max(k.N_RFIELDS, k.N_WFIELDS, k.N_ZFIELDS)
     return EngineState(
         params=engine_params(spec, record_limit),
         ctr=ctr,
-        spte=spte,
-        cache=np.zeros((max(enc.vcpus, 1), k.N_KFIELDS), dtype=np.int64),
+        page=page,
+        made=np.zeros_like(page),
+        cache=cache,
         rec=np.zeros((3, record_limit, width), dtype=np.int64),
     )
 
@@ -93,13 +96,11 @@ Progress = Callable[[int], None]
 def run_block(enc: EncodedTrace, state: EngineState) -> None:
     """Replay every event of ``enc`` into ``state``."""
     k.replay_events(
-        enc.ev_op,
-        enc.ev_as,
+        enc.ev_code,
         enc.ev_vcpu,
         enc.ev_x,
-        enc.ev_rep,
-        enc.ev_index,
-        enc.upd,
+        np.int64(enc.first_index),
+        enc.aux,
         enc.dur,
         *state.arrays(),
     )
