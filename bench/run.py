@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -152,6 +153,87 @@ def bench_engine(n: int, binary: Path | None, work: Path) -> dict[str, float]:
             raise SystemExit(f"bench: the C loop and the engine disagree on {name}")
         out[f"c_loop_{name}_cpu_s"] = t_c
         out[f"engine_vs_c_{name}"] = t_c / t_engine
+    return out
+
+
+def child_cpu(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    """CPU seconds (user + system) of one run of ``cmd`` in a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def write_mix_jsonl(path: Path, table: EventTable, ram_gfns: int) -> None:
+    """The mix as a JSON Lines trace whose header declares its era and slot."""
+    slot = {"slot": 0, "gfn": 0, "pages": ram_gfns}
+    header = {"kvmgen": 1, "vm": {"era": "E12", "address_spaces": 1, "vcpus": VCPUS}}
+    header["vm"]["slots"] = [slot]  # type: ignore[index]
+    flags = b'{"op":"flags","slot":0}'
+    with open(path, "wb") as out:
+        out.write(json.dumps(header).encode() + b"\n")
+        for start in range(0, len(table), 1 << 16):
+            rows = range(start, min(start + (1 << 16), len(table)))
+            ops, gfns, vcpus = (
+                c[rows.start : rows.stop].tolist() for c in (table.op, table.gfn, table.vcpu)
+            )
+            lines = [
+                flags if op == Op.FLAGS else b'{"op":"access","gfn":%d,"vcpu":%d}' % (gfn, vcpu)
+                for op, gfn, vcpu in zip(ops, gfns, vcpus, strict=True)
+            ]
+            out.write(b"\n".join(lines) + b"\n")
+
+
+def bench_compiled(n: int, binary: Path | None, work: Path) -> dict[str, float]:
+    """``kvmgen replay`` of the compiled mix, one run, end to end, vs the C loop.
+
+    Marginal CPU: ``kvmgen replay`` (load, checks, replay, report) of the
+    10M-event compiled trace less that of a 1,000-event one.
+    """
+    compile_cmd = [sys.executable, "-m", "kvmgen", "compile"]
+    table = mix_table(n)
+    paths = {}
+    for name, rows in (("big", n), ("small", 1000)):
+        source = work / f"mix-{name}.jsonl"
+        write_mix_jsonl(source, mix_table(rows) if rows != n else table, MIX_RAM)
+        paths[name] = work / f"mix-{name}.kvmc"
+        subprocess.run(
+            [*compile_cmd, str(source), "-o", str(paths[name])],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
+    # In one fresh process, the CLI's own entry point, big and small interleaved:
+    # interpreter start-up and imports are the same for both and would only add
+    # their noise (~0.1 s on this shared machine) to a ~0.1 s difference.
+    code = (
+        "import sys, time\n"
+        "from kvmgen.cli import main\n"
+        "def run(path):\n"
+        "    start = time.process_time()\n"
+        "    main(['replay', path, '--bias', 'historical', '-q'])\n"
+        "    return time.process_time() - start\n"
+        f"big, small = {str(paths['big'])!r}, {str(paths['small'])!r}\n"
+        "run(small); run(big)\n"
+        "times = [(run(big), run(small)) for _ in range(5)]\n"
+        "print(min(t[0] for t in times), min(t[1] for t in times))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
+    )
+    big, small = (float(v) for v in done.stdout.split())
+    marginal = big - small
+    out = {
+        "events": n,
+        "compiled_file_bytes_per_event": paths["big"].stat().st_size / n,
+        "replay_compiled_cpu_s": big,
+        "replay_compiled_small_cpu_s": small,
+        "replay_compiled_marginal_cpu_s": marginal,
+    }
+    if binary is not None:
+        t_c, _ = c_loop(table, MIX_RAM, binary, work)
+        out["c_loop_mix_cpu_s"] = t_c
+        out["compiled_marginal_vs_c"] = t_c / marginal
     return out
 
 
@@ -390,6 +472,7 @@ def main() -> int:
         binary = build_c_loop(work)
         groups = {
             "engine": lambda: bench_engine(args.accesses, binary, work),
+            "compiled": lambda: bench_compiled(args.accesses, binary, work),
             "reference": lambda: bench_reference(args.reference_events, spec),
             "ingest": lambda: bench_ingest(args.yaml_events, args.json_events, work),
             "jsonl": lambda: bench_jsonl_rss(args.jsonl_events, work),

@@ -212,6 +212,13 @@ ZR_RAM = 5
 ZR_MMIO = 6
 N_ZFIELDS = 7
 
+# ---- what check_events finds wrong with an event (compiled.py words each one)
+BAD_OP = 1
+BAD_NO_AUX = 2
+BAD_VCPU = 3
+BAD_GFN = 4
+BAD_AUX_ROW = 5
+
 BIT63 = np.int64(-(2**63))
 LOW63 = np.int64(2**63 - 1)
 LAYOUT_NONE = 0
@@ -860,3 +867,60 @@ def replay_events(
         else:
             update(params, ctr, page, made, cache, rec, dur, op, a, aux[x], event)
         i += 1
+
+
+@kernel(inline="always")
+def event_fault(code, vcpu, x, gfns, aux_rows, vcpus):
+    """The BAD_* reason the engine could not replay one event for, or 0."""
+    op = code & EV_OP
+    in_aux = (code & EV_AUX) != 0
+    if op > OP_ACCESS or (code & (0xFF ^ (EV_OP | 1 << EV_AS_SHIFT | EV_AUX))) != 0:
+        return BAD_OP
+    if op != OP_ACCESS and not in_aux:
+        return BAD_NO_AUX
+    if vcpu >= vcpus:
+        return BAD_VCPU
+    if in_aux:
+        return BAD_AUX_ROW if x >= aux_rows else 0
+    return BAD_GFN if x >= gfns else 0
+
+
+@kernel()
+def check_events(ev_code, ev_vcpu, ev_x, gfns, aux_rows, vcpus):
+    """The first event the engine could not index with, as (row, BAD_* reason), or (-1, 0).
+
+    The kernels read a compiled trace's event columns without bounds checks. Each
+    stretch of events is first tested without branching (which the compiler can
+    vectorise); only a stretch holding a bad event is looked at event by event.
+    """
+    unknown = 0xFF ^ (EV_OP | 1 << EV_AS_SHIFT | EV_AUX)
+    n = ev_code.shape[0]
+    stretch = 1 << 14
+    for start in range(0, n, stretch):
+        stop = min(start + stretch, n)
+        wrong = False
+        for i in range(start, stop):
+            code = np.int64(ev_code[i])
+            op = code & EV_OP
+            in_aux = (code & EV_AUX) != 0
+            limit = aux_rows if in_aux else gfns
+            wrong |= (
+                (op > OP_ACCESS)
+                | ((code & unknown) != 0)
+                | ((op != OP_ACCESS) & ~in_aux)
+                | (np.int64(ev_vcpu[i]) >= vcpus)
+                | (np.int64(ev_x[i]) >= limit)
+            )
+        if wrong:
+            for i in range(start, stop):
+                fault = event_fault(
+                    np.int64(ev_code[i]),
+                    np.int64(ev_vcpu[i]),
+                    np.int64(ev_x[i]),
+                    gfns,
+                    aux_rows,
+                    vcpus,
+                )
+                if fault != 0:
+                    return i, fault
+    return -1, 0
