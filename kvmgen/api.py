@@ -35,7 +35,15 @@ from kvmgen.model.policy import (
     with_literal_companions,
 )
 from kvmgen.model.versions import era_for_version, lookup_era
-from kvmgen.session import RunOutcome, Session, Target, resolve_target, run_session, targets_for
+from kvmgen.session import (
+    RunOutcome,
+    Session,
+    Target,
+    implementation_for,
+    resolve_target,
+    run_session,
+    targets_for,
+)
 from kvmgen.stats import DEFAULT_RECORD_LIMIT
 from kvmgen.trace.records import Trace
 from kvmgen.trace.streamed import StreamedTrace
@@ -131,7 +139,7 @@ def replay(
     biases: Biases = None,
     address_spaces: int | None = None,
     costs: Costs = None,
-    reference: bool = False,
+    reference: bool | None = None,
     record_limit: int = DEFAULT_RECORD_LIMIT,
     fmt: str | None = None,
     progress: Progress | None = None,
@@ -139,8 +147,11 @@ def replay(
 ) -> Session:
     """Replay ``trace`` under one era, with each bias policy (default: historical and none).
 
-    ``reference`` replays with the plain-Python reference model instead of the
-    numba engine (same results, slower). ``progress(label, done, total)`` is told
+    ``reference``: True replays with the plain-Python reference model, False
+    with the numba engine; None (the default) picks the reference model for a
+    small in-memory trace (:data:`kvmgen.session.REFERENCE_MAX_WORK`), where it
+    is faster than loading the engine, and the engine otherwise. Both give the
+    same results. ``progress(label, done, total)`` is told
     how reading and replaying advance. A Ctrl-C (or SIGTERM, see
     :mod:`kvmgen.signals`) between two blocks of events returns a session marked
     ``partial``. ``allow_missing_source`` replays a compiled trace whose source is gone.
@@ -167,7 +178,7 @@ def compare(
     biases: Biases = None,
     address_spaces: int | None = None,
     costs: Costs = None,
-    reference: bool = False,
+    reference: bool | None = None,
     record_limit: int = DEFAULT_RECORD_LIMIT,
     fmt: str | None = None,
     progress: Progress | None = None,
@@ -199,7 +210,7 @@ def _session(
     biases: Biases,
     address_spaces: int | None,
     costs: Costs,
-    reference: bool,
+    reference: bool | None,
     record_limit: int,
     skip_unrunnable: bool,
     progress: Progress | None,
@@ -210,7 +221,7 @@ def _session(
         address_spaces=address_spaces,
         policies=_policies(biases),
         cost_model=_costs(costs),
-        implementation="reference" if reference else "engine",
+        implementation=implementation_for(reference),
         record_limit=record_limit,
         skip_unrunnable=skip_unrunnable,
         progress=progress,
@@ -258,10 +269,11 @@ def check(
     address_spaces: int | None = None,
     costs: str | None = None,
     fmt: str | None = None,
-    reference: bool = False,
+    reference: bool | None = None,
     record_limit: int | None = None,
     progress: Progress | None = None,
     allow_missing_source: bool = False,
+    jobs: int | None = None,
 ) -> CheckResult:
     """Replay trace files and hold every run to limits, as ``kvmgen check`` does.
 
@@ -269,6 +281,8 @@ def check(
     metric (or ``all``) to the largest growth in percent over the same run in the
     ``baseline`` file. The result's ``outcome.passed`` says whether every limit
     held; ``result.baseline_bytes()`` is what ``--save-baseline`` writes.
+    ``jobs`` traces replay at once, each in its own process (default: every
+    core; 1: one by one in this process); the result is the same either way.
     """
     from kvmgen.gate.baseline import read_reports
     from kvmgen.gate.check import CheckResult, ReplayRequest, evaluate, replay_traces
@@ -292,7 +306,7 @@ def check(
         allow_missing_source=allow_missing_source,
     )
     reports = read_reports(baseline) if baseline else None
-    runs = replay_traces(list(traces), request, progress)
+    runs = replay_traces(list(traces), request, progress, jobs)
     outcome = evaluate(
         runs,
         limits,

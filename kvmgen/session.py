@@ -8,8 +8,11 @@ cheap.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from kvmgen.errors import KvmgenError, UsageError
@@ -36,9 +39,6 @@ from kvmgen.trace.table import table_of
 
 def _compiled(trace: AnyTrace) -> bool:
     return trace.format == "compiled"
-
-
-Replayer = Callable[..., ReplayResult]
 
 
 @dataclass(frozen=True)
@@ -149,45 +149,169 @@ def targets_for(kernels: Sequence[str], eras: Sequence[str]) -> list[Target]:
     return out
 
 
-def _engine() -> Replayer:
-    from kvmgen.engine.encode import EncodedTrace, encode
+REFERENCE_MAX_WORK = 50_000
+"""The most accesses and bumps (repetitions counted, summed over every run) that the
+default replays with the reference model: it does ~250,000 a second, less than
+loading the engine costs (``make bench``), and gives the same reports."""
+
+IMPLEMENTATIONS = ("auto", "engine", "reference")
+
+
+def implementation_for(reference: bool | None) -> str:
+    """``--reference`` (True), ``--engine`` (False) or neither (None) as an implementation."""
+    return "auto" if reference is None else "reference" if reference else "engine"
+
+
+def resolve_implementation(implementation: str, trace: AnyTrace, runs: int) -> str:
+    """``auto``: the reference model for a small in-memory trace, else the engine."""
+    if implementation != "auto":
+        return implementation
+    if not isinstance(trace, Trace) or len(trace.events) * runs > REFERENCE_MAX_WORK:
+        return "engine"
+    repeats = table_of(trace).repeat
+    if int(repeats.max(initial=0)) > REFERENCE_MAX_WORK:
+        return "engine"  # one huge repeat; summing could overflow
+    return "reference" if int(repeats.sum()) * runs <= REFERENCE_MAX_WORK else "engine"
+
+
+def default_jobs() -> int:
+    """Every core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _engine_runs(
+    trace: AnyTrace,
+    specs: Sequence[RunSpec],
+    *,
+    record_limit: int,
+    progress: Callable[..., None] | None,
+    total: int,
+    jobs: int,
+) -> list[ReplayResult]:
+    """Every run of ``trace`` on the engine, ``jobs`` at a time (the kernels release the GIL).
+
+    A JSON Lines trace is read once for all runs. Results come in ``specs`` order
+    whatever finished first; on Ctrl-C every run stops at its next block, and the
+    runs after the first one stopped are dropped (as if never started).
+    """
+    from kvmgen.engine.encode import encode
     from kvmgen.engine.replay import replay_encoded, replay_streamed
 
-    # Encoding is era-independent: one per in-memory trace serves every run.
-    encoded: dict[int, tuple[Trace, EncodedTrace]] = {}
-
-    def replay(trace: AnyTrace, spec: RunSpec, **options: object) -> ReplayResult:
-        if isinstance(trace, StreamedTrace):
-            return replay_streamed(trace, [spec], **options)[0]  # type: ignore[arg-type]
-        if _compiled(trace):
-            return replay_encoded(trace.encoded, spec, **options)  # type: ignore[union-attr,arg-type]
+    stop = threading.Event()
+    if isinstance(trace, StreamedTrace):
+        label = plural(len(specs), "run")
+        tick = partial(progress, label, total=total) if progress else None
+        return replay_streamed(
+            trace, specs, record_limit=record_limit, progress=tick, jobs=jobs, stop=stop
+        )
+    if _compiled(trace):
+        enc = trace.encoded  # type: ignore[union-attr]
+    else:
         assert isinstance(trace, Trace)
-        if id(trace) not in encoded:
-            encoded[id(trace)] = (trace, encode(trace))
-        return replay_encoded(encoded[id(trace)][1], spec, **options)  # type: ignore[arg-type]
+        enc = encode(trace)  # era-independent: one encoding serves every run
+
+    if jobs <= 1 or len(specs) <= 1:
+        results = []
+        for spec in specs:
+            tick = partial(progress, spec.label, total=total) if progress else None
+            results.append(
+                replay_encoded(enc, spec, record_limit=record_limit, progress=tick, stop=stop)
+            )
+            if results[-1].partial:
+                break
+        return results
+    # Worker threads replay; this (main) thread reports progress, so that Ctrl-C,
+    # SIGTERM and a progress callback's exceptions all arrive here, in run order.
+    replayed = [0] * len(specs)
+
+    def run(i: int) -> ReplayResult:
+        def count(events: int) -> None:
+            replayed[i] = events
+
+        return replay_encoded(enc, specs[i], record_limit=record_limit, progress=count, stop=stop)
+
+    pool = ThreadPoolExecutor(min(jobs, len(specs)))
+    futures = [pool.submit(run, i) for i in range(len(specs))]
+    reported = [False] * len(specs)  # a run counts as whole once its end was reported
+    try:
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.1)
+            for i, future in enumerate(futures):
+                if reported[i] or (i > 0 and not reported[i - 1]):
+                    continue
+                ended = future.done()
+                if progress is not None:
+                    progress(specs[i].label, replayed[i], total=total)
+                reported[i] = ended
+        results = [future.result() for future in futures]
+    except KeyboardInterrupt:
+        stop.set()
+        results = _gather(futures)
+        # As one by one: the first run whose end was not reported stopped, partial.
+        last = reported.index(False) if False in reported else len(results) - 1
+        results[last] = replace(results[last], partial=True)
+        return results[: last + 1]
+    finally:
+        # Not waiting (every run has returned): a signal then would escape the wait.
+        pool.shutdown(wait=False)
+    last = next((i for i, r in enumerate(results) if r.partial), len(results) - 1)
+    return results[: last + 1]
+
+
+def _gather(futures: Sequence[Future[ReplayResult]]) -> list[ReplayResult]:
+    """Every result, once the runs stopped: a second Ctrl-C (or SIGTERM) only waits longer."""
+    while True:
+        try:
+            return [future.result() for future in futures]
+        except KeyboardInterrupt:
+            continue
+
+
+def _reference_runs(
+    trace: AnyTrace, specs: Sequence[RunSpec], *, record_limit: int
+) -> list[ReplayResult]:
+    from kvmgen.reference.replay import replay_reference
+
+    # The oracle is for checking, not for scale: it takes the trace in memory.
+    if _compiled(trace):
+        raise UsageError(
+            f"{trace.path}: --reference needs the source trace; a compiled trace holds "
+            "only the engine's arrays"
+        )
+    if isinstance(trace, StreamedTrace):
+        trace = trace.materialize()
+    assert isinstance(trace, Trace)
+    return [replay_reference(trace, spec, record_limit=record_limit) for spec in specs]
+
+
+Replayer = Callable[..., ReplayResult]
+"""``replay(trace, spec, record_limit=...)``: one run of one trace."""
+
+
+def _engine() -> Replayer:
+    def replay(
+        trace: AnyTrace, spec: RunSpec, record_limit: int = DEFAULT_RECORD_LIMIT
+    ) -> ReplayResult:
+        runs = _engine_runs(
+            trace, [spec], record_limit=record_limit, progress=None, total=0, jobs=1
+        )
+        return runs[0]
 
     return replay
 
 
 def _reference() -> Replayer:
-    from kvmgen.reference.replay import replay_reference
-
-    def replay(trace: AnyTrace, spec: RunSpec, **options: object) -> ReplayResult:
-        # The oracle is for checking, not for scale: it takes the trace in memory.
-        if _compiled(trace):
-            raise UsageError(
-                f"{trace.path}: --reference needs the source trace; a compiled trace holds "
-                "only the engine's arrays"
-            )
-        if isinstance(trace, StreamedTrace):
-            trace = trace.materialize()
-        options.pop("progress", None)
-        return replay_reference(trace, spec, **options)  # type: ignore[arg-type]
+    def replay(
+        trace: AnyTrace, spec: RunSpec, record_limit: int = DEFAULT_RECORD_LIMIT
+    ) -> ReplayResult:
+        return _reference_runs(trace, [spec], record_limit=record_limit)[0]
 
     return replay
 
 
 REPLAYERS: dict[str, Callable[[], Replayer]] = {"engine": _engine, "reference": _reference}
+"""One run at a time, on a chosen implementation (for tools that replay a run again)."""
 
 
 def plan_runs(
@@ -242,39 +366,37 @@ def run_session(
     address_spaces: int | None = None,
     policies: Sequence[Policy] | None = None,
     cost_model: CostModel | None = None,
-    implementation: str = "engine",
+    implementation: str = "auto",
     record_limit: int = DEFAULT_RECORD_LIMIT,
     skip_unrunnable: bool = False,
     progress: Callable[..., None] | None = None,
+    jobs: int | None = None,
 ) -> Session:
     """Replay ``trace`` for every target and policy.
 
     With ``skip_unrunnable`` (``compare``), a target whose address-space count
     cannot hold the trace is listed in ``skipped`` instead of failing the session.
     ``progress(label, events_done, total=events_total)`` is called as runs advance.
-    A JSON Lines trace is replayed under all runs in one pass over the file.
+    ``implementation`` is ``engine``, ``reference`` or ``auto`` (see
+    :func:`resolve_implementation`); the engine replays up to ``jobs`` runs at
+    once (default: every core), with the same results as one by one. A JSON
+    Lines trace is replayed under all runs in one pass over the file.
     """
     policies = list(policies or [parse_policy(p) for p in DEFAULT_POLICIES])
     model = cost_model or CostModel()
     specs, skipped = plan_session(trace, targets, address_spaces, policies, skip_unrunnable)
-    total = event_count(trace)
-    if isinstance(trace, StreamedTrace) and implementation == "engine":
-        from kvmgen.engine.replay import replay_streamed
-
-        label = plural(len(specs), "run")
-        tick = partial(progress, label, total=total) if progress else None
-        results = replay_streamed(trace, specs, record_limit=record_limit, progress=tick)
+    chosen = resolve_implementation(implementation, trace, len(specs))
+    if chosen == "reference":
+        results = _reference_runs(trace, specs, record_limit=record_limit)
     else:
-        replayer = REPLAYERS[implementation]()
-        results = []
-        for spec in specs:
-            tick = partial(progress, spec.label, total=total) if progress else None
-            options: dict[str, object] = {"record_limit": record_limit}
-            if tick is not None:
-                options["progress"] = tick
-            results.append(replayer(trace, spec, **options))
-            if results[-1].partial:
-                break
+        results = _engine_runs(
+            trace,
+            specs,
+            record_limit=record_limit,
+            progress=progress,
+            total=event_count(trace),
+            jobs=jobs or default_jobs(),
+        )
     runs = tuple(
         RunOutcome(spec, result, run_costs(model, spec.era, result))
         for spec, result in zip(specs, results, strict=False)

@@ -18,6 +18,7 @@ from kvmgen.cli.options import (
     costs_option,
     eras_option,
     format_option,
+    jobs_option,
     json_option,
     kernels_option,
     quiet_option,
@@ -78,6 +79,10 @@ SCHEMAS = ("report", "check", "baseline")
 )
 @click.option("--no-config", is_flag=True, help="Ignore pyproject.toml.")
 @quiet_option("No tables; failures still go to stderr.")
+@jobs_option(
+    "Traces replayed at once, each in its own process [default: every core once "
+    "the traces hold 4 MiB, else one]; the output is the same as with -j 1."
+)
 def check(
     traces: Sequence[str],
     kernels: Sequence[str],
@@ -86,7 +91,7 @@ def check(
     address_spaces: int | None,
     costs_path: str | None,
     fmt: str | None,
-    reference: bool,
+    reference: bool | None,
     allow_missing_source: bool,
     record_limit: int | None,
     max_limits: Sequence[str],
@@ -100,6 +105,7 @@ def check(
     config_path: str | None,
     no_config: bool,
     quiet: bool,
+    jobs: int | None,
 ) -> int:
     """Replay TRACEs and fail (exit 1) when a run breaks a limit.
 
@@ -163,6 +169,7 @@ def check(
         record_limit=record_limit,
         progress=progress_for(quiet),
         allow_missing_source=allow_missing_source,
+        jobs=jobs,
     )
     outcome = result.outcome
     _write_check_outputs(result, save_baseline, json_path, junit_path, markdown_path, paths)

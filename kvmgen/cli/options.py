@@ -79,12 +79,20 @@ def quiet_option(help: str = "No human report.") -> Decorator:
 
 
 def reference_option() -> Decorator:
-    """``--reference``: the plain-Python reference model instead of the engine."""
+    """``--reference/--engine``: which implementation replays (default: chosen by size)."""
     return click.option(
-        "--reference",
-        is_flag=True,
-        help="Replay with the plain-Python reference model instead of the engine.",
+        "--reference/--engine",
+        default=None,
+        help="Replay with the plain-Python reference model, or with the numba engine. "
+        "Default: the reference model for a small trace (at most 50,000 accesses and "
+        "bumps over all runs), which gives the same report without loading the engine; "
+        "the engine for anything larger, JSON Lines and compiled traces.",
     )
+
+
+def jobs_option(help: str) -> Decorator:
+    """``-j/--jobs N``: how many at once (default: every core)."""
+    return click.option("-j", "--jobs", type=click.IntRange(1, None), default=None, help=help)
 
 
 def record_limit_option(default: int | None = 10_000, help: str | None = None) -> Decorator:

@@ -25,37 +25,41 @@ from kvmgen.trace.table import EventTable, table_of
 
 I64 = NDArray[np.int64]
 
+_INT32_LIMIT = 2**31
+
 
 @dataclass(frozen=True)
 class EncodedTrace:
-    """Era-independent kernel input for one trace (or one block of one)."""
+    """Era-independent kernel input for one trace (or one block of one).
+
+    Seven bytes per top-level event (kernels.EV_* describes them): a code byte
+    (op, address space, whether ``ev_x`` indexes ``aux``), the vCPU and ``ev_x``,
+    a plain access's gfn index or an ``aux`` row. Updates, bumps and repeated
+    accesses, a small share of any trace, keep their wide fields in ``aux``.
+    """
 
     gfns: I64  # sorted unique gfns named by accesses: gfn index -> gfn
-    ev_op: NDArray[np.int8]
-    ev_as: NDArray[np.int8]
-    ev_vcpu: NDArray[np.int16]
-    ev_x: I64
-    ev_rep: I64
-    ev_index: I64
-    upd: I64
+    ev_code: NDArray[np.uint8]
+    ev_vcpu: NDArray[np.uint16]
+    ev_x: NDArray[np.uint32]
+    first_index: int  # the index of the first event; the rest follow one by one
+    aux: I64  # one row per update, bump or repeated access (kernels.U_* columns)
     dur: I64  # during accesses, one row each (kernels.D_* columns)
     initial_cover: NDArray[np.int8]  # [2, len(gfns)]: header slots
     vcpus: int
 
     def __len__(self) -> int:
-        return int(self.ev_op.shape[0])
+        return int(self.ev_code.shape[0])
 
     def block(self, start: int, stop: int) -> EncodedTrace:
         """Events ``[start, stop)`` as their own block (views, no copies)."""
         return EncodedTrace(
             gfns=self.gfns,
-            ev_op=self.ev_op[start:stop],
-            ev_as=self.ev_as[start:stop],
+            ev_code=self.ev_code[start:stop],
             ev_vcpu=self.ev_vcpu[start:stop],
             ev_x=self.ev_x[start:stop],
-            ev_rep=self.ev_rep[start:stop],
-            ev_index=self.ev_index[start:stop],
-            upd=self.upd,
+            first_index=self.first_index + start,
+            aux=self.aux,
             dur=self.dur,
             initial_cover=self.initial_cover,
             vcpus=self.vcpus,
@@ -117,14 +121,27 @@ class Encoder:
         """The kernel arrays for one block of events, in order."""
         top = table.sub < 0
         top_rows = np.flatnonzero(top)
+        n = top_rows.shape[0]
         ops = table.op[top]
-        is_update = (ops != Op.ACCESS) & (ops != Op.BUMP)
+        reps = table.repeat[top]
+        first_index = int(table.index[top_rows[0]]) if n else 0
+        if n and np.any(table.index[top_rows] != np.arange(first_index, first_index + n)):
+            raise ValueError("event indices do not follow one another")
+        is_access = ops == Op.ACCESS
+        is_update = ~is_access & (ops != Op.BUMP)
         # Whole columns at once; only updates walk the slot table, one by one.
-        ev_x = np.zeros(ops.shape[0], dtype=np.int64)
-        ev_x[ops == Op.ACCESS] = np.searchsorted(self.gfns, table.gfn[top_rows[ops == Op.ACCESS]])
+        gid = np.zeros(n, dtype=np.int64)
+        gid[is_access] = np.searchsorted(self.gfns, table.gfn[top_rows[is_access]])
+        uses_aux = ~is_access | (reps != 1)
+        aux_count = int(uses_aux.sum())
+        if max(aux_count, len(self.gfns)) >= _INT32_LIMIT:
+            raise ValueError("too many events in one block for 32-bit event columns")
+        ev_x = gid.astype(np.uint32)
+        ev_x[uses_aux] = np.arange(aux_count, dtype=np.uint32)
+        aux = np.zeros((aux_count, k.N_UCOLS), dtype=np.int64)
+        aux[:, k.U_REPS] = reps[uses_aux]
+        aux[:, k.U_GID] = gid[uses_aux]
         update_rows = top_rows[is_update]
-        ev_x[is_update] = np.arange(update_rows.shape[0])
-        upd = np.zeros((update_rows.shape[0], k.N_UCOLS), dtype=np.int64)
         columns = (
             table.op,
             table.address_space,
@@ -136,24 +153,27 @@ class Encoder:
             table.repeat,
         )
         values = [column[update_rows].tolist() for column in columns]
+        bumping = np.zeros(update_rows.shape[0], dtype=np.int64)
         ranges = np.zeros((update_rows.shape[0], 4), dtype=np.int64)
-        for u, (op, a, slot, gfn, pages, flags, flags_set, reps) in enumerate(
+        for u, (op, a, slot, gfn, pages, flags, flags_set, rep) in enumerate(
             zip(*values, strict=True)
         ):
-            bumping, *spans = self._apply(
-                op, a, slot, gfn, pages, flags if flags_set else None, reps
+            bumping[u], *spans = self._apply(
+                op, a, slot, gfn, pages, flags if flags_set else None, rep
             )
-            upd[u, k.U_BUMP_REPS] = bumping
             ranges[u] = spans
+        updates = aux[is_update[uses_aux]]
         indices = np.searchsorted(self.gfns, ranges, side="left")
-        upd[:, k.U_LO], upd[:, k.U_HI] = indices[:, 0], indices[:, 1]
-        upd[:, k.U_OLO], upd[:, k.U_OHI] = indices[:, 2], indices[:, 3]
+        updates[:, k.U_LO], updates[:, k.U_HI] = indices[:, 0], indices[:, 1]
+        updates[:, k.U_OLO], updates[:, k.U_OHI] = indices[:, 2], indices[:, 3]
+        updates[:, k.U_BUMP_REPS] = bumping
         # During accesses follow their update; the i-th top-level row has
         # (rows before it) - i of them before it.
-        during_before = top_rows - np.arange(ops.shape[0])
+        during_before = top_rows - np.arange(n)
         during_after = np.diff(top_rows, append=len(table)) - 1
-        upd[:, k.U_DSTART] = during_before[is_update]
-        upd[:, k.U_DEND] = (during_before + during_after)[is_update]
+        updates[:, k.U_DSTART] = during_before[is_update]
+        updates[:, k.U_DEND] = (during_before + during_after)[is_update]
+        aux[is_update[uses_aux]] = updates
         inside = ~top
         dur = np.zeros((int(inside.sum()), k.N_DFIELDS), dtype=np.int64)
         dur[:, k.D_AS] = table.address_space[inside]
@@ -162,17 +182,17 @@ class Encoder:
         dur[:, k.D_WINDOW] = table.window[inside]
         dur[:, k.D_SUB] = table.sub[inside]
         dur[:, k.D_GID] = np.searchsorted(self.gfns, table.gfn[inside])
-        vcpu = table.vcpu[top].astype(np.int16)
-        vcpu[ops != Op.ACCESS] = 0
+        vcpu = np.where(is_access, table.vcpu[top], 0).astype(np.uint16)
+        code = ops.astype(np.uint8)
+        code |= table.address_space[top].astype(np.uint8) << np.uint8(k.EV_AS_SHIFT)
+        code[uses_aux] |= np.uint8(k.EV_AUX)
         return EncodedTrace(
             gfns=self.gfns,
-            ev_op=ops.astype(np.int8),
-            ev_as=table.address_space[top].astype(np.int8),
+            ev_code=code,
             ev_vcpu=vcpu,
             ev_x=ev_x,
-            ev_rep=table.repeat[top].astype(np.int64),
-            ev_index=table.index[top].astype(np.int64),
-            upd=upd,
+            first_index=first_index,
+            aux=aux,
             dur=dur,
             initial_cover=self.initial_cover,
             vcpus=self.vcpus,

@@ -1,19 +1,23 @@
-"""Every numba-jitted function of kvmgen, and the array layouts they share.
+"""Every numba-jitted engine function of kvmgen, and the array layouts they share.
 
-Arrays in, arrays out: the kernels see int64/int8 numpy arrays and integers,
-never Python objects. All 64-bit generations are held as int64 bit patterns
-and handled with explicit masks, so additions wrap mod 2^64 exactly as the
-kernel's u64 does (numba's int64 add wraps; mixing in uint64 would promote).
+Arrays in, arrays out: the kernels see numpy arrays and integers, never Python
+objects. All 64-bit generations are held as int64 bit patterns and handled with
+explicit masks, so additions wrap mod 2^64 exactly as the kernel's u64 does
+(numba's int64 add wraps; mixing in uint64 would promote).
 
-A run's state is five arrays, passed explicitly in this order to every kernel
+A run's state is six arrays, passed explicitly in this order to every kernel
 that needs them: ``params`` (read-only), ``ctr`` (counters, generations and
-scratch), ``spte`` (SPTEs and the slot layout per address space and gfn index),
-``cache`` (vCPU MMIO caches) and ``rec`` (wrap, zap and stale-hit records).
+scratch), ``page`` (one int64 word per address space and gfn index: SPTE kind,
+slot cover and zap epoch), ``made`` (the generation an MMIO SPTE was installed
+at), ``cache`` (vCPU MMIO caches) and ``rec`` (wrap, zap and stale-hit records).
 Explicit arrays, not a tuple of them: passing a tuple costs ~65 ns per call
 (measured), turning a 1-2 ns access path into a 150 ns one. For the same reason
 every kernel is compiled with ``_nrt=False``: no kernel allocates, and numba's
-reference counting of array arguments on each call cost ~30 ns per access (a
-RAM access went from 62 ns to 5.5 ns without it, ``make bench``).
+reference counting of array arguments on each call cost ~30 ns per access.
+
+Calls between kernels never pass a literal (``0``, ``True``): numba compiles one
+copy of the callee per literal value it sees, so constants are passed as
+``np.int64(...)`` values and flags as int64 0/1.
 
 Numba's cache only notices edits to this file (numba caching notes), which is
 why every constant a kernel reads is defined here and nowhere else; the Python
@@ -47,7 +51,7 @@ P_CACHE_SKIPS_INPROG = 15
 P_RECORD_LIMIT = 16
 N_PARAMS = 17
 
-# ---- counters and small state, one int64 array carried across chunks
+# ---- counters and small state, one int64 array carried across blocks
 C_UPDATES = 0
 C_BUMPS = 1  # two slots: per address space
 C_OUTCOME = 3  # seven slots, in stats.OUTCOMES order
@@ -65,8 +69,8 @@ C_STALE_RECORDS = 20
 C_WRAP_RECORDS = 21
 C_ZAP_RECORDS = 22
 C_EVENTS = 23
-C_ZAP_EPOCH = 24
-C_MMIO_EPOCH = 25
+C_ZAP_CLOCK = 24  # counts whole-MMU and MMIO-only zaps: an MMIO SPTE is live iff installed at it
+C_RAM_FLOOR = 25  # the clock at the last whole-MMU zap: a RAM SPTE is live iff installed since
 C_LIVE_RAM = 26  # two slots
 C_LIVE_MMIO = 28  # two slots
 C_ZAP_SEEN = 30  # two slots: a wrap zap fired on this AS since its last wrap
@@ -96,27 +100,37 @@ WIN_NONE = 0
 WIN_IN_PROGRESS = 1
 WIN_BEFORE_ZAP = 2
 
-# ---- update table columns
+# ---- top-level events: ev_code (uint8), ev_vcpu (uint16), ev_x (uint32) per event.
+# ev_code = op | address space << EV_AS_SHIFT | EV_AUX when ev_x indexes the aux table
+# (every update and bump, and an access repeated other than once); a plain access's
+# ev_x is its gfn index. The event's index is the block's first index plus its row.
+EV_OP = 7
+EV_AS_SHIFT = 3
+EV_AUX = 16
+EV_PLAIN_AS0 = OP_ACCESS  # the code of a plain access in address space 0
+EV_PLAIN_AS1 = OP_ACCESS | 1 << EV_AS_SHIFT
+
+# ---- aux table columns (int64), one row per update, bump or repeated access
 U_LO = 0  # new range, as indices into the sorted access-gfn universe
 U_HI = 1
 U_OLO = 2  # old range (delete, move)
 U_OHI = 3
 U_BUMP_REPS = 4  # repetitions that bump; the rest change nothing
-U_DSTART = 5  # this update's during accesses: rows [start, end) of the d_* arrays
+U_DSTART = 5  # this update's during accesses: rows [start, end) of dur
 U_DEND = 6
-N_UCOLS = 7
+U_REPS = 7  # the event's repeat
+U_GID = 8  # an access's gfn index
+N_UCOLS = 9
 
-# ---- SPTE table: spte[as, gfn_index, field]
-S_KIND = 0  # 0 none, 1 RAM, 2 MMIO
-S_EPOCH = 1  # whole-MMU zap epoch at install; -1 once a slot zap dropped it
-S_MEPOCH = 2  # MMIO zap epoch at install
-S_STORED = 3
-S_MADE = 4
-S_COVER = 5  # 1 while the gfn lies in a slot of this address space (the layout)
-N_SFIELDS = 6
+# ---- page words: page[as, gfn_index] = epoch << PAGE_EPOCH_SHIFT | cover | kind.
+# The epoch is C_ZAP_CLOCK at install, -1 once a slot zap dropped the SPTE.
+PAGE_KIND = 3
+PAGE_COVER = 4  # set while the gfn lies in a slot of this address space (the layout)
+PAGE_EPOCH_SHIFT = 3
 KIND_NONE = 0
 KIND_RAM = 1
 KIND_MMIO = 2
+DROPPED = -1 << PAGE_EPOCH_SHIFT
 
 # ---- during accesses: dur[row, field]
 D_AS = 0
@@ -127,13 +141,14 @@ D_WINDOW = 4
 D_SUB = 5
 N_DFIELDS = 6
 
-# ---- vCPU cache: cache[vcpu, field]
-K_HAS = 0
-K_GID = 1
-K_FILL_AS = 2
-K_FILL_GEN = 3
-K_FILL_AS0 = 4
-N_KFIELDS = 5
+# ---- vCPU caches: cache[field, vcpu] (one row per field, so the fast loop reads rows);
+# K_KEY = gfn index << 1 | the address space it was filled from, -1 while empty;
+# K_FILL_GEN is only kept for a fill from address space 1 (from 0 it equals K_FILL_AS0),
+# so a fill from address space 0, the common case, costs two stores.
+K_KEY = 0
+K_FILL_AS0 = 1
+K_FILL_GEN = 2
+N_KFIELDS = 3
 
 # ---- the model's enums as the kernels see them; tests/unit/test_engine_codes.py pins
 # every value to model/eras.py, records.py and stats.py (numba's cache would not
@@ -197,6 +212,13 @@ ZR_RAM = 5
 ZR_MMIO = 6
 N_ZFIELDS = 7
 
+# ---- what check_events finds wrong with an event (compiled.py words each one)
+BAD_OP = 1
+BAD_NO_AUX = 2
+BAD_VCPU = 3
+BAD_GFN = 4
+BAD_AUX_ROW = 5
+
 BIT63 = np.int64(-(2**63))
 LOW63 = np.int64(2**63 - 1)
 LAYOUT_NONE = 0
@@ -254,39 +276,40 @@ def wrap_test(params, new):
 
 
 @kernel(inline="always")
-def spte_live(ctr, spte, a, x):
-    """Whether (a, x) holds an SPTE that no zap has dropped."""
-    kind = spte[a, x, S_KIND]
-    if kind == KIND_NONE or spte[a, x, S_EPOCH] != ctr[C_ZAP_EPOCH]:
-        return False
-    return kind == KIND_RAM or spte[a, x, S_MEPOCH] == ctr[C_MMIO_EPOCH]
+def page_live(ctr, word):
+    """Whether a page word holds an SPTE that no zap has dropped."""
+    kind = word & PAGE_KIND
+    if kind == KIND_RAM:
+        return word >= ctr[C_RAM_FLOOR] << PAGE_EPOCH_SHIFT
+    if kind == KIND_MMIO:
+        return word >= ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT
+    return False
 
 
 @kernel()
-def zap(params, ctr, spte, rec, kind, scope, a, bump, olo, ohi):
+def zap(params, ctr, page, rec, kind, scope, a, bump, olo, ohi):
     """Drop SPTEs per ``scope``, count and record it (section 5).
 
-    Whole-MMU and MMIO-only zaps bump an epoch instead of touching every SPTE, so
-    a zap costs O(1); an SPTE installed under an older epoch is gone.
+    Whole-MMU and MMIO-only zaps advance the zap clock instead of touching every
+    SPTE, so a zap costs O(1); an SPTE installed before is gone.
     """
     ram = 0
     mmio = 0
-    if scope == Z_ALL:
-        for b in range(params[P_NAS]):
-            ram += ctr[C_LIVE_RAM + b]
-            mmio += ctr[C_LIVE_MMIO + b]
-            ctr[C_LIVE_RAM + b] = 0
-            ctr[C_LIVE_MMIO + b] = 0
-        ctr[C_ZAP_EPOCH] += 1
-    elif scope == Z_MMIO:
+    if scope == Z_ALL or scope == Z_MMIO:
         for b in range(params[P_NAS]):
             mmio += ctr[C_LIVE_MMIO + b]
             ctr[C_LIVE_MMIO + b] = 0
-        ctr[C_MMIO_EPOCH] += 1
+            if scope == Z_ALL:
+                ram += ctr[C_LIVE_RAM + b]
+                ctr[C_LIVE_RAM + b] = 0
+        ctr[C_ZAP_CLOCK] += 1
+        if scope == Z_ALL:
+            ctr[C_RAM_FLOOR] = ctr[C_ZAP_CLOCK]
     elif scope == Z_SLOT_RAM:
         for x in range(olo, ohi):
-            if spte[a, x, S_KIND] == KIND_RAM and spte_live(ctr, spte, a, x):
-                spte[a, x, S_EPOCH] = -1
+            word = page[a, x]
+            if (word & PAGE_KIND) == KIND_RAM and page_live(ctr, word):
+                page[a, x] = DROPPED | (word & (PAGE_KIND | PAGE_COVER))
                 ram += 1
         ctr[C_LIVE_RAM + a] -= ram
     if kind == 0:
@@ -310,28 +333,40 @@ def zap(params, ctr, spte, rec, kind, scope, a, bump, olo, ohi):
     ctr[C_ZAP_RECORDS] = i + 1
 
 
+@kernel(inline="always")
+def stored_stamp(params, made_gen):
+    """The MMIO generation an SPTE made at ``made_gen`` holds (the era may store fewer bits)."""
+    return mmio_generation(params, made_gen) & params[P_STAMP_MASK]
+
+
 @kernel()
-def install(params, ctr, spte, a, x, ram):
-    """Install a RAM or MMIO SPTE at (a, x); return whether a zap had dropped the last one."""
-    live = spte_live(ctr, spte, a, x)
-    was_dropped = spte[a, x, S_KIND] != KIND_NONE and not live
+def slow_path(params, ctr, page, made, cache, a, x, v):
+    """Fault with no usable SPTE: install RAM or MMIO (section 6 step 1); return the outcome."""
+    word = page[a, x]
+    kind = word & PAGE_KIND
+    live = page_live(ctr, word)
     if live:
-        if spte[a, x, S_KIND] == KIND_RAM:
+        if kind == KIND_RAM:
             ctr[C_LIVE_RAM + a] -= 1
         else:
             ctr[C_LIVE_MMIO + a] -= 1
-    spte[a, x, S_EPOCH] = ctr[C_ZAP_EPOCH]
-    spte[a, x, S_MEPOCH] = ctr[C_MMIO_EPOCH]
-    if ram:
-        spte[a, x, S_KIND] = KIND_RAM
+    installed = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | (word & PAGE_COVER)
+    if (word & PAGE_COVER) != 0:
+        page[a, x] = installed | KIND_RAM
         ctr[C_LIVE_RAM + a] += 1
-    else:
-        g = ctr[C_GEN + a]
-        spte[a, x, S_KIND] = KIND_MMIO
-        spte[a, x, S_MADE] = g
-        spte[a, x, S_STORED] = mmio_generation(params, g) & params[P_STAMP_MASK]
-        ctr[C_LIVE_MMIO + a] += 1
-    return was_dropped
+        # A zap had dropped the last SPTE here: a refault, not a first fault.
+        return O_RAM_REFAULT if kind != KIND_NONE and not live else O_RAM_FAULT
+    page[a, x] = installed | KIND_MMIO
+    made[a, x] = ctr[C_GEN + a]
+    ctr[C_LIVE_MMIO + a] += 1
+    fill_cache(params, ctr, cache, v, a, x)
+    return O_MMIO_SLOW
+
+
+@kernel(inline="always")
+def cache_fill_gen(cache, v):
+    """The generation of the address space vCPU v's cache was filled from."""
+    return cache[K_FILL_AS0, v] if (cache[K_KEY, v] & 1) == 0 else cache[K_FILL_GEN, v]
 
 
 @kernel()
@@ -341,23 +376,17 @@ def fill_cache(params, ctr, cache, v, a, x):
     if params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, g0):
         return False
     ga = ctr[C_GEN + a]
-    same = (
-        cache[v, K_HAS] == 1
-        and cache[v, K_GID] == x
-        and cache[v, K_FILL_AS] == a
-        and cache[v, K_FILL_GEN] == ga
-        and cache[v, K_FILL_AS0] == g0
-    )
-    cache[v, K_HAS] = 1
-    cache[v, K_GID] = x
-    cache[v, K_FILL_AS] = a
-    cache[v, K_FILL_GEN] = ga
-    cache[v, K_FILL_AS0] = g0
+    key = x << 1 | a
+    same = cache[K_KEY, v] == key and cache_fill_gen(cache, v) == ga and cache[K_FILL_AS0, v] == g0
+    cache[K_KEY, v] = key
+    cache[K_FILL_AS0, v] = g0
+    if a == 1:
+        cache[K_FILL_GEN, v] = ga
     return not same
 
 
 @kernel()
-def record_stale(params, ctr, spte, cache, rec, n, a, x, v, source, kind):
+def record_stale(params, ctr, made, cache, rec, n, a, x, v, source, kind):
     """Count ``n`` stale hits and record them, merging with the previous record when equal.
 
     The access's (update, event, sub, race) are in ``ctr[C_IDENT:]``; the record
@@ -376,11 +405,11 @@ def record_stale(params, ctr, spte, cache, rec, n, a, x, v, source, kind):
         kind,
         ctr[C_IDENT + 3],
         n,
-        spte[a, x, S_MADE],
-        spte[a, x, S_STORED],
-        cache[v, K_FILL_AS] if from_cache else 0,
-        cache[v, K_FILL_GEN] if from_cache else 0,
-        cache[v, K_FILL_AS0] if from_cache else 0,
+        made[a, x],
+        stored_stamp(params, made[a, x]),
+        cache[K_KEY, v] & 1 if from_cache else 0,
+        cache_fill_gen(cache, v) if from_cache else 0,
+        cache[K_FILL_AS0, v] if from_cache else 0,
         ga,
         mmio_generation(params, ga),
     )
@@ -408,101 +437,87 @@ def record_stale(params, ctr, spte, cache, rec, n, a, x, v, source, kind):
 
 
 @kernel()
-def slow_path(params, ctr, spte, cache, a, x, v):
-    """Fault with no usable SPTE: install RAM or MMIO (section 6 step 1); return the outcome."""
-    if spte[a, x, S_COVER] == 1:
-        dropped = install(params, ctr, spte, a, x, True)
-        return O_RAM_REFAULT if dropped else O_RAM_FAULT
-    install(params, ctr, spte, a, x, False)
-    fill_cache(params, ctr, cache, v, a, x)
-    return O_MMIO_SLOW
-
-
-@kernel()
-def stale_kind(params, ctr, spte, cache, a, x, v, from_cache):
+def stale_kind(params, ctr, page, made, cache, a, x, v, from_cache):
     """0 harmful, 1 benign, -1 not stale, for a cache hit or a passed check (section 6)."""
-    if spte[a, x, S_COVER] == 1:
+    if (page[a, x] & PAGE_COVER) != 0:
         return 0
     ga = ctr[C_GEN + a]
-    if from_cache:
+    if from_cache == 1:
         if params[P_CACHE_HAS_GEN] == 1 and (
-            cache[v, K_FILL_AS] != a or cache[v, K_FILL_GEN] != ga
+            (cache[K_KEY, v] & 1) != a or cache_fill_gen(cache, v) != ga
         ):
             return 1
-    elif params[P_HAS_GEN] == 1 and spte[a, x, S_MADE] != ga:
+    elif params[P_HAS_GEN] == 1 and made[a, x] != ga:
         return 1
     return -1
 
 
 @kernel(inline="always")
-def cache_hit(params, ctr, cache, v, x):
-    """Whether vCPU v's MMIO cache holds gfn index x and is still valid (section 6)."""
-    hit = cache[v, K_HAS] == 1 and cache[v, K_GID] == x
-    if hit and params[P_CACHE_HAS_GEN] == 1:
-        hit = cache[v, K_FILL_AS0] == ctr[C_GEN]
-    return hit
-
-
-@kernel(inline="always")
-def check_passes(params, spte, a, x, ga):
-    """Whether the MMIO SPTE at (a, x) passes the generation check at generation ga."""
+def check_passes(params, made_gen, ga):
+    """Whether an MMIO SPTE made at ``made_gen`` passes the generation check at ``ga``."""
     if params[P_HAS_GEN] != 1:
         return True
     if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
         return False
-    return mmio_generation(params, ga) == spte[a, x, S_STORED]
+    return mmio_generation(params, ga) == stored_stamp(params, made_gen)
 
 
-@kernel(inline="always")
-def access_once(params, ctr, spte, cache, rec, a, x, v):
+@kernel()
+def access_once(params, ctr, page, made, cache, rec, a, x, v):
     """One guest access (section 6). Returns (outcome, stale kind or -1, source, changed)."""
-    if not spte_live(ctr, spte, a, x):
-        return slow_path(params, ctr, spte, cache, a, x, v), -1, 0, True
-    if spte[a, x, S_KIND] == KIND_RAM:
+    word = page[a, x]
+    if not page_live(ctr, word):
+        return slow_path(params, ctr, page, made, cache, a, x, v), -1, 0, True
+    if (word & PAGE_KIND) == KIND_RAM:
         return O_RAM_ACCESS, -1, 0, False
-    if cache_hit(params, ctr, cache, v, x):
-        kind = stale_kind(params, ctr, spte, cache, a, x, v, True)
+    one = np.int64(1)
+    hit = cache[K_KEY, v] >> 1 == x
+    if hit and params[P_CACHE_HAS_GEN] == 1:
+        hit = cache[K_FILL_AS0, v] == ctr[C_GEN]
+    if hit:
+        kind = stale_kind(params, ctr, page, made, cache, a, x, v, one)
         if kind >= 0:
-            record_stale(params, ctr, spte, cache, rec, 1, a, x, v, 1, kind)
+            record_stale(params, ctr, made, cache, rec, one, a, x, v, one, kind)
         return O_CACHE_HIT, kind, 1, False
-    if not check_passes(params, spte, a, x, ctr[C_GEN + a]):
-        slow_path(params, ctr, spte, cache, a, x, v)
+    ga = ctr[C_GEN + a]
+    if not check_passes(params, made[a, x], ga):
+        slow_path(params, ctr, page, made, cache, a, x, v)
         return O_MMIO_REFAULT, -1, 0, True
-    kind = stale_kind(params, ctr, spte, cache, a, x, v, False)
+    zero = np.int64(0)
+    kind = stale_kind(params, ctr, page, made, cache, a, x, v, zero)
     if kind >= 0:
-        record_stale(params, ctr, spte, cache, rec, 1, a, x, v, 0, kind)
+        record_stale(params, ctr, made, cache, rec, one, a, x, v, zero, kind)
     changed = fill_cache(params, ctr, cache, v, a, x)
     return O_MMIO_FAST, kind, 0, changed
 
 
-@kernel(inline="always")
-def access(params, ctr, spte, cache, rec, a, x, v, reps):
-    """``reps`` identical accesses; once one leaves the state unchanged, the rest repeat it."""
+@kernel()
+def access_general(params, ctr, page, made, cache, rec, a, x, v, reps, event, sub, race):
+    """``reps`` identical accesses with the identity their stale-hit records carry (section 6).
+
+    Once one access leaves the state unchanged, the rest repeat it.
+    """
+    ctr[C_IDENT] = ctr[C_UPDATES]
+    ctr[C_IDENT + 1] = event
+    ctr[C_IDENT + 2] = sub
+    ctr[C_IDENT + 3] = race
     done = 0
     while done < reps:
-        outcome, kind, source, changed = access_once(params, ctr, spte, cache, rec, a, x, v)
+        outcome, kind, source, changed = access_once(params, ctr, page, made, cache, rec, a, x, v)
         ctr[C_OUTCOME + outcome] += 1
         done += 1
         if not changed and done < reps:
             rest = reps - done
             ctr[C_OUTCOME + outcome] += rest
             if kind >= 0:
-                record_stale(params, ctr, spte, cache, rec, rest, a, x, v, source, kind)
+                record_stale(
+                    params, ctr, made, cache, rec, rest, a, x, v, np.int64(source), np.int64(kind)
+                )
             return
 
 
 @kernel()
-def access_general(params, ctr, spte, cache, rec, a, x, v, reps, event, sub, race):
-    """Any access, with the identity its stale-hit records carry (docs/model.md section 6)."""
-    ctr[C_IDENT] = ctr[C_UPDATES]
-    ctr[C_IDENT + 1] = event
-    ctr[C_IDENT + 2] = sub
-    ctr[C_IDENT + 3] = race
-    access(params, ctr, spte, cache, rec, a, x, v, reps)
-
-
-@kernel()
-def run_window(params, ctr, spte, cache, rec, dur, start, end, window, event):
+def run_window(params, ctr, page, made, cache, rec, dur, start, end, window, event):
     """Run the ``during`` accesses of one window, in order."""
     for j in range(start, end):
         if dur[j, D_WINDOW] != window:
@@ -510,7 +525,8 @@ def run_window(params, ctr, spte, cache, rec, dur, start, end, window, event):
         access_general(
             params,
             ctr,
-            spte,
+            page,
+            made,
             cache,
             rec,
             dur[j, D_AS],
@@ -519,18 +535,19 @@ def run_window(params, ctr, spte, cache, rec, dur, start, end, window, event):
             dur[j, D_REP],
             event,
             dur[j, D_SUB],
-            np.int64(window),  # not a literal: one compiled access_general for every window
+            window,
         )
 
 
 @kernel()
-def set_layout(spte, a, lo, hi, layout):
+def set_layout(page, a, lo, hi, layout):
     """Mark gfn indices [lo, hi) of address space a as inside or outside a slot."""
-    if layout == LAYOUT_NONE:
-        return
-    value = 1 if layout == LAYOUT_SET else 0
-    for x in range(lo, hi):
-        spte[a, x, S_COVER] = value
+    if layout == LAYOUT_SET:
+        for x in range(lo, hi):
+            page[a, x] |= PAGE_COVER
+    elif layout == LAYOUT_CLEAR:
+        for x in range(lo, hi):
+            page[a, x] &= ~PAGE_COVER
 
 
 @kernel()
@@ -553,47 +570,46 @@ def record_wrap(params, ctr, rec, a, bump_no, old, new):
 
 
 @kernel()
-def bump(
-    params,
-    ctr,
-    spte,
-    cache,
-    rec,
-    dur,
-    a,
-    layout,
-    lo,
-    hi,
-    dstart,
-    dend,
-    event,
-    ends_ioctl,
-    create_flush,
-):
-    """One memslot install in address space ``a``, in the order of docs/model.md section 4.1."""
+def bump(params, ctr, page, made, cache, rec, dur, a, layout, lo, hi, dstart, dend, event, flags):
+    """One memslot install in address space ``a``, in the order of docs/model.md section 4.1.
+
+    ``flags``: bit 0 set when this install ends the ioctl, bit 1 when it creates a slot.
+    """
     old = ctr[C_GEN + a]
     new = next_generation(params, old)
     ctr[C_BUMPS + a] += 1
     bump_no = ctr[C_BUMPS + a]
     timing = params[P_WRAP_TIMING]
     wrap_scope = params[P_WRAP_SCOPE]
+    wrap = np.int64(0)
+    flush = np.int64(1)
+    nothing = np.int64(0)
+    in_progress_window = np.int64(WIN_IN_PROGRESS)
     if params[P_INPROG_VIEW] == V_OLD_LAYOUT:
         # E0-E2: a vCPU can resolve the gfn on the old layout yet read the new generation.
         ctr[C_GEN + a] = new
-        run_window(params, ctr, spte, cache, rec, dur, dstart, dend, WIN_IN_PROGRESS, event)
-        set_layout(spte, a, lo, hi, layout)
+        run_window(
+            params, ctr, page, made, cache, rec, dur, dstart, dend, in_progress_window, event
+        )
+        set_layout(page, a, lo, hi, layout)
     else:
         ctr[C_GEN + a] = old + 1 if params[P_INPROG_VIEW] == V_ODD else old | BIT63
-        set_layout(spte, a, lo, hi, layout)
+        set_layout(page, a, lo, hi, layout)
         if timing == T_BEFORE and wrap_test(params, new):
-            zap(params, ctr, spte, rec, 0, wrap_scope, a, bump_no, 0, 0)
-        run_window(params, ctr, spte, cache, rec, dur, dstart, dend, WIN_IN_PROGRESS, event)
+            zap(params, ctr, page, rec, wrap, wrap_scope, a, bump_no, nothing, nothing)
+        run_window(
+            params, ctr, page, made, cache, rec, dur, dstart, dend, in_progress_window, event
+        )
         ctr[C_GEN + a] = new
-    run_window(params, ctr, spte, cache, rec, dur, dstart, dend, WIN_BEFORE_ZAP, event)
+    run_window(
+        params, ctr, page, made, cache, rec, dur, dstart, dend, np.int64(WIN_BEFORE_ZAP), event
+    )
+    ends_ioctl = (flags & 1) == 1
     if (timing == T_AFTER or (timing == T_PER_IOCTL and ends_ioctl)) and wrap_test(params, new):
-        zap(params, ctr, spte, rec, 0, wrap_scope, a, bump_no, 0, 0)
-    if create_flush and params[P_CREATE_FLUSH_SCOPE] != Z_NOTHING:
-        zap(params, ctr, spte, rec, 1, params[P_CREATE_FLUSH_SCOPE], a, bump_no, 0, 0)
+        zap(params, ctr, page, rec, wrap, wrap_scope, a, bump_no, nothing, nothing)
+    if (flags & 2) == 2 and params[P_CREATE_FLUSH_SCOPE] != Z_NOTHING:
+        scope = params[P_CREATE_FLUSH_SCOPE]
+        zap(params, ctr, page, rec, flush, scope, a, bump_no, nothing, nothing)
     if params[P_HAS_GEN] == 1 and nominal(params, new) < nominal(params, old):
         record_wrap(params, ctr, rec, a, bump_no, old, new)
 
@@ -625,79 +641,92 @@ def quiet_bumps(params, ctr, a, remaining):
 
 
 @kernel()
-def raw_bumps(params, ctr, spte, cache, rec, dur, a, count, numbered, event):
+def raw_bumps(params, ctr, page, made, cache, rec, dur, a, count, numbered, event):
     """``count`` plain bumps of ``a`` with no accesses (flags repeats, ``bump`` events)."""
     done = 0
     step = next_generation(params, np.int64(0))
+    nothing = np.int64(0)
     while done < count:
         k = quiet_bumps(params, ctr, a, count - done)
         if k > 0:
             ctr[C_GEN + a] += k * step
             ctr[C_BUMPS + a] += k
-            if numbered:
+            if numbered == 1:
                 ctr[C_UPDATES] += k
             done += k
             continue
-        if numbered:
+        if numbered == 1:
             ctr[C_UPDATES] += 1
-        bump(params, ctr, spte, cache, rec, dur, a, LAYOUT_NONE, 0, 0, 0, 0, event, True, False)
-        done += 1
-
-
-@kernel()
-def update(params, ctr, spte, cache, rec, dur, op, a, row, reps, event):
-    """One memslot update event (create, delete, move, flags) with its repetitions."""
-    dstart = row[U_DSTART]
-    dend = row[U_DEND]
-    bumping = row[U_BUMP_REPS]
-    if bumping == 0:
-        # Nothing changes (flags to the same value, move to the same gfn): the
-        # ordinals are still used, and during accesses run as plain accesses.
-        ctr[C_UPDATES] += reps
-        run_window(params, ctr, spte, cache, rec, dur, dstart, dend, WIN_IN_PROGRESS, event)
-        run_window(params, ctr, spte, cache, rec, dur, dstart, dend, WIN_BEFORE_ZAP, event)
-        return
-    if op == OP_FLAGS and dstart == dend:
-        raw_bumps(params, ctr, spte, cache, rec, dur, a, bumping, True, event)
-        ctr[C_UPDATES] += reps - bumping
-        return
-    ctr[C_UPDATES] += 1
-    layout = LAYOUT_SET if op == OP_CREATE or op == OP_MOVE else LAYOUT_NONE
-    if op == OP_DELETE or op == OP_MOVE:
-        # The slot is first published as invalid, then the MMU is flushed (section 4).
         bump(
             params,
             ctr,
-            spte,
+            page,
+            made,
             cache,
             rec,
             dur,
             a,
-            LAYOUT_CLEAR,
-            row[U_OLO],
-            row[U_OHI],
-            0,
-            0,
+            np.int64(LAYOUT_NONE),
+            nothing,
+            nothing,
+            nothing,
+            nothing,
             event,
-            False,
-            False,
+            np.int64(1),
         )
-        zap(
+        done += 1
+
+
+@kernel()
+def update(params, ctr, page, made, cache, rec, dur, op, a, row, event):
+    """One memslot update event (create, delete, move, flags) with its repetitions."""
+    dstart = row[U_DSTART]
+    dend = row[U_DEND]
+    bumping = row[U_BUMP_REPS]
+    reps = row[U_REPS]
+    if bumping == 0:
+        # Nothing changes (flags to the same value, move to the same gfn): the
+        # ordinals are still used, and during accesses run as plain accesses.
+        ctr[C_UPDATES] += reps
+        for window in (np.int64(WIN_IN_PROGRESS), np.int64(WIN_BEFORE_ZAP)):
+            run_window(params, ctr, page, made, cache, rec, dur, dstart, dend, window, event)
+        return
+    if op == OP_FLAGS and dstart == dend:
+        raw_bumps(params, ctr, page, made, cache, rec, dur, a, bumping, np.int64(1), event)
+        ctr[C_UPDATES] += reps - bumping
+        return
+    ctr[C_UPDATES] += 1
+    creates = op == OP_CREATE or op == OP_MOVE
+    if op == OP_DELETE or op == OP_MOVE:
+        # The slot is first published as invalid, then the MMU is flushed (section 4).
+        nothing = np.int64(0)
+        bump(
             params,
             ctr,
-            spte,
+            page,
+            made,
+            cache,
             rec,
-            1,
-            params[P_FLUSH_SCOPE],
+            dur,
             a,
-            ctr[C_BUMPS + a],
+            np.int64(LAYOUT_CLEAR),
             row[U_OLO],
             row[U_OHI],
+            nothing,
+            nothing,
+            event,
+            nothing,
         )
+        flush = np.int64(1)
+        scope = params[P_FLUSH_SCOPE]
+        zap(params, ctr, page, rec, flush, scope, a, ctr[C_BUMPS + a], row[U_OLO], row[U_OHI])
+    layout = np.int64(LAYOUT_SET) if creates else np.int64(LAYOUT_NONE)
+    flags = np.int64(3) if creates else np.int64(1)
     bump(
         params,
         ctr,
-        spte,
+        page,
+        made,
         cache,
         rec,
         dur,
@@ -708,110 +737,190 @@ def update(params, ctr, spte, cache, rec, dur, op, a, row, reps, event):
         dstart,
         dend,
         event,
-        True,
-        layout == LAYOUT_SET,
+        flags,
     )
 
 
 @kernel()
-def plain_accesses(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, start, params, ctr, spte, cache):
-    """Replay top-level accesses from row ``start`` on while they take the fast path.
+def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, page, made, cache):
+    """Replay plain accesses of one address space from row ``start`` on while they are fast.
 
-    Returns the row of the first event it left alone (an update, a bump, or an
-    access ``access_general`` must handle), or the end of the block. An access is
-    only taken here when it can be seen, before changing anything, that
-    ``access`` would end the same way: a live RAM SPTE, or a live MMIO SPTE outside
-    every slot with a cache miss and no stale hit; it then does what ``access``
-    would, through the same helpers. Counters stay in registers until the end.
+    ``code`` is the event code of a plain access in that address space. Returns
+    the row of the first event it left alone (an update, a bump, an access of the
+    other address space, or one ``access_general`` must handle), or the end of
+    the block. An access is only taken here when it can be seen, before changing
+    anything, that ``access_general`` would end the same way: a live RAM SPTE, or
+    a live MMIO SPTE outside every slot with a cache miss and no stale hit; it
+    then does what ``access_general`` would. No generation changes in here, so
+    everything the checks compare with is read once, before the loop, and the
+    loop keeps as few values live as it can (two counters, no address-space
+    switch): with more, LLVM spills them and every access pays for it.
     """
-    # params is read-only: read what the fast path needs once.
+    a = (code >> EV_AS_SHIFT) & 1
     has_gen = params[P_HAS_GEN] == 1
-    stamp_mask = params[P_STAMP_MASK]
-    # Outcomes counted in registers and added to ctr once.
-    ram_access = 0
-    mmio_fast = 0
+    offset = params[P_MMIO_OFFSET]
+    mask = params[P_CHECK_MASK] & params[P_STAMP_MASK]
+    cache_has_gen = params[P_CACHE_HAS_GEN] == 1
+    g0 = ctr[C_GEN]
+    ga = ctr[C_GEN + a]
+    # The MMIO generation a check compares, or -1 when no check can pass (bit 63
+    # set: an update is in progress), and whether an SPTE made at ``ga`` passes.
+    want = (ga + offset) & params[P_CHECK_MASK]
+    if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
+        want = -1
+    same_passes = not has_gen or ((ga + offset) & mask) == want
+    fills = not (params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, g0))
+    ram_live = ctr[C_RAM_FLOOR] << PAGE_EPOCH_SHIFT
+    # A live MMIO SPTE was installed at the current zap clock (every zap advances it):
+    # outside every slot, its word is exactly this.
+    mmio_outside = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | KIND_MMIO
+    # 1-D views and unsigned indices: no stride multiply, no negative-index fixup.
+    row = min(a, page.shape[0] - 1)
+    words = page[row]
+    gens = made[row]
+    cached_key = cache[K_KEY]
+    cached_gen = cache[K_FILL_GEN]
+    cached_as0 = cache[K_FILL_AS0]
+    codes = ev_code[start:]
+    xs = ev_x[start:]
+    vcpus = ev_vcpu[start:]
+    mmio = 0
     mmio_refault = 0
-    # Views from ``start``, so the loop index counts up from 0 and numba's
-    # negative-index fixup drops out (a loop from ``start`` itself was ~15% slower).
-    op_rows = ev_op[start:]
-    as_rows = ev_as[start:]
-    vcpu_rows = ev_vcpu[start:]
-    x_rows = ev_x[start:]
-    rep_rows = ev_rep[start:]
-    n = op_rows.shape[0]
+    n = codes.shape[0]
     stop = n
     for i in range(n):
-        if op_rows[i] != OP_ACCESS:
+        if codes[i] != code:
             stop = i
             break
-        a = np.int64(as_rows[i])
-        x = x_rows[i]
-        reps = rep_rows[i]
-        if not spte_live(ctr, spte, a, x):
-            stop = i
-            break
-        if spte[a, x, S_KIND] == KIND_RAM:
-            # Never stale, changes nothing: every repetition is the same.
-            ram_access += reps
-            continue
-        if reps != 1 or spte[a, x, S_COVER] != 0:
+        x = xs[i]
+        word = words[x]
+        if word != mmio_outside:
+            if (word & PAGE_KIND) == KIND_RAM and word >= ram_live:
+                continue  # a RAM access: never stale, changes nothing
             stop = i
             break
         # A live MMIO SPTE outside every slot: neither a refault nor a passed check
         # can be harmful. A cache hit is checked for staleness, so leave it.
-        v = np.int64(vcpu_rows[i])
-        ga = ctr[C_GEN + a]
-        if cache_hit(params, ctr, cache, v, x):
+        v = vcpus[i]
+        if cached_key[v] >> 1 == np.int64(x) and (not cache_has_gen or cached_as0[v] == g0):
             stop = i
             break
-        if check_passes(params, spte, a, x, ga):
-            # A passed check is a benign stale hit when the SPTE's generation differs.
-            if has_gen and spte[a, x, S_MADE] != ga:
-                stop = i
+        made_gen = gens[x]
+        if made_gen != ga or not same_passes:
+            if made_gen != ga and has_gen and ((made_gen + offset) & mask) == want:
+                stop = i  # a passed check on an older SPTE: a benign stale hit
                 break
-            mmio_fast += 1
-        else:
-            # Reinstall the same MMIO SPTE (install: the live counts stay).
-            spte[a, x, S_MADE] = ga
-            spte[a, x, S_STORED] = mmio_generation(params, ga) & stamp_mask
-            mmio_refault += 1
-        fill_cache(params, ctr, cache, v, a, x)
-    ctr[C_OUTCOME + O_RAM_ACCESS] += ram_access
-    ctr[C_OUTCOME + O_MMIO_FAST] += mmio_fast
+            if has_gen:
+                # The check fails: reinstall the same MMIO SPTE (live counts and epoch stay).
+                gens[x] = ga
+                mmio_refault += 1
+        mmio += 1
+        if fills:
+            cached_key[v] = np.int64(x) << 1 | a
+            cached_as0[v] = g0
+            if a == 1:
+                cached_gen[v] = ga
+    ctr[C_OUTCOME + O_RAM_ACCESS] += stop - mmio
+    ctr[C_OUTCOME + O_MMIO_FAST] += mmio - mmio_refault
     ctr[C_OUTCOME + O_MMIO_REFAULT] += mmio_refault
     return start + stop
 
 
 @kernel()
 def replay_events(
-    ev_op, ev_as, ev_vcpu, ev_x, ev_rep, ev_index, upd, dur, params, ctr, spte, cache, rec
+    ev_code, ev_vcpu, ev_x, first_index, aux, dur, params, ctr, page, made, cache, rec
 ):
     """Replay a block of events into the state arrays (``params`` .. ``rec``).
 
-    Top-level rows: ``ev_*``; an update's ``ev_x`` indexes ``upd``, an access's is
-    its gfn index, a bump's is unused. ``during`` accesses are rows of ``dur``.
-    Runs of plain accesses go through ``plain_accesses``; this loop takes the rest.
+    Top-level rows: ``ev_*`` (see EV_* above); ``during`` accesses are rows of
+    ``dur``. Runs of plain accesses go through ``plain_accesses``; this loop takes
+    the rest.
     """
-    n = ev_op.shape[0]
+    n = ev_code.shape[0]
     ctr[C_EVENTS] += n
     i = np.int64(0)
-    while True:
-        i = plain_accesses(ev_op, ev_as, ev_vcpu, ev_x, ev_rep, i, params, ctr, spte, cache)
-        if i >= n:
-            break
-        op = ev_op[i]
-        a = np.int64(ev_as[i])
-        event = ev_index[i]
+    no_sub = np.int64(-1)
+    no_race = np.int64(WIN_NONE)
+    while i < n:
+        code = np.int64(ev_code[i])
+        if code == EV_PLAIN_AS0 or code == EV_PLAIN_AS1:
+            after = plain_accesses(ev_code, ev_vcpu, ev_x, i, code, params, ctr, page, made, cache)
+            if after > i:
+                i = after
+                continue
+        op = code & EV_OP
+        a = (code >> EV_AS_SHIFT) & 1
+        event = first_index + i
+        x = np.int64(ev_x[i])
         if op == OP_ACCESS:
-            x = ev_x[i]
             v = np.int64(ev_vcpu[i])
-            # np.int64(): typed as run_window's values are, not as literals, so
-            # access_general is compiled once rather than once per call site.
-            sub = np.int64(-1)
-            race = np.int64(WIN_NONE)
-            access_general(params, ctr, spte, cache, rec, a, x, v, ev_rep[i], event, sub, race)
+            reps = np.int64(1)
+            if (code & EV_AUX) != 0:
+                reps = aux[x, U_REPS]
+                x = aux[x, U_GID]
+            access_general(
+                params, ctr, page, made, cache, rec, a, x, v, reps, event, no_sub, no_race
+            )
         elif op == OP_BUMP:
-            raw_bumps(params, ctr, spte, cache, rec, dur, a, ev_rep[i], False, event)
+            count = aux[x, U_REPS]
+            raw_bumps(params, ctr, page, made, cache, rec, dur, a, count, np.int64(0), event)
         else:
-            update(params, ctr, spte, cache, rec, dur, op, a, upd[ev_x[i]], ev_rep[i], event)
+            update(params, ctr, page, made, cache, rec, dur, op, a, aux[x], event)
         i += 1
+
+
+@kernel(inline="always")
+def event_fault(code, vcpu, x, gfns, aux_rows, vcpus):
+    """The BAD_* reason the engine could not replay one event for, or 0."""
+    op = code & EV_OP
+    in_aux = (code & EV_AUX) != 0
+    if op > OP_ACCESS or (code & (0xFF ^ (EV_OP | 1 << EV_AS_SHIFT | EV_AUX))) != 0:
+        return BAD_OP
+    if op != OP_ACCESS and not in_aux:
+        return BAD_NO_AUX
+    if vcpu >= vcpus:
+        return BAD_VCPU
+    if in_aux:
+        return BAD_AUX_ROW if x >= aux_rows else 0
+    return BAD_GFN if x >= gfns else 0
+
+
+@kernel()
+def check_events(ev_code, ev_vcpu, ev_x, gfns, aux_rows, vcpus):
+    """The first event the engine could not index with, as (row, BAD_* reason), or (-1, 0).
+
+    The kernels read a compiled trace's event columns without bounds checks. Each
+    stretch of events is first tested without branching (which the compiler can
+    vectorise); only a stretch holding a bad event is looked at event by event.
+    """
+    unknown = 0xFF ^ (EV_OP | 1 << EV_AS_SHIFT | EV_AUX)
+    n = ev_code.shape[0]
+    stretch = 1 << 14
+    for start in range(0, n, stretch):
+        stop = min(start + stretch, n)
+        wrong = False
+        for i in range(start, stop):
+            code = np.int64(ev_code[i])
+            op = code & EV_OP
+            in_aux = (code & EV_AUX) != 0
+            limit = aux_rows if in_aux else gfns
+            wrong |= (
+                (op > OP_ACCESS)
+                | ((code & unknown) != 0)
+                | ((op != OP_ACCESS) & ~in_aux)
+                | (np.int64(ev_vcpu[i]) >= vcpus)
+                | (np.int64(ev_x[i]) >= limit)
+            )
+        if wrong:
+            for i in range(start, stop):
+                fault = event_fault(
+                    np.int64(ev_code[i]),
+                    np.int64(ev_vcpu[i]),
+                    np.int64(ev_x[i]),
+                    gfns,
+                    aux_rows,
+                    vcpus,
+                )
+                if fault != 0:
+                    return i, fault
+    return -1, 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,13 +58,14 @@ class EngineState:
 
     params: I64
     ctr: I64
-    spte: I64
+    page: I64
+    made: I64
     cache: I64
     rec: I64
 
-    def arrays(self) -> tuple[I64, I64, I64, I64, I64]:
+    def arrays(self) -> tuple[I64, I64, I64, I64, I64, I64]:
         """The state arrays in the order the kernels take them."""
-        return self.params, self.ctr, self.spte, self.cache, self.rec
+        return self.params, self.ctr, self.page, self.made, self.cache, self.rec
 
 
 def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineState:
@@ -71,14 +74,16 @@ def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineStat
     ctr = np.zeros(k.N_COUNTERS, dtype=np.int64)
     for a, g in enumerate(spec.init_generations):
         ctr[k.C_GEN + a] = _signed(g)
-    spte = np.zeros((nas, max(len(enc.gfns), 1), k.N_SFIELDS), dtype=np.int64)
-    spte[:, :, k.S_COVER] = enc.initial_cover[:nas]
+    page = enc.initial_cover[:nas].astype(np.int64) * k.PAGE_COVER
+    cache = np.zeros((k.N_KFIELDS, max(enc.vcpus, 1)), dtype=np.int64)
+    cache[k.K_KEY] = -1
     width = max(k.N_RFIELDS, k.N_WFIELDS, k.N_ZFIELDS)
     return EngineState(
         params=engine_params(spec, record_limit),
         ctr=ctr,
-        spte=spte,
-        cache=np.zeros((max(enc.vcpus, 1), k.N_KFIELDS), dtype=np.int64),
+        page=page,
+        made=np.zeros_like(page),
+        cache=cache,
         rec=np.zeros((3, record_limit, width), dtype=np.int64),
     )
 
@@ -93,13 +98,11 @@ Progress = Callable[[int], None]
 def run_block(enc: EncodedTrace, state: EngineState) -> None:
     """Replay every event of ``enc`` into ``state``."""
     k.replay_events(
-        enc.ev_op,
-        enc.ev_as,
+        enc.ev_code,
         enc.ev_vcpu,
         enc.ev_x,
-        enc.ev_rep,
-        enc.ev_index,
-        enc.upd,
+        np.int64(enc.first_index),
+        enc.aux,
         enc.dur,
         *state.arrays(),
     )
@@ -195,15 +198,21 @@ def to_result(
 
 
 def run_blocks(
-    blocks: Iterable[EncodedTrace], state: EngineState, progress: Progress | None = None
+    blocks: Iterable[EncodedTrace],
+    state: EngineState,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> bool:
-    """Replay blocks in order; return False if Ctrl-C stopped it between two blocks.
+    """Replay blocks in order; return False if Ctrl-C (or ``stop``) stopped it between two.
 
     A kernel call cannot be interrupted, so the interrupt is honoured once the
     current block returns: the state then holds exactly the events replayed.
+    ``stop`` is how a run in another thread is told (only the main thread sees Ctrl-C).
     """
     try:
         for enc in blocks:
+            if stop is not None and stop.is_set():
+                return False
             run_block(enc, state)
             if progress is not None:
                 progress(int(state.ctr[k.C_EVENTS]))
@@ -234,10 +243,11 @@ def replay_encoded(
     *,
     record_limit: int = DEFAULT_RECORD_LIMIT,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> ReplayResult:
     """Replay already-encoded arrays (a whole trace, or a compiled one) under ``spec``."""
     state = new_state(enc, spec, record_limit)
-    complete = run_blocks(_split(enc, BLOCK_EVENTS), state, progress)
+    complete = run_blocks(_split(enc, BLOCK_EVENTS), state, progress, stop)
     return to_result(enc, spec, state, partial=not complete)
 
 
@@ -247,25 +257,40 @@ def replay_streamed(
     *,
     record_limit: int = DEFAULT_RECORD_LIMIT,
     progress: Progress | None = None,
+    jobs: int = 1,
+    stop: threading.Event | None = None,
 ) -> list[ReplayResult]:
     """Replay a JSON Lines trace under every spec in one pass, block by block.
 
     Each block is read, validated and encoded once and then replayed into every
-    run's state, so memory stays bounded and the file is read once for all runs.
+    run's state, up to ``jobs`` runs at once (the kernels release the GIL), so
+    memory stays bounded and the file is read once for all runs. Ctrl-C (or
+    ``stop``) ends every run after the same block.
     """
     encoder = streamed_encoder(trace)
     first = encoder.encode(EventTable.empty(0))
     states = [new_state(first, spec, record_limit) for spec in specs]
     complete = True
+    pool = ThreadPoolExecutor(min(jobs, len(states))) if jobs > 1 and len(states) > 1 else None
     try:
         for block in trace.blocks():
+            if stop is not None and stop.is_set():
+                complete = False
+                break
             enc = encoder.encode(block)
-            for state in states:
-                run_block(enc, state)
+            if pool is None:
+                for state in states:
+                    run_block(enc, state)
+            else:
+                for done in [pool.submit(run_block, enc, state) for state in states]:
+                    done.result()
             if progress is not None and states:
                 progress(int(states[0].ctr[k.C_EVENTS]))
     except KeyboardInterrupt:
         complete = False
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return [
         to_result(first, spec, state, partial=not complete)
         for spec, state in zip(specs, states, strict=True)

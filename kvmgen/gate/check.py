@@ -9,12 +9,15 @@ report documents without replaying anything.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from kvmgen.errors import UsageError
+from kvmgen.errors import KvmgenError, TraceError, UsageError
 from kvmgen.formatting import count, number, percent, plural
 from kvmgen.gate.baseline import TraceReport, find_report
 from kvmgen.gate.limits import (
@@ -423,7 +426,11 @@ def _run_labels(report: TraceReport) -> list[str]:
 
 @dataclass(frozen=True)
 class ReplayRequest:
-    """How to replay each trace: the run options ``replay`` and ``compare`` also take."""
+    """How to replay each trace: the run options ``replay`` and ``compare`` also take.
+
+    ``reference``: True the reference model, False the engine, None the default
+    (:func:`kvmgen.session.resolve_implementation`).
+    """
 
     kernels: tuple[str, ...] = ()
     eras: tuple[str, ...] = ()
@@ -431,13 +438,25 @@ class ReplayRequest:
     address_spaces: int | None = None
     costs: str | None = None
     fmt: str | None = None
-    reference: bool = False
+    reference: bool | None = None
     record_limit: int | None = None
     allow_missing_source: bool = False
 
+    @property
+    def single(self) -> bool:
+        """At most one kernel and one era: strict like ``replay``, not like ``compare``."""
+        return (
+            len(self.kernels) <= 1
+            and len(self.eras) <= 1
+            and not any(e.strip().lower() == "all" for e in self.eras)
+        )
+
 
 def replay_traces(
-    paths: Sequence[str], request: ReplayRequest, progress: Callable[..., None] | None = None
+    paths: Sequence[str],
+    request: ReplayRequest,
+    progress: Callable[..., None] | None = None,
+    jobs: int | None = None,
 ) -> list[TraceRun]:
     """Replay every trace (each path once) into its report document.
 
@@ -446,57 +465,174 @@ def replay_traces(
     listing eras that cannot run a trace under ``skipped``. A trace no era can
     run is a usage error, and so is a Ctrl-C (exit 130, nothing written).
     ``progress(label, done, total)`` is told how each read and replay advances.
-    """
-    from functools import partial
 
+    Up to ``jobs`` traces replay at once, each in a worker process; the reports,
+    and the error raised for the first bad trace in ``paths`` order, are the
+    same as one by one. By default every core is used once the traces hold
+    :data:`PARALLEL_MIN_BYTES` or more; smaller checks run in this process.
+    Standard input (``-``) is read here, so a check that reads it runs one trace
+    at a time.
+    """
+    from kvmgen.session import default_jobs
+
+    if paths.count("-") > 1:
+        raise UsageError("standard input (-) can be read only once")
+    if not request.single:
+        from kvmgen.session import targets_for
+
+        targets_for(request.kernels, request.eras)  # a usage error before any trace is read
+    unique = list(dict.fromkeys(paths))
+    workers = min(jobs or default_jobs(), len(unique))
+    if jobs is None and _input_bytes(unique) < PARALLEL_MIN_BYTES:
+        workers = 1  # starting a worker costs more than these traces take
+    if workers <= 1 or "-" in unique:
+        return [_replay_one(path, request, progress) for path in unique]
+    return _replay_in_workers(unique, request, progress, workers)
+
+
+PARALLEL_MIN_BYTES = 4 << 20
+"""Input size from which a default check replays its traces in worker processes: a
+worker takes ~0.5 s of CPU to start, the time a few MB of trace take to replay."""
+
+
+def _input_bytes(paths: Sequence[str]) -> int:
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):  # opening it reports the problem, in order
+            total += os.path.getsize(path)
+    return total
+
+
+def _replay_one(
+    path: str, request: ReplayRequest, progress: Callable[..., None] | None, jobs: int | None = None
+) -> TraceRun:
+    """Open, replay and report one trace."""
     from kvmgen.inputs import open_trace
     from kvmgen.model.costs import load_costs
     from kvmgen.model.policy import parse_policies
     from kvmgen.report.document import build_document
-    from kvmgen.session import resolve_target, run_session, targets_for
+    from kvmgen.session import implementation_for, resolve_target, run_session, targets_for
     from kvmgen.stats import DEFAULT_RECORD_LIMIT
 
-    policies = parse_policies(request.biases)
-    cost_model = load_costs(request.costs) if request.costs else None
-    single = (
-        len(request.kernels) <= 1
-        and len(request.eras) <= 1
-        and not any(e.strip().lower() == "all" for e in request.eras)
+    read = partial(progress, f"reading {path}") if progress else None
+    trace = open_trace(
+        path, request.fmt, progress=read, allow_missing_source=request.allow_missing_source
     )
-    chosen = None if single else targets_for(request.kernels, request.eras)
-    if paths.count("-") > 1:
-        raise UsageError("standard input (-) can be read only once")
+    if request.single:
+        kernel = request.kernels[0] if request.kernels else None
+        era = request.eras[0] if request.eras else None
+        targets = [resolve_target(trace, kernel, era)]
+    else:
+        targets = targets_for(request.kernels, request.eras)
+    start = time.perf_counter()
+    session = run_session(
+        trace,
+        targets,
+        address_spaces=request.address_spaces,
+        policies=parse_policies(request.biases),
+        cost_model=load_costs(request.costs) if request.costs else None,
+        implementation=implementation_for(request.reference),
+        record_limit=request.record_limit or DEFAULT_RECORD_LIMIT,
+        skip_unrunnable=not request.single,
+        progress=progress,
+        jobs=jobs,
+    )
+    if getattr(session, "partial", False):
+        raise KeyboardInterrupt
+    if not session.runs:
+        reasons = "; ".join(f"{s.era}: {s.reason}" for s in session.skipped)
+        raise UsageError(f"{path}: no chosen era can run this trace ({reasons})")
+    return TraceRun(path, build_document(session), time.perf_counter() - start)
+
+
+def _replay_in_workers(
+    paths: Sequence[str],
+    request: ReplayRequest,
+    progress: Callable[..., None] | None,
+    workers: int,
+) -> list[TraceRun]:
+    """Replay ``paths`` in ``workers`` fresh processes (spawned: this one may hold threads).
+
+    Each worker replays the runs of its trace one at a time: the traces already
+    fill every core. A worker's error comes back as a value and is raised here
+    for the first failing trace in ``paths`` order, as a serial check would; a
+    worker that dies raises BrokenProcessPool. Ctrl-C stops every worker.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    label = f"replaying {len(paths)} traces"
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_ignore_interrupts,
+    )
     out: list[TraceRun] = []
-    for path in dict.fromkeys(paths):
-        read = partial(progress, f"reading {path}") if progress else None
-        trace = open_trace(
-            path, request.fmt, progress=read, allow_missing_source=request.allow_missing_source
-        )
-        if chosen is None:
-            kernel = request.kernels[0] if request.kernels else None
-            era = request.eras[0] if request.eras else None
-            targets = [resolve_target(trace, kernel, era)]
-        else:
-            targets = chosen
-        start = time.perf_counter()
-        session = run_session(
-            trace,
-            targets,
-            address_spaces=request.address_spaces,
-            policies=policies,
-            cost_model=cost_model,
-            implementation="reference" if request.reference else "engine",
-            record_limit=request.record_limit or DEFAULT_RECORD_LIMIT,
-            skip_unrunnable=not single,
-            progress=progress,
-        )
-        if getattr(session, "partial", False):
-            raise KeyboardInterrupt
-        if not session.runs:
-            reasons = "; ".join(f"{s.era}: {s.reason}" for s in session.skipped)
-            raise UsageError(f"{path}: no chosen era can run this trace ({reasons})")
-        out.append(TraceRun(path, build_document(session), time.perf_counter() - start))
+    try:
+        futures = [pool.submit(_worker, request, path) for path in paths]
+        for future in futures:
+            outcome = future.result()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            out.append(outcome)
+            if progress is not None:
+                progress(label, len(out), len(paths))
+    except BaseException:
+        # Private but long-standing: the only way to stop a running worker before 3.14.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return out
+
+
+def _ignore_interrupts() -> None:
+    """In a worker: Ctrl-C is the parent's to handle (it stops the workers)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker(request: ReplayRequest, path: str) -> TraceRun | BaseException:
+    """One trace in a worker process; an error is returned, in a form that pickles."""
+    try:
+        return _replay_one(path, request, None, jobs=1)
+    except TraceError as error:
+        return _PicklableTraceError.of(error)
+    except KvmgenError as error:
+        return error
+    except Exception:  # a bug: the parent raises it with its traceback text
+        import traceback
+
+        return RuntimeError(f"{path}: replay failed in a worker:\n{traceback.format_exc()}")
+
+
+class _PicklableTraceError(TraceError):
+    """A :class:`TraceError` that crosses a process boundary (its __init__ takes keywords)."""
+
+    @classmethod
+    def of(cls, error: TraceError) -> TraceError:
+        fields = ("line", "column", "event", "op", "field")
+        copy = cls(error.path, error.message, **{f: getattr(error, f) for f in fields})
+        copy.exit_code = error.exit_code
+        return copy
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = (self.line, self.column, self.event, self.op, self.field)
+        return (_rebuild_trace_error, (self.path, self.message, *fields))
+
+
+def _rebuild_trace_error(
+    path: str,
+    message: str,
+    line: int | None,
+    column: int | None,
+    event: int | None,
+    op: str | None,
+    field: str | None,
+) -> TraceError:
+    return TraceError(path, message, line=line, column=column, event=event, op=op, field=field)
 
 
 def check_schema() -> dict[str, Any]:

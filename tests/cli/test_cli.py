@@ -275,7 +275,9 @@ def _ctrl_c_at_progress(monkeypatch, *, while_reading: bool) -> None:
 def test_ctrl_c_writes_a_partial_report_and_exits_130(run_cli, tmp_path, monkeypatch):
     _ctrl_c_at_progress(monkeypatch, while_reading=False)
     out = tmp_path / "partial.json"
-    result = run_cli("replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q")
+    result = run_cli(
+        "replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q", "--engine"
+    )
     assert result.exit_code == 130
     assert "interrupted after" in result.stderr and "partial" in result.stderr
     doc = json.loads(out.read_text())
@@ -300,7 +302,9 @@ def test_sigterm_writes_a_partial_report_and_exits_143(run_cli, tmp_path, monkey
     monkeypatch.setattr(common, "progress_callback", terminating)
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "partial.json"
-    result = run_cli("replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q")
+    result = run_cli(
+        "replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q", "--engine"
+    )
     assert result.exit_code == 143, result.stderr
     assert "terminated (SIGTERM) after" in result.stderr and "partial" in result.stderr
     doc = json.loads(out.read_text())
@@ -333,6 +337,7 @@ def test_sigterm_in_a_subprocess_exits_143(tmp_path):
         "--json",
         str(out),
         "-q",
+        "--engine",
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 143, done.stderr
@@ -342,7 +347,9 @@ def test_sigterm_in_a_subprocess_exits_143(tmp_path):
 def test_ctrl_c_while_reading_exits_130_without_a_report(run_cli, tmp_path, monkeypatch):
     _ctrl_c_at_progress(monkeypatch, while_reading=True)
     out = tmp_path / "none.json"
-    result = run_cli("replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q")
+    result = run_cli(
+        "replay", str(TRACES / "vga-dirty-log.yaml"), "--json", str(out), "-q", "--engine"
+    )
     assert result.exit_code == 130
     assert "interrupted" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()

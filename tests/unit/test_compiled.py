@@ -39,8 +39,9 @@ def test_compiling_jsonl_matches_compiling_yaml(tmp_path):
     a = compile_trace(scan_jsonl(str(jsonl)), str(tmp_path / "a.kvmc"))
     b = compile_trace(open_trace(TRACES / "churn-delete-move.yaml"), str(tmp_path / "b.kvmc"))
     assert a.digest == b.digest and a.event_count == b.event_count
-    for name in ("ev_op", "ev_x", "ev_rep", "upd", "dur", "gfns", "initial_cover"):
+    for name in ("ev_code", "ev_vcpu", "ev_x", "aux", "dur", "gfns", "initial_cover"):
         assert np.array_equal(getattr(a.encoded, name), getattr(b.encoded, name)), name
+    assert a.encoded.first_index == b.encoded.first_index == 0
 
 
 def test_stale_source_is_refused(source, tmp_path):
@@ -115,7 +116,7 @@ def test_arrays_are_writable_views_of_the_file(source, tmp_path):
     out = tmp_path / "v.kvmc"
     written = compile_trace(open_trace(source), str(out))
     loaded = load_compiled(str(out))
-    for name in ("ev_op", "ev_x", "upd", "dur", "gfns", "initial_cover"):
+    for name in ("ev_code", "ev_vcpu", "ev_x", "aux", "dur", "gfns", "initial_cover"):
         a, b = getattr(written.encoded, name), getattr(loaded.encoded, name)
         assert a.dtype == b.dtype and np.array_equal(a, b), name
         assert b.flags.writeable and b.flags.aligned

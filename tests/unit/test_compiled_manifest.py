@@ -121,9 +121,9 @@ ARRAYS = {
     "an array missing": (lambda m: m["arrays"].pop(), r"array \w+ is missing"),
     "an array twice": (lambda m: m["arrays"].append(copy.deepcopy(m["arrays"][0])), "unexpectedly"),
     "an unknown array": (lambda m: _array_entry(m, "gfns").__setitem__(0, "evil"), "unexpectedly"),
-    "a wrong dtype": (lambda m: _array_entry(m, "ev_op").__setitem__(1, "<i8"), "dtype"),
-    "a wrong shape": (lambda m: _array_entry(m, "upd").__setitem__(2, [1]), "shape"),
-    "wrong columns": (lambda m: _array_entry(m, "upd").__setitem__(2, [1, 3]), "columns"),
+    "a wrong dtype": (lambda m: _array_entry(m, "ev_code").__setitem__(1, "<i8"), "dtype"),
+    "a wrong shape": (lambda m: _array_entry(m, "aux").__setitem__(2, [1]), "shape"),
+    "wrong columns": (lambda m: _array_entry(m, "aux").__setitem__(2, [1, 3]), "columns"),
     "a size off its shape": (lambda m: _array_entry(m, "ev_x").__setitem__(4, 9), "size"),
     "an offset past the end": (
         lambda m: _array_entry(m, "gfns").__setitem__(3, 1 << 40),
@@ -171,12 +171,14 @@ def _with_value(compiled: bytes, name: str, row: int, value: int, column: int | 
 
 
 VALUES = {
-    "an unknown op": ("ev_op", 0, 9, None, "unknown op"),
-    "address space 2": ("ev_as", 0, 2, None, "no address space"),
+    "an unknown op": ("ev_code", 0, 6 | 16, None, "unknown op"),
+    "an unknown code bit": ("ev_code", 0, 0 | 16 | 64, None, "unknown op"),
+    "an update without aux": ("ev_code", 0, 0, None, "without its aux row"),
     "a vCPU past the count": ("ev_vcpu", 0, 999, None, "no vCPU"),
-    "a gfn index past the end": ("ev_x", 1, 10**6, None, "outside"),
-    "a zero repeat": ("ev_rep", 0, 0, None, "repeat below 1"),
-    "a range past the gfns": ("upd", 0, 10**6, 1, "range outside the gfns"),
+    "a gfn index past the end": ("ev_x", 3, 10**6, None, "an access outside the gfns"),
+    "an aux row past the end": ("ev_x", 0, 10**6, None, "outside the aux table"),
+    "a zero repeat": ("aux", 0, 0, 7, "repeat below 1"),
+    "a range past the gfns": ("aux", 0, 10**6, 1, "range outside the gfns"),
 }
 
 
@@ -185,6 +187,12 @@ def test_array_values_the_engine_indexes_with_are_checked(tmp_path, compiled, ca
     name, row, value, column, match = VALUES[case]
     data = _with_value(compiled, name, row, value, column)
     _refused(tmp_path, data, rf"corrupt compiled trace \(.*{match}")
+
+
+def test_a_format_3_file_is_refused_in_one_line(tmp_path, compiled) -> None:
+    manifest, region = _split(compiled)
+    manifest["kvmgen_compiled"] = 3
+    _refused(tmp_path, _join(manifest, region), r"compiled trace format 3 is not the one .* \(4\)")
 
 
 def test_the_unchanged_file_loads(tmp_path, compiled) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kvmgen.engine import kernels as k
 from kvmgen.engine.encode import encode
 from kvmgen.engine.replay import replay_engine
 from kvmgen.model.eras import ERAS
@@ -79,11 +80,32 @@ def test_encode_maps_only_accessed_gfns():
     enc = encode(trace)
     assert enc.gfns.tolist() == [0x10, 0x5000, 0x2000001]
     assert enc.ev_x[1] == 1 and enc.ev_x[3] == 0
-    create, move = enc.upd
+    create, move = enc.aux[enc.ev_x[[0, 2]]]
     assert (create[0], create[1]) == (1, 2)  # covers 0x5000 only
     assert (move[0], move[1], move[2], move[3]) == (2, 3, 1, 2)
     assert enc.dur[:, 2].tolist() == [2]
-    assert enc.ev_op.dtype == np.int8
+    assert enc.ev_code.dtype == np.uint8 and enc.ev_x.dtype == np.uint32
+    assert enc.first_index == 0
+
+
+def test_encode_keeps_wide_fields_out_of_the_event_columns():
+    """Plain accesses take 7 bytes; updates, bumps and repeated accesses name an aux row."""
+    trace = _trace(
+        Event(index=0, op=Op.CREATE, slot=0, gfn=0, pages=4),
+        Event(index=1, op=Op.ACCESS, gfn=2, vcpu=3),
+        Event(index=2, op=Op.ACCESS, gfn=9, repeat=10**12, address_space=1),
+        Event(index=3, op=Op.BUMP, repeat=5),
+    )
+    enc = encode(trace)
+    row_bytes = enc.ev_code.itemsize + enc.ev_vcpu.itemsize + enc.ev_x.itemsize
+    assert row_bytes == 7
+    codes = enc.ev_code.tolist()
+    assert codes[1] == Op.ACCESS and enc.ev_vcpu[1] == 3 and enc.gfns[enc.ev_x[1]] == 2
+    assert codes[2] == Op.ACCESS | 1 << k.EV_AS_SHIFT | k.EV_AUX
+    repeated = enc.aux[enc.ev_x[2]]
+    assert repeated[k.U_REPS] == 10**12 and enc.gfns[repeated[k.U_GID]] == 9
+    assert codes[3] == Op.BUMP | k.EV_AUX and enc.aux[enc.ev_x[3], k.U_REPS] == 5
+    assert enc.block(2, 4).first_index == 2
 
 
 def test_record_limit_keeps_counts_exact():

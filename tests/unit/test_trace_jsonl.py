@@ -241,7 +241,8 @@ def test_interrupt_in_memory_stops_after_the_first_run():
         calls.append(label)
         raise KeyboardInterrupt
 
-    session = run_session(trace, [resolve_target(trace, None, None)], progress=stop)
+    target = resolve_target(trace, None, None)
+    session = run_session(trace, [target], progress=stop, implementation="engine", jobs=1)
     assert session.partial and len(session.runs) == 1 and len(calls) == 1
 
 
