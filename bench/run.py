@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.importers import bench_importers  # noqa: E402
 from kvmgen.engine import kernels as k  # noqa: E402
 from kvmgen.engine.encode import EncodedTrace, Encoder, encode  # noqa: E402
 from kvmgen.engine.replay import new_state, replay_engine, run_block, to_result  # noqa: E402
@@ -486,6 +487,7 @@ def main() -> int:
     parser.add_argument("--json-events", type=int, default=1_000_000)
     parser.add_argument("--jsonl-events", type=int, default=10_000_000)
     parser.add_argument("--check-events", type=int, default=1_000_000)
+    parser.add_argument("--import-lines", type=int, default=1_000_000)
     parser.add_argument(
         "--only", action="append", default=[], help="Run only these groups (repeatable)."
     )
@@ -503,6 +505,7 @@ def main() -> int:
             "jsonl": lambda: bench_jsonl_rss(args.jsonl_events, work),
             "startup": bench_startup,
             "check": lambda: bench_parallel_check(args.check_events, work),
+            "importers": lambda: bench_importers(args.import_lines, work),
         }
         results: dict[str, dict[str, float]] = {
             "machine": {"cpus": os.cpu_count() or 1, "python": sys.version.split()[0]}  # type: ignore[dict-item]
