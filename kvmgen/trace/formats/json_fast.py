@@ -1,102 +1,366 @@
-"""A fast path for JSON traces: one jitted scan reads events straight into columns.
+"""JSON documents read by a jitted scan straight into columns: held in memory, or streamed.
 
 The full JSON loader tracks the position of every value as it parses, in Python,
-and builds one record per event. Here :mod:`kvmgen.trace.formats.scan_kernels` walks the
-bytes once: plain accesses (nearly every event of a big trace) go straight into
-an :class:`~kvmgen.trace.table.EventTable`, and every other event is delimited,
-parsed with orjson and checked by the format-v1 validator, in order, so the
-slot-layout rules see every update. Events keep the line and column the full
-loader gives them.
+and builds one record per event. Here :mod:`~kvmgen.trace.formats.scan_kernels`
+walks the bytes: every event it reads (nearly all of a trace, whatever the op)
+goes straight into an :class:`~kvmgen.trace.table.EventTable`, the few others
+are parsed with orjson and checked by the format-v1 validator, and the memslot
+layout is checked over the columns. The header is the full parser's, read from
+the document without its events list and placed exactly where it stands.
 
-The path is strict: non-ASCII input, duplicate keys, a container after the
-events list and anything the validator rejects make :func:`load_json_fast`
-return None; the full loader then reads the file and words the error, so
-messages and positions are always the full loader's.
+:func:`load_json_fast` reads a document held in memory and is strict: anything
+unusual or invalid makes it return None, and the full loader reads the file and
+words the error. :func:`stream_json` reads a big file in two passes in bounded
+memory, as JSON Lines is read: the first checks the syntax of every event and
+collects what the engine needs up front (a document it cannot vouch for gives
+None: read it whole); the second validates block by block, and words an invalid
+event as the full loader would, from that event's bytes alone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
-import orjson
 
 from kvmgen.errors import TraceError
-from kvmgen.trace.formats.json_full import parse_json
-from kvmgen.trace.formats.scan import ScanTables, keys_as_written, merged
-from kvmgen.trace.records import Event, Trace
-from kvmgen.trace.table import TableEvents
-from kvmgen.trace.tree import Map, Seq, is_map
-from kvmgen.trace.validate import Validator
+from kvmgen.trace.formats.json_full import parse_json_text
+from kvmgen.trace.formats.scan import BadEvent, BlockChecker, OtherEvent, ScanTables
+from kvmgen.trace.records import Event, ReadProgress, Trace
+from kvmgen.trace.streamed import FirstPass, StreamedTrace
+from kvmgen.trace.table import EventTable, TableEvents, merge_by_index
+from kvmgen.trace.tree import Pos, decode, is_map
+from kvmgen.trace.validate import FORMAT_VERSION, Validator
 from kvmgen.trace.validate.access import VCPU_LIMIT
 
-
-def _located(value: dict[str, Any], at: tuple[int, int], subs: list[tuple[int, int]]) -> Map:
-    """One event as a located tree: its own position and its during entries' positions."""
-    node = Map(at)
-    for key, item in value.items():
-        if key == "during" and isinstance(item, list):
-            seq = Seq(at)
-            for entry, entry_at in zip(item, subs, strict=False):
-                sub = Map(entry_at)
-                if isinstance(entry, dict):
-                    for k, v in entry.items():
-                        sub.put(k, v, entry_at, entry_at)
-                seq.add(sub if isinstance(entry, dict) else entry, entry_at)
-            item = seq
-        node.put(key, item, at, at)
-    return node
+CHUNK_BYTES = 1 << 22  # a streamed document is read in blocks of about 4 MiB
+PART_LIMIT = 1 << 26  # a header, a tail or one event larger than this is not streamed
+_BOM = b"\xef\xbb\xbf"
+# An integer literal of 20 digits or more may exceed 2^64, which orjson reads as a float.
+_LONG_NUMBER = re.compile(rb"\d{20}")
 
 
-def _header_is_safe(header: Any) -> bool:
-    """Whether the header read without the events list has every position right.
+def _exact(path: str, raw: bytes, at: tuple[int, int]) -> Any:
+    """One event's located tree from its bytes by the full parser, positioned as in its file."""
+    return parse_json_text(path, raw.decode("ascii"), ((0, at[0], at[1]),))[0]
 
-    The events list is cut out of the text, so a container after it would move
-    up; observations are left to the full loader.
+
+def _read_other(path: str, data: bytes, validator: Validator, other: OtherEvent) -> Event:
+    """An event the scan left to Python, its fields checked (the layout is checked over columns).
+
+    The scan reads nearly every event; the few others (escapes, string numbers...)
+    are read by the full parser, so positions and duplicate keys are its own.
     """
-    if not is_map(header) or "observations" in header:
+    at = (other.line, other.column)
+    node = _exact(path, data[other.start : other.end], at)
+    return validator.event_at(other.index, node, at, layout=False)
+
+
+@dataclass(frozen=True)
+class _List:
+    """Where a document's events list starts, and the text before it."""
+
+    offset: int  # byte offset of its "["
+    line: int
+    # Where the "["'s line starts, in bytes less the extra bytes of non-ASCII text
+    # before it on that line: offset - line_start + 1 is its character column.
+    line_start: int
+    head: str  # the document before the "[" (without a byte-order mark)
+
+
+def _find_list(path: str, data: bytes) -> _List | bool | None:
+    """Where the events list of the document starting ``data`` opens.
+
+    None: the document is not one the scan reads; False: ``data`` ends too soon.
+    """
+    from kvmgen.trace.formats.scan_kernels import SCRATCH, json_head
+
+    skip = len(_BOM) if data.startswith(_BOM) else 0
+    found = int(json_head(np.frombuffer(data, dtype=np.uint8)[skip:], SCRATCH.copy()))
+    if found == -2:
         return False
-    keys = list(header)
+    if found < 0:
+        return None
+    offset = skip + found
+    try:
+        head = decode(path, data[:offset])
+    except TraceError:
+        return None
+    line_begins = data.rfind(b"\n", 0, offset) + 1
+    last_line = data[max(line_begins, skip) : offset]
+    extra = len(last_line) - len(last_line.decode("utf-8"))
+    line = data.count(b"\n", 0, offset) + 1
+    return _List(offset, line, max(line_begins, skip) + extra, head)
+
+
+def _header(
+    path: str, where: _List, tail: bytes, end_line: int, end_column: int
+) -> tuple[Any, Pos] | None:
+    """The located header: the document with ``[]`` for its events, positioned as in the file.
+
+    ``tail`` is everything after the list's "]", which is at (``end_line``,
+    ``end_column``). None for a header the scan does not take: observations
+    (checked against the events) or a mapping or list after the events (an
+    unusual layout), both left to the full loader.
+    """
+    try:
+        text = where.head + "[]" + decode(path, tail)
+        root, pos = parse_json_text(
+            path, text, ((0, 1, 1), (len(where.head) + 1, end_line, end_column))
+        )
+    except TraceError:
+        return None
+    if not is_map(root) or "observations" in root:
+        return None
+    keys = list(root)
     after = keys[keys.index("events") + 1 :] if "events" in keys else keys
-    return not any(isinstance(header[key], dict | list) for key in after)
+    if any(isinstance(root[key], dict | list) for key in after):
+        return None
+    return root, pos
+
+
+def _scan(
+    chunk: bytes,
+    start: int,
+    line: int,
+    line_start: int,
+    index: int,
+    first: bool,
+    final: bool,
+    reuse: ScanTables | None = None,
+) -> tuple[ScanTables, int]:
+    """One jitted pass over a chunk of the events list; the scan and its status.
+
+    ``reuse``: the scan of the chunk before, whose arrays this one may take over.
+    """
+    scan = ScanTables(chunk, reuse=reuse)
+    status = scan.sk.json_events(
+        scan.buf,
+        start,
+        line,
+        line_start,
+        index,
+        int(first),
+        int(final),
+        scan.rows,
+        scan.other,
+        scan.counts,
+        scan.scratch,
+    )
+    return scan, int(status)
 
 
 def load_json_fast(path: str, data: bytes, sha256: str) -> Trace | None:
-    """The trace, if the document is plain ASCII JSON and valid; else None (use the full loader)."""
-    if not data.isascii():
+    """The trace, if the scan reads the document and it is valid; else None (read it in full)."""
+    where = _find_list(path, data)
+    if not isinstance(where, _List):
         return None
-    buf = np.frombuffer(data, dtype=np.uint8)
-    scan = ScanTables(buf)
+    scan, status = _scan(data, where.offset + 1, where.line, where.line_start, 0, True, True)
     sk = scan.sk
-    status = sk.scan_json_events(buf, scan.acc, scan.other, scan.nested, scan.counts, VCPU_LIMIT)
-    if status != sk.OK:
+    end = scan.count(sk.C_RESUME)
+    if status != sk.OK or not data[where.offset : end].isascii():
         return None
-    start, end = scan.count(sk.C_LIST_START), scan.count(sk.C_LIST_END)
+    end_column = end - scan.count(sk.C_LINE_START) + 1
+    header = _header(path, where, data[end + 1 :], scan.count(sk.C_LINE), end_column)
+    if header is None:
+        return None
     try:
-        # The header through the full loader, on the document minus the events list:
-        # small, and every header position (vm, its slots) comes out exactly right.
-        header, header_pos = parse_json(path, data[:start] + b"[]" + data[end + 1 :])
-        if not _header_is_safe(header):
-            return None
         validator = Validator(path)
-        vm = validator.trace(header, header_pos, "json", sha256).vm
+        vm = validator.trace(*header, "json", sha256).vm
         vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
-        accesses = scan.accesses()
-        if len(accesses) and int(accesses.vcpu.max()) >= vcpus:
-            return None
-        others: list[Event] = []
-        for other in scan.others():
-            try:
-                value = orjson.loads(data[other.start : other.end])
-            except orjson.JSONDecodeError:
-                return None
-            if not keys_as_written(value, other):
-                return None
-            at = (other.line, other.column)
-            subs = [(line, column) for line, column, _ in other.nested]
-            locate = partial(_located, value, at, subs)
-            others.append(validator.fast_event(value, other.index, at, vcpus, locate))
-    except TraceError:
+        checker = BlockChecker(validator)
+        table = checker.check(scan, partial(_read_other, path, data, validator), vcpus)
+    except (TraceError, BadEvent):
         return None
-    return validator.finish(vm, TableEvents(merged(accesses, others, validator)), "json", sha256)
+    return validator.finish(vm, TableEvents(table), "json", sha256)
+
+
+# --- streamed -------------------------------------------------------------------------
+
+
+class _Unstreamable(Exception):
+    """The first pass met something only the whole-document loader reads (or words)."""
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the first pass learnt about the document, for the second."""
+
+    where: _List
+    header: tuple[Any, Pos]
+
+
+def stream_json(
+    file: str, name: str | None = None, progress: ReadProgress | None = None
+) -> StreamedTrace | None:
+    """First pass over a big JSON document: check, hash, collect; None if it is not streamable.
+
+    ``name`` is how messages call the input (default: ``file``);
+    ``progress(bytes read, file size)`` is called after each block. A header
+    error is raised here; event errors come from the second pass
+    (:meth:`StreamedTrace.blocks`), in order, worded as the full loader words them.
+    """
+    path = name or file
+    digest = hashlib.sha256()
+    size = os.path.getsize(file)
+    seen = FirstPass()
+    lenient = Validator(path)
+    try:
+        with _open(file, path) as handle:
+            found = _first_pass(path, handle, digest, seen, lenient, progress, size)
+            if found is None:
+                return None
+            where, tail, end_line, end_column = found
+            rest = handle.read(PART_LIMIT + 1 - len(tail))
+            digest.update(rest)
+            if len(tail) + len(rest) > PART_LIMIT:
+                return None
+            tail += rest
+    except _Unstreamable:
+        return None
+    header = _header(path, where, tail, end_line, end_column)
+    if header is None:
+        return None
+    vm = Validator(path).trace(*header, "json", "").vm  # a header error is the first error
+    if progress is not None:
+        progress(size, size)
+    return seen.trace(
+        path=path,
+        vm=vm,
+        sha256=digest.hexdigest(),
+        read_blocks=partial(_second_pass, path, file, _Layout(where, header)),
+        format="json",
+        version=FORMAT_VERSION,
+    )
+
+
+def _open(file: str, path: str) -> BinaryIO:
+    try:
+        return open(file, "rb")
+    except OSError as error:
+        raise TraceError(path, f"cannot read the trace: {error.strerror or error}") from None
+
+
+def _first_pass(
+    path: str,
+    handle: BinaryIO,
+    digest: Any,
+    seen: FirstPass,
+    lenient: Validator,
+    progress: ReadProgress | None,
+    size: int,
+) -> tuple[_List, bytes, int, int] | None:
+    """The first pass up to the events list's end: its start, the bytes after it, where "]" is."""
+    data = b""
+    while True:
+        more = handle.read(CHUNK_BYTES)
+        digest.update(more)
+        data += more
+        where = _find_list(path, data)
+        if where is None or (where is False and (not more or len(data) > PART_LIMIT)):
+            return None
+        if isinstance(where, _List):
+            break
+    done = len(data)
+    carry = data[where.offset + 1 :]
+    line, line_start = where.line, where.line_start - (where.offset + 1)
+    index, first = 0, True
+    scan: ScanTables | None = None
+    while True:
+        more = handle.read(CHUNK_BYTES)
+        digest.update(more)
+        done += len(more)
+        chunk = carry + more
+        scan, status = _scan(chunk, 0, line, line_start, index, first, not more, scan)
+        sk = scan.sk
+        stop = scan.count(sk.C_RESUME)
+        if status == sk.FALLBACK or not chunk[:stop].isascii():
+            return None
+        seen.add(_lenient_table(path, chunk, scan, lenient))
+        index += scan.count(sk.C_EVENTS)
+        first = first and index == 0
+        if progress is not None:
+            progress(done, size)
+        if status == sk.OK:
+            seen.events = index
+            end_column = stop - scan.count(sk.C_LINE_START) + 1
+            return where, chunk[stop + 1 :], scan.count(sk.C_LINE), end_column
+        carry = chunk[stop:]
+        line, line_start = scan.count(sk.C_LINE), scan.count(sk.C_LINE_START) - stop
+        if len(carry) > PART_LIMIT:
+            return None
+
+
+def _lenient_table(path: str, chunk: bytes, scan: ScanTables, validator: Validator) -> EventTable:
+    """A first pass's events of one scan: every row, and the other events that check out.
+
+    An event that does not check out is left for the second pass to report;
+    one that is not valid JSON makes the document unstreamable (the full
+    loader reports syntax errors before anything else).
+    """
+    events: list[Event] = []
+    table, others = scan.lenient()
+    for other in others:
+        at = (other.line, other.column)
+        try:
+            node = _exact(path, chunk[other.start : other.end], at)
+        except TraceError:
+            raise _Unstreamable from None
+        try:
+            events.append(validator.event_at(other.index, node, at, layout=False))
+        except TraceError:
+            continue
+    return merge_by_index(table, EventTable.from_events(events)) if events else table
+
+
+def _second_pass(path: str, file: str, layout: _Layout) -> Iterator[EventTable]:
+    """Validated events in order, a block at a time (re-reads ``file``)."""
+    validator = Validator(path)
+    vm = validator.trace(*layout.header, "json", "").vm
+    vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
+    checker = BlockChecker(validator)
+    where = layout.where
+    with _open(file, path) as handle:
+        handle.seek(where.offset + 1)
+        carry = b""
+        line, line_start = where.line, where.line_start - (where.offset + 1)
+        index, first = 0, True
+        scan: ScanTables | None = None
+        while True:
+            more = handle.read(CHUNK_BYTES)
+            chunk = carry + more
+            scan, status = _scan(chunk, 0, line, line_start, index, first, not more, scan)
+            sk = scan.sk
+            assert status != sk.FALLBACK, "the first pass read this list"
+            read = partial(_read_other, path, chunk, validator)
+            try:
+                table = checker.check(scan, read, vcpus)
+            except BadEvent as bad:
+                raise _bad_event(path, chunk, scan, checker, bad.index) from None
+            if len(table):
+                yield table
+            index += scan.count(sk.C_EVENTS)
+            first = first and index == 0
+            if status == sk.OK:
+                return
+            stop = scan.count(sk.C_RESUME)
+            carry = chunk[stop:]
+            line, line_start = scan.count(sk.C_LINE), scan.count(sk.C_LINE_START) - stop
+
+
+def _bad_event(
+    path: str, chunk: bytes, scan: ScanTables, checker: BlockChecker, index: int
+) -> TraceError:
+    """The full loader's message for bad event ``index``: its bytes parsed and checked fully."""
+    start, end, line, column = scan.span(index)
+    try:
+        node = _exact(path, chunk[start:end], (line, column))
+    except TraceError as error:
+        return error
+    return checker.word(index, node, (line, column))
