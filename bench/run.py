@@ -26,6 +26,8 @@ from numba import njit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import ingest  # noqa: E402  (bench/ingest.py: the ingest rows of issue 15)
+
 from kvmgen.engine import kernels as k  # noqa: E402
 from kvmgen.engine.encode import EncodedTrace, encode  # noqa: E402
 from kvmgen.engine.replay import new_state, replay_engine, run_block, to_result  # noqa: E402
@@ -358,6 +360,7 @@ def main() -> int:
             "ingest": bench_ingest(args.yaml_events, args.json_events, work),
             "jsonl": bench_jsonl_rss(args.jsonl_events, work),
             "startup": bench_startup(),
+            "ingest_columnar": ingest.run(work),
         }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -12,6 +12,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -325,8 +326,9 @@ _UPDATES = st.lists(
 
 
 @settings(max_examples=200)
-@given(updates=_UPDATES)
-def test_layout_over_columns_fails_where_the_validator_does(tmp_path_factory, updates):
+@given(updates=_UPDATES, compiled=st.booleans())
+def test_layout_over_columns_fails_where_the_validator_does(tmp_path_factory, updates, compiled):
+    """The layout kernel, compiled or run as Python (few updates), as the validator's layout."""
     events = []
     for op, a, slot, gfn, pages in updates:
         event: dict[str, object] = {"op": op, "slot": slot, "as": a}
@@ -339,6 +341,7 @@ def test_layout_over_columns_fails_where_the_validator_does(tmp_path_factory, up
     path.write_text(json.dumps({"kvmgen": 1, "events": events}, indent=1))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(scan, "STREAM_MIN_BYTES", 0)
+        patch.setattr(scan, "PYTHON_UPDATES", 0 if compiled else 1 << 62)
         patch.setattr(json_fast, "CHUNK_BYTES", 64)
         got = _read(path)
     assert got == _full(path)
@@ -346,6 +349,34 @@ def test_layout_over_columns_fails_where_the_validator_does(tmp_path_factory, up
         assert [e.pages for e in got.events if e.op == Op.MOVE] == [
             e.pages for e in load_document(str(path), path.read_bytes()).events if e.op == Op.MOVE
         ]
+
+
+_NUMBERS = st.text(alphabet="0123456789.-+eE", min_size=1, max_size=24) | st.from_regex(
+    r"-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,16})?([eE][-+]?[0-9]{1,3})?", fullmatch=True
+)
+
+
+@settings(max_examples=500)
+@given(texts=st.lists(_NUMBERS, min_size=1, max_size=8), yaml_syntax=st.booleans())
+def test_times_read_as_float_reads_them_compiled_or_not(texts, yaml_syntax):
+    from kvmgen.trace.formats import scan_kernels as sk
+
+    data = " ".join(texts).encode()
+    ends = np.cumsum([len(t) + 1 for t in texts]) - 1
+    starts = ends - [len(t) for t in texts]
+    got = []
+    for run in (sk.times, scan.as_python(sk.times)):
+        values, read = np.zeros(len(texts)), np.zeros(len(texts), dtype=np.bool_)
+        buf = np.frombuffer(data, dtype=np.uint8) if run is sk.times else data
+        run(buf, starts, ends, int(yaml_syntax), values, read)
+        got.append((values.tolist(), read.tolist()))
+    assert got[0] == got[1]
+    for text, value, read in zip(texts, *got[0], strict=True):
+        if read:  # exactly what the loaders make of it: an integer's float, else float()
+            whole = text.lstrip("-").isdigit()
+            expected = float(int(text)) if whole else float(text)
+            assert value == expected and np.signbit(value) == np.signbit(expected), text
+            assert not yaml_syntax or "e" not in text.lower()
 
 
 def test_a_big_document_on_a_stream_is_spooled_and_streamed(monkeypatch):

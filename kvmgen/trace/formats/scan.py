@@ -40,6 +40,11 @@ STREAM_MIN_BYTES = 1 << 25
 
 _SLOT_IDS = 32768  # slot ids 0..32767, per address space
 _SPACES = 2
+# Up to so many updates in a trace, and so many times in a block, are checked or
+# read by the kernels' own code run as Python (a few ms), not compiled (about a
+# second on a fresh numba cache).
+PYTHON_UPDATES = 20_000
+PYTHON_TIMES = 256
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,12 @@ class ScanTables:
             values = np.zeros(timed.shape[0], dtype=np.float64)
             flags = np.zeros(timed.shape[0], dtype=np.bool_)
             starts, ends = rows[sk.K_T][timed], rows[sk.R_T_END][timed]
-            sk.times(self.buf, starts, ends, int(self.inside), values, flags)
+            if timed.shape[0] > PYTHON_TIMES:
+                sk.times(self.buf, starts, ends, int(self.inside), values, flags)
+            else:
+                as_python(sk.times)(
+                    self.data, starts.tolist(), ends.tolist(), self.inside, values, flags
+                )
             t[timed], read[timed] = values, flags
         return t, read
 
@@ -309,6 +319,7 @@ class SlotState:
         self.starts = np.zeros(shape, dtype=np.int64)
         self.ids = np.zeros(shape, dtype=np.int64)
         self.used = np.zeros(_SPACES, dtype=np.int64)
+        self.updates = 0  # updates applied so far
 
     @classmethod
     def of(cls, layout: Layout) -> SlotState:
@@ -338,29 +349,25 @@ class SlotState:
 
         That row is not applied; a move's ``pages`` column gets its slot's size.
         """
-        from kvmgen.trace.formats.scan_kernels import OP_BUMP, check_slots
+        from kvmgen.trace.formats import scan_kernels as sk
 
-        if not np.any(table.op < OP_BUMP):
-            return -1  # no update: a trace of accesses never compiles the layout kernel
+        updates = np.flatnonzero((table.op < sk.OP_BUMP) & (table.sub < 0))
+        if not updates.shape[0]:
+            return -1
+        # A few updates are checked by the same code run as Python: a trace with
+        # few updates never waits for the kernel to compile.
+        self.updates += updates.shape[0]
+        compiled = self.updates > PYTHON_UPDATES
+        check = sk.check_slots if compiled else as_python(sk.check_slots)
+        layout = (self.live, self.base, self.size, self.placed, self.starts, self.ids, self.used)
+        columns = (table.op, table.address_space, table.slot, table.gfn, table.pages, table.line)
+        return int(check(updates if compiled else updates.tolist(), *columns, *layout))
 
-        return int(
-            check_slots(
-                table.op,
-                table.sub,
-                table.address_space,
-                table.slot,
-                table.gfn,
-                table.pages,
-                table.line,
-                self.live,
-                self.base,
-                self.size,
-                self.placed,
-                self.starts,
-                self.ids,
-                self.used,
-            )
-        )
+
+def as_python(kernel: Any) -> Callable[..., Any]:
+    """A kernel's own Python function (numba keeps it): the same code, run uncompiled."""
+    python: Callable[..., Any] = kernel.py_func
+    return python
 
 
 class BadEvent(Exception):

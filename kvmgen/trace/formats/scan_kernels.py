@@ -453,9 +453,9 @@ def times(buf, starts, ends, yaml, values, read):
     with an optional sign and fraction (JSON also an exponent) of at most 15
     digits within 10^-22..10^22 of a whole number, which one product or
     quotient of two exact doubles rounds exactly so; or a whole number (float()
-    of an int). Compiled only for traces with times.
+    of an int). Runs as Python too (``times.py_func``, given bytes), for few times.
     """
-    for k in range(starts.shape[0]):
+    for k in range(len(starts)):
         i, stop = starts[k], ends[k]
         read[k] = False
         c = buf[i] if i < stop else 0
@@ -815,21 +815,21 @@ def yaml_lines(buf, first_line, first_index, rows, other, counts, scratch):
 
 @kernel(**_OUTER)
 def check_slots(
-    op, sub, space, slot, gfn, pages, line, live, base, size, placed, starts, ids, used
+    updates, op, space, slot, gfn, pages, line, live, base, size, placed, starts, ids, used
 ):
-    """Apply every top-level update of the rows to the slot layout; -1, or the first row that fails.
+    """Apply the updates at rows ``updates`` to the slot layout, in order; -1, or the failing row.
 
     The layout (kvmgen.trace.validate.layout) of each address space a: slot s
     is live when ``live[a, s]``, at ``base[a, s]`` for ``size[a, s]`` pages,
     placed by line ``placed[a, s]``; the live slots sorted by first gfn are
     ``ids[a, :used[a]]``, starting at ``starts[a, :used[a]]``. A failing row is
     not applied, so the layout is the one the Python validator words its error
-    on. A move's ``pages`` (the slot's size) is filled in.
+    on. A move's ``pages`` (the slot's size) is filled in. Runs as Python too
+    (``check_slots.py_func``), for traces with few updates.
     """
-    for r in range(op.shape[0]):
+    for k in range(len(updates)):
+        r = updates[k]
         o = op[r]
-        if sub[r] >= 0 or o > OP_FLAGS:
-            continue
         a = np.int64(space[r])
         s = np.int64(slot[r])
         if o == OP_CREATE:

@@ -1,0 +1,262 @@
+"""Ingest benchmarks (issue 15, ingest half): ratios measured in one run on this machine.
+
+Called from ``bench/run.py``; also runnable alone::
+
+    python bench/ingest.py [--records 1000000] [--events 10000000]
+
+Rows, each against a baseline measured in the same run, every command a fresh
+``kvmgen replay`` process timed by its own CPU (user + sys) and peak RSS,
+the runs interleaved, the best of several kept (the machine is shared):
+
+- an update record vs an access record, end to end through ``kvmgen replay``
+  (JSON Lines, ``--records`` of each): CPU per record, the slope between a
+  trace of 1,000 records and one of ``--records`` (so loading kernels and
+  starting Python count for neither); target <= 3x. The same ratio for reading
+  alone (open and validate, no replay) shows what ingest costs apart from the
+  engine.
+- a ``--events`` single-document JSON and YAML trace: peak RSS (target <= 600
+  MB each) and CPU against the same trace as JSON Lines (target <= 1.5x);
+  orjson parsing the JSON document is shown for scale.
+- the scan kernels compiled on a fresh numba cache, per format: CPU seconds
+  to read a trace of that format, against ``python -c "import numba"``.
+
+No assertion: the numbers and targets are reported, never checked here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+GFNS = 8192  # accessed pages; the first half RAM (one slot), as issue 15's mix
+VCPUS = 4
+UPDATE_EVERY = 1000
+# Slot 0 holds the RAM half of the accessed pages; 1 and 2 are for the updates row.
+SLOTS = ((0, 0, GFNS // 2), (1, 1 << 20, 16), (2, 1 << 21, 16))
+HEADER = {
+    "kvmgen": 1,
+    "vm": {
+        "kernel": "4.19",
+        "vcpus": VCPUS,
+        "slots": [{"slot": s, "gfn": g, "pages": p} for s, g, p in SLOTS],
+    },
+}
+_UPDATES = (
+    b'{"op":"flags","slot":0}',
+    b'{"op":"flags","slot":0,"flags":1}',
+    b'{"op":"move","slot":1,"gfn":%d}' % ((1 << 20) + 64),
+    b'{"op":"move","slot":1,"gfn":%d}' % (1 << 20),
+    b'{"op":"delete","slot":2}',
+    b'{"op":"create","slot":2,"gfn":%d,"pages":16}' % (1 << 21),
+)
+
+
+def _header_line() -> bytes:
+    return json.dumps(HEADER).encode() + b"\n"
+
+
+def _access_lines(n: int, seed: int = 15) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    gfns = rng.integers(0, GFNS, n).tolist()
+    return [b'{"op":"access","gfn":%d,"vcpu":%d}' % (g, i % VCPUS) for i, g in enumerate(gfns)]
+
+
+def write_jsonl(path: Path, lines: Sequence[bytes]) -> Path:
+    """A JSON Lines trace of the header above and ``lines``."""
+    with open(path, "wb") as out:
+        out.write(_header_line())
+        for start in range(0, len(lines), 1 << 16):
+            out.write(b"\n".join(lines[start : start + (1 << 16)]) + b"\n")
+    return path
+
+
+def write_mix(folder: Path, n: int) -> dict[str, Path]:
+    """The engine rows' mix: accesses with one flags toggle in every 1,000, in three syntaxes."""
+    lines = _access_lines(n)
+    for i in range(UPDATE_EVERY - 1, n, UPDATE_EVERY):
+        lines[i] = _UPDATES[0]
+    paths = {"jsonl": write_jsonl(folder / "mix.jsonl", lines)}
+    head = _header_line()[:-2] + b', "events": [\n'
+    with open(folder / "mix.json", "wb") as out:
+        out.write(head)
+        for start in range(0, n, 1 << 16):
+            chunk = lines[start : start + (1 << 16)]
+            out.write(b",\n".join(chunk) + (b",\n" if start + (1 << 16) < n else b"\n"))
+        out.write(b"]}\n")
+    paths["json"] = folder / "mix.json"
+    with open(folder / "mix.yaml", "wb") as out:
+        out.write(b'kvmgen: 1\nvm:\n  kernel: "4.19"\n  vcpus: %d\n  slots:\n' % VCPUS)
+        for s, g, p in SLOTS:
+            out.write(b"    - {slot: %d, gfn: %d, pages: %d}\n" % (s, g, p))
+        out.write(b"events:\n")
+        for start in range(0, n, 1 << 16):
+            chunk = lines[start : start + (1 << 16)]
+            out.write(b"".join(b"  - " + _as_flow(line) + b"\n" for line in chunk))
+    paths["yaml"] = folder / "mix.yaml"
+    return paths
+
+
+def _as_flow(line: bytes) -> bytes:
+    """A JSON event line of the mix as a YAML flow mapping (bare keys and words)."""
+    return line.replace(b'"', b"").replace(b":", b": ").replace(b",", b", ")
+
+
+class Child:
+    """One command run in a fresh process: its CPU seconds and peak RSS, from wait4."""
+
+    def __init__(self, cmd: Sequence[str], env: dict[str, str] | None = None) -> None:
+        with open(os.devnull, "wb") as null:
+            process = subprocess.Popen(list(cmd), cwd=ROOT, env=env, stdout=null, stderr=null)
+        _, status, usage = os.wait4(process.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed")
+        self.cpu = usage.ru_utime + usage.ru_stime
+        self.rss_mb = usage.ru_maxrss / 1024
+
+
+def best_children(commands: dict[str, list[str]], repeat: int) -> dict[str, Child]:
+    """Each command run ``repeat`` times, interleaved; the run with the least CPU of each."""
+    best: dict[str, Child] = {}
+    for _ in range(repeat):
+        for label, cmd in commands.items():
+            run = Child(cmd)
+            if label not in best or run.cpu < best[label].cpu:
+                best[label] = run
+    return best
+
+
+def _kvmgen(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kvmgen", *args]
+
+
+def _read_only(path: Path) -> list[str]:
+    """Open and validate every event, no replay: ingest alone."""
+    code = (
+        "import sys; from kvmgen.inputs import open_trace; t = open_trace(sys.argv[1]);"
+        "[None for _ in t.blocks()] if hasattr(t, 'blocks') else None"
+    )
+    return [sys.executable, "-c", code, str(path)]
+
+
+def update_vs_access(folder: Path, records: int, repeat: int = 3) -> dict[str, float]:
+    """CPU per record of updates and of accesses, replayed and read (the slope over size)."""
+    small = 1000
+    updates = [_UPDATES[i % len(_UPDATES)] for i in range(records)]
+    accesses = _access_lines(records)
+    files = {
+        "access": write_jsonl(folder / "access.jsonl", accesses),
+        "access small": write_jsonl(folder / "access-small.jsonl", accesses[:small]),
+        "update": write_jsonl(folder / "update.jsonl", updates),
+        "update small": write_jsonl(folder / "update-small.jsonl", updates[:small]),
+    }
+    commands = {f"replay {k}": _kvmgen("replay", str(p), "-q") for k, p in files.items()}
+    commands |= {f"read {k}": _read_only(p) for k, p in files.items()}
+    best = best_children(commands, repeat)
+
+    def per_record(mode: str, kind: str) -> float:
+        return (best[f"{mode} {kind}"].cpu - best[f"{mode} {kind} small"].cpu) / (records - small)
+
+    out: dict[str, float] = {"records": records}
+    for mode in ("replay", "read"):
+        access, update = per_record(mode, "access"), per_record(mode, "update")
+        out[f"{mode}_access_us_per_record"] = access * 1e6
+        out[f"{mode}_update_us_per_record"] = update * 1e6
+        out[f"{mode}_update_vs_access"] = update / access
+    out["target_replay_update_vs_access"] = 3.0
+    return out
+
+
+def documents(folder: Path, events: int, repeat: int = 2) -> dict[str, float]:
+    """Peak RSS and CPU of replaying one trace as JSON, YAML and JSON Lines."""
+    import orjson
+
+    paths = write_mix(folder, events)
+    commands = {fmt: _kvmgen("replay", str(path), "-q") for fmt, path in paths.items()}
+    best = best_children(commands, repeat)
+    data = paths["json"].read_bytes()
+    start = time.process_time()
+    orjson.loads(data)
+    orjson_cpu = time.process_time() - start
+    del data
+    out: dict[str, float] = {"events": events}
+    for fmt in ("jsonl", "json", "yaml"):
+        out[f"{fmt}_replay_cpu_s"] = best[fmt].cpu
+        out[f"{fmt}_peak_rss_mb"] = best[fmt].rss_mb
+    for fmt in ("json", "yaml"):
+        out[f"{fmt}_cpu_vs_jsonl"] = best[fmt].cpu / best["jsonl"].cpu
+    out["json_replay_vs_orjson_loads"] = best["json"].cpu / orjson_cpu
+    out["orjson_loads_cpu_s"] = orjson_cpu
+    out["target_peak_rss_mb"] = 600.0
+    out["target_cpu_vs_jsonl"] = 1.5
+    for path in paths.values():
+        path.unlink()
+    return out
+
+
+def fresh_compile(folder: Path, events: int = 20_000) -> dict[str, float]:
+    """CPU seconds to read a first trace of each format on an empty numba cache.
+
+    The traces are above the scan threshold, so each reading compiles what its
+    syntax needs (the scan, and the layout check: the mix has updates).
+    """
+    paths = write_mix(folder, events)
+    # Scanned, not read in Python, however small: files at least this big are scanned.
+    pad = b"\n" * (1 << 18)
+    for fmt in ("jsonl", "yaml"):
+        paths[fmt].write_bytes(paths[fmt].read_bytes() + pad)
+    paths["json"].write_bytes(paths["json"].read_bytes() + pad)
+    out: dict[str, float] = {}
+    numba = min(Child([sys.executable, "-c", "import numba"]).cpu for _ in range(3))
+    base = min(Child([sys.executable, "-c", "import numba, kvmgen.inputs"]).cpu for _ in range(3))
+    for fmt, path in paths.items():
+        code = "import numba, kvmgen.inputs as i, sys; t = i.open_trace(sys.argv[1]);"
+        code += "[None for _ in t.blocks()] if hasattr(t, 'blocks') else None"
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+            fresh = Child([sys.executable, "-c", code, str(path)], env).cpu
+            warm = Child([sys.executable, "-c", code, str(path)], env).cpu
+        out[f"{fmt}_fresh_cache_s"] = fresh - base
+        out[f"{fmt}_cached_s"] = warm - base
+        out[f"{fmt}_fresh_vs_import_numba"] = (fresh - base) / numba
+    out["import_numba_s"] = numba
+    return out
+
+
+def run(work: Path, records: int = 1_000_000, events: int = 10_000_000) -> dict[str, float]:
+    """Every ingest row, in one run, inputs written under ``work``."""
+    results: dict[str, float] = {}
+    steps: list[tuple[str, Callable[[], dict[str, float]]]] = [
+        ("", lambda: update_vs_access(work, records)),
+        ("docs_", lambda: documents(work, events)),
+        ("compile_", lambda: fresh_compile(work)),
+    ]
+    for prefix, step in steps:
+        results |= {prefix + key: value for key, value in step().items()}
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = run(Path(tmp), args.records, args.events)
+    for key, value in results.items():
+        shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+        print(f"  {key:36} {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
