@@ -31,7 +31,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -65,44 +64,55 @@ def _header_line() -> bytes:
     return json.dumps(HEADER).encode() + b"\n"
 
 
-def _access_lines(n: int, seed: int = 15) -> list[bytes]:
-    rng = np.random.default_rng(seed)
-    gfns = rng.integers(0, GFNS, n).tolist()
-    return [b'{"op":"access","gfn":%d,"vcpu":%d}' % (g, i % VCPUS) for i, g in enumerate(gfns)]
+_BLOCK = 1 << 16  # lines written at a time
+
+
+def _gfns(n: int, seed: int = 15) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, GFNS, n)
+
+
+def _access_lines(start: int, stop: int, gfns: np.ndarray) -> list[bytes]:
+    return [
+        b'{"op":"access","gfn":%d,"vcpu":%d}' % (g, i % VCPUS)
+        for i, g in zip(range(start, stop), gfns[start:stop].tolist(), strict=True)
+    ]
 
 
 def write_jsonl(path: Path, lines: Sequence[bytes]) -> Path:
     """A JSON Lines trace of the header above and ``lines``."""
     with open(path, "wb") as out:
         out.write(_header_line())
-        for start in range(0, len(lines), 1 << 16):
-            out.write(b"\n".join(lines[start : start + (1 << 16)]) + b"\n")
+        for start in range(0, len(lines), _BLOCK):
+            out.write(b"\n".join(lines[start : start + _BLOCK]) + b"\n")
     return path
 
 
 def write_mix(folder: Path, n: int) -> dict[str, Path]:
-    """The engine rows' mix: accesses with one flags toggle in every 1,000, in three syntaxes."""
-    lines = _access_lines(n)
-    for i in range(UPDATE_EVERY - 1, n, UPDATE_EVERY):
-        lines[i] = _UPDATES[0]
-    paths = {"jsonl": write_jsonl(folder / "mix.jsonl", lines)}
-    head = _header_line()[:-2] + b', "events": [\n'
-    with open(folder / "mix.json", "wb") as out:
-        out.write(head)
-        for start in range(0, n, 1 << 16):
-            chunk = lines[start : start + (1 << 16)]
-            out.write(b",\n".join(chunk) + (b",\n" if start + (1 << 16) < n else b"\n"))
-        out.write(b"]}\n")
-    paths["json"] = folder / "mix.json"
-    with open(folder / "mix.yaml", "wb") as out:
-        out.write(b'kvmgen: 1\nvm:\n  kernel: "4.19"\n  vcpus: %d\n  slots:\n' % VCPUS)
+    """The engine rows' mix: accesses with one flags toggle in every 1,000, in three syntaxes.
+
+    Written a block of lines at a time, so that this process stays small.
+    """
+    gfns = _gfns(n)
+    paths = {fmt: folder / f"mix.{fmt}" for fmt in ("jsonl", "json", "yaml")}
+    with (
+        open(paths["jsonl"], "wb") as jsonl,
+        open(paths["json"], "wb") as doc,
+        open(paths["yaml"], "wb") as flow,
+    ):
+        jsonl.write(_header_line())
+        doc.write(_header_line()[:-2] + b', "events": [\n')
+        flow.write(b'kvmgen: 1\nvm:\n  kernel: "4.19"\n  vcpus: %d\n  slots:\n' % VCPUS)
         for s, g, p in SLOTS:
-            out.write(b"    - {slot: %d, gfn: %d, pages: %d}\n" % (s, g, p))
-        out.write(b"events:\n")
-        for start in range(0, n, 1 << 16):
-            chunk = lines[start : start + (1 << 16)]
-            out.write(b"".join(b"  - " + _as_flow(line) + b"\n" for line in chunk))
-    paths["yaml"] = folder / "mix.yaml"
+            flow.write(b"    - {slot: %d, gfn: %d, pages: %d}\n" % (s, g, p))
+        flow.write(b"events:\n")
+        for start in range(0, n, _BLOCK):
+            lines = _access_lines(start, min(start + _BLOCK, n), gfns)
+            for i in range(-start % UPDATE_EVERY + UPDATE_EVERY - 1, len(lines), UPDATE_EVERY):
+                lines[i] = _UPDATES[0]
+            jsonl.write(b"\n".join(lines) + b"\n")
+            doc.write(b",\n".join(lines) + (b",\n" if start + _BLOCK < n else b"\n"))
+            flow.write(b"".join(b"  - " + _as_flow(line) + b"\n" for line in lines))
+        doc.write(b"]}\n")
     return paths
 
 
@@ -111,17 +121,34 @@ def _as_flow(line: bytes) -> bytes:
     return line.replace(b'"', b"").replace(b":", b": ").replace(b",", b", ")
 
 
+# Runs a command and prints its exit code, CPU seconds and peak RSS (kB). A small
+# process of its own starts it: Linux counts in a child's peak RSS its parent's
+# memory at the fork, and this one's is far below any kvmgen run.
+_LAUNCH = (
+    "import os, subprocess, sys;"
+    "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+    "_, status, u = os.wait4(p.pid, 0);"
+    "print(os.waitstatus_to_exitcode(status), u.ru_utime + u.ru_stime, u.ru_maxrss)"
+)
+
+
 class Child:
-    """One command run in a fresh process: its CPU seconds and peak RSS, from wait4."""
+    """One command run in a fresh process: its CPU seconds and peak RSS."""
 
     def __init__(self, cmd: Sequence[str], env: dict[str, str] | None = None) -> None:
-        with open(os.devnull, "wb") as null:
-            process = subprocess.Popen(list(cmd), cwd=ROOT, env=env, stdout=null, stderr=null)
-        _, status, usage = os.wait4(process.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
+        out = subprocess.run(
+            [sys.executable, "-c", _LAUNCH, *cmd],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        code, cpu, rss_kb = out.stdout.split()
+        if int(code) != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed")
-        self.cpu = usage.ru_utime + usage.ru_stime
-        self.rss_mb = usage.ru_maxrss / 1024
+        self.cpu = float(cpu)
+        self.rss_mb = int(rss_kb) / 1024
 
 
 def best_children(commands: dict[str, list[str]], repeat: int) -> dict[str, Child]:
@@ -152,7 +179,7 @@ def update_vs_access(folder: Path, records: int, repeat: int = 3) -> dict[str, f
     """CPU per record of updates and of accesses, replayed and read (the slope over size)."""
     small = 1000
     updates = [_UPDATES[i % len(_UPDATES)] for i in range(records)]
-    accesses = _access_lines(records)
+    accesses = _access_lines(0, records, _gfns(records))
     files = {
         "access": write_jsonl(folder / "access.jsonl", accesses),
         "access small": write_jsonl(folder / "access-small.jsonl", accesses[:small]),
@@ -178,16 +205,14 @@ def update_vs_access(folder: Path, records: int, repeat: int = 3) -> dict[str, f
 
 def documents(folder: Path, events: int, repeat: int = 2) -> dict[str, float]:
     """Peak RSS and CPU of replaying one trace as JSON, YAML and JSON Lines."""
-    import orjson
-
     paths = write_mix(folder, events)
     commands = {fmt: _kvmgen("replay", str(path), "-q") for fmt, path in paths.items()}
     best = best_children(commands, repeat)
-    data = paths["json"].read_bytes()
-    start = time.process_time()
-    orjson.loads(data)
-    orjson_cpu = time.process_time() - start
-    del data
+    # orjson reading the same JSON document into Python objects, for scale.
+    code = "import orjson, sys; orjson.loads(open(sys.argv[1], 'rb').read())"
+    load = min(Child([sys.executable, "-c", code, str(paths["json"])]).cpu for _ in range(repeat))
+    start = min(Child([sys.executable, "-c", "import orjson"]).cpu for _ in range(repeat))
+    orjson_cpu = load - start
     out: dict[str, float] = {"events": events}
     for fmt in ("jsonl", "json", "yaml"):
         out[f"{fmt}_replay_cpu_s"] = best[fmt].cpu

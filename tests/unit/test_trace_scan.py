@@ -417,3 +417,43 @@ def test_each_scan_kernel_is_compiled_once(tmp_path, streamed):
         for name, fn in vars(scan_kernels).items()
         if hasattr(fn, "overloads") and len(fn.overloads) > 1
     }
+
+
+def test_lines_of_bare_values_fit_the_scan_tables(tmp_path):
+    # Two bytes a line: far more other events than objects.
+    path = tmp_path / "n.jsonl"
+    path.write_text('{"kvmgen": 1}\n' + "1\n" * 5000)
+    with pytest.raises(TraceError, match=r"n\.jsonl:2: event 0: expected an event mapping, got 1"):
+        _outcome(open_trace(path))
+
+
+@pytest.mark.parametrize("name", ["qemu-boot-smm.yaml", "churn-delete-move.yaml"])
+def test_streamed_documents_give_the_same_report_bytes(run_cli, tmp_path, name, monkeypatch):
+    source = TRACES / name
+    as_json = tmp_path / "t.json"
+    as_json.write_text(json.dumps(yaml.safe_load(source.read_text()), indent=1))
+    as_yaml = tmp_path / "t.yaml"
+    as_yaml.write_text(as_yaml_text(source))
+    expected = run_cli("replay", str(source), "--json", "-").stdout
+    monkeypatch.setattr(scan, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(json_fast, "CHUNK_BYTES", 512)
+    monkeypatch.setattr(yaml_fast, "CHUNK_BYTES", 512)
+    assert isinstance(open_trace(as_json), StreamedTrace)
+    assert isinstance(open_trace(as_yaml), StreamedTrace)
+    reports = [
+        run_cli("replay", str(as_json), "--json", "-").stdout,
+        run_cli("replay", str(as_yaml), "--json", "-").stdout,
+        run_cli("replay", "-", "--json", "-", input=as_json.read_bytes()).stdout,
+        run_cli("replay", "-", "--json", "-", input=as_yaml.read_bytes()).stdout,
+    ]
+    compiled = tmp_path / "t.kvmc"
+    assert run_cli("compile", str(as_yaml), "-o", str(compiled)).exit_code == 0
+    reports.append(run_cli("replay", str(compiled), "--json", "-").stdout)
+    assert set(reports) == {expected}
+
+
+def as_yaml_text(path: Path) -> str:
+    """A sample trace with its events one flow mapping a line (the layout streamed)."""
+    doc = yaml.safe_load(path.read_text())
+    head = [f"kvmgen: {doc['kvmgen']}", f"vm: {json.dumps(doc['vm'])}", "events:"]
+    return "\n".join(head + [f"  - {_flow(event)}" for event in doc["events"]]) + "\n"

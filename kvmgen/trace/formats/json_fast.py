@@ -20,14 +20,14 @@ event as the full loader would, from that event's bytes alone.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from json.decoder import scanstring  # type: ignore[attr-defined]  # the C scanner, not stubbed
 from typing import Any, BinaryIO
-
-import numpy as np
 
 from kvmgen.errors import TraceError
 from kvmgen.trace.formats.json_full import parse_json_text
@@ -79,15 +79,11 @@ def _find_list(path: str, data: bytes) -> _List | bool | None:
 
     None: the document is not one the scan reads; False: ``data`` ends too soon.
     """
-    from kvmgen.trace.formats.scan_kernels import SCRATCH, json_head
-
     skip = len(_BOM) if data.startswith(_BOM) else 0
-    found = int(json_head(np.frombuffer(data, dtype=np.uint8)[skip:], SCRATCH.copy()))
-    if found == -2:
-        return False
-    if found < 0:
-        return None
-    offset = skip + found
+    found = _list_start(data[skip:].decode("utf-8", "surrogateescape"))
+    if not isinstance(found, str):
+        return found
+    offset = skip + len(found.encode("utf-8", "surrogateescape"))
     try:
         head = decode(path, data[:offset])
     except TraceError:
@@ -97,6 +93,40 @@ def _find_list(path: str, data: bytes) -> _List | bool | None:
     extra = len(last_line) - len(last_line.decode("utf-8"))
     line = data.count(b"\n", 0, offset) + 1
     return _List(offset, line, max(line_begins, skip) + extra, head)
+
+
+_SPACES = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def _list_start(text: str) -> str | bool | None:
+    """The text before the "[" of the top-level ``"events"`` list of a JSON document.
+
+    Walks the top-level object's keys with the standard library's scanner (the
+    values before the list are small: the header). None: no such list; False:
+    the text ends first. Bytes that do not decode are one character each.
+    """
+    i = _SPACES.match(text).end()  # type: ignore[union-attr]  # matches the empty string
+    if text[i : i + 1] != "{":
+        return None if text[i:] else False
+    while True:
+        i = _SPACES.match(text, i + 1).end()  # type: ignore[union-attr]  # past "{" or ","
+        if text[i : i + 1] != '"':
+            return None if text[i:] else False
+        try:
+            key, i = scanstring(text, i + 1)
+            i = _SPACES.match(text, i).end()  # type: ignore[union-attr]
+            if text[i : i + 1] != ":":
+                return None if text[i:] else False
+            i = _SPACES.match(text, i + 1).end()  # type: ignore[union-attr]
+            if key == "events":
+                return text[:i] if text[i : i + 1] == "[" else (None if text[i:] else False)
+            i = _DECODER.raw_decode(text, i)[1]
+        except (ValueError, StopIteration):
+            return False  # not valid, or cut short: the caller reads on to the end to know
+        i = _SPACES.match(text, i).end()  # type: ignore[union-attr]
+        if text[i : i + 1] != ",":
+            return None if text[i:] else False
 
 
 def _header(

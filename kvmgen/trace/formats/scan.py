@@ -73,17 +73,18 @@ class ScanTables:
         self.data = data
         self.inside = inside
         self.buf = np.frombuffer(data, dtype=np.uint8)
-        # Every row is an object of 8 bytes or more (the scan reads none shorter
-        # than {"t":0}); np.empty leaves untouched pages unallocated, so a
-        # generous bound costs no memory. An event past it is left to Python.
-        capacity = len(data) // 8 + 2
+        # Bounds: a row is an object with a key and a value, 6 bytes or more ({t: 0});
+        # any other event takes 2 bytes or more (a value and a newline or comma).
+        # np.empty leaves untouched pages unallocated, so generous bounds cost no
+        # memory, and the kernels never run out of room.
+        capacity, others = len(data) // 6 + 2, len(data) // 2 + 2
         self.rows: np.ndarray
         self.other: np.ndarray
-        if reuse is not None and reuse.other.shape[0] >= capacity:
+        if reuse is not None and reuse.other.shape[0] >= others:
             self.rows, self.other = reuse.rows, reuse.other
         else:
             self.rows = np.empty((sk.N_RCOLS, capacity), dtype=np.int64)  # by column
-            self.other = np.empty((capacity, sk.N_XCOLS), dtype=np.int64)
+            self.other = np.empty((others, sk.N_XCOLS), dtype=np.int64)
         self.counts = np.zeros(sk.N_COUNTS, dtype=np.int64)
         self.scratch = sk.SCRATCH.copy()
         self._read: tuple[EventTable, list[OtherEvent]] | None = None
@@ -358,10 +359,11 @@ class SlotState:
         # few updates never waits for the kernel to compile.
         self.updates += updates.shape[0]
         compiled = self.updates > PYTHON_UPDATES
-        check = sk.check_slots if compiled else as_python(sk.check_slots)
         layout = (self.live, self.base, self.size, self.placed, self.starts, self.ids, self.used)
         columns = (table.op, table.address_space, table.slot, table.gfn, table.pages, table.line)
-        return int(check(updates if compiled else updates.tolist(), *columns, *layout))
+        if compiled:
+            return int(sk.check_slots(updates, *columns, *layout))
+        return int(as_python(sk.check_slots)(updates.tolist(), *columns, *layout))
 
 
 def as_python(kernel: Any) -> Callable[..., Any]:

@@ -157,7 +157,6 @@ _WORDS = (
 )  # fmt: skip
 _W_KINDS = 6  # words 6, 7: AccessKind 0, 1
 _W_WINDOWS = 7  # words 8, 9: Window 1, 2
-_P_EVENTS = _packed("events")
 
 # ---- scratch[S_*]: working rows and lookup tables, a copy of SCRATCH per scan
 S_LC = 0  # line, offset of the line's start
@@ -618,54 +617,6 @@ def json_lines(buf, first_line, first_index, rows, other, counts, scratch):
 
 
 @kernel(**_OUTER)
-def json_head(buf, scratch):
-    """Offset of the "[" opening the events list of a JSON document; -1: none, -2: read more.
-
-    Walks the top-level object's keys as far as ``"events": [``; values before
-    it are only delimited (the caller reads the header with the full parser).
-    ``scratch`` is working space.
-    """
-    lc = scratch[S_LC]
-    n = buf.shape[0]
-    i = _ws(buf, _NO, n, _NO, lc)
-    if i == n:
-        return -2
-    if buf[i] != _LBRACE:
-        return -1
-    while True:
-        i = _ws(buf, i + 1, n, _NO, lc)  # past "{" or ","
-        if i == n:
-            return -2
-        if buf[i] != _QUOTE:
-            return -1
-        end = _skip(buf, i, n, lc)
-        if end < 0:
-            return -2
-        packed = 0
-        if end - i == 8:  # "events" and its quotes
-            for k in range(i + 1, end - 1):
-                packed = packed * 32 + (buf[k] - 94)
-        i = _ws(buf, end, n, _NO, lc)
-        if i == n:
-            return -2
-        if buf[i] != _COLON:
-            return -1
-        i = _ws(buf, i + 1, n, _NO, lc)
-        if i == n:
-            return -2
-        if packed == _P_EVENTS:
-            return i if buf[i] == _LBRACKET else -1
-        i = _skip(buf, i, n, lc)
-        if i < 0:
-            return -2
-        i = _ws(buf, i, n, _NO, lc)
-        if i == n:
-            return -2
-        if buf[i] != _COMMA:
-            return -1
-
-
-@kernel(**_OUTER)
 def json_events(
     buf,
     start,
@@ -765,9 +716,13 @@ def yaml_lines(buf, first_line, first_index, rows, other, counts, scratch):
     i = 0
     while i < n:
         eol = i
-        while eol < n and buf[eol] != _NEWLINE:
-            if (buf[eol] < 32 and buf[eol] != _TAB) or buf[eol] == 127:
-                return FALLBACK  # a control character (CR too: another line break)
+        while eol < n:
+            c = buf[eol]
+            if c < 32 or c == 127:
+                if c == _NEWLINE:
+                    break
+                if c != _TAB:
+                    return FALLBACK  # a control character (CR too: another line break)
             eol += 1
         first = i
         while first < eol and buf[first] == _SPACE:
