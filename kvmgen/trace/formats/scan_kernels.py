@@ -20,8 +20,9 @@ faster than the code: so the parser only parses (the rules are numpy over
 columns), lookups are tables the caller passes in, and every argument has one
 type. Numba types a constant argument (``True``, ``0``) by its value and
 compiles a copy of the callee for each, so flags go in as typed scalars
-(``_NO``, ``_YES``). A trace compiles only the loop its syntax needs, the
-parser, and the layout check if it has updates.
+(``_NO``, ``_YES``). A trace compiles only the loop its syntax needs and the
+parser; :func:`check_slots` and :func:`times` only past a few updates and times
+(fewer run as Python: ``check_slots.py_func``, the same code uncompiled).
 
 Positions: ``line`` is 1-based; ``column`` is the 1-based byte column, the
 character column because the callers pass ASCII where columns count (JSON
