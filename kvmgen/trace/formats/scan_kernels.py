@@ -238,7 +238,7 @@ def _event(buf, i, stop, yaml, columns, lc, index, rows, counts, scratch):
     top = r = counts[C_ROWS]
     if r >= rows.shape[1]:
         return -1
-    for k in range(N_RCOLS):
+    for k in range(R_SEEN + 1):  # every key absent (0); the rest is written when read
         rows[k, r] = 0
     start = i
     line = lc[0]
@@ -252,7 +252,7 @@ def _event(buf, i, stop, yaml, columns, lc, index, rows, counts, scratch):
             r = top + 1 + sub
             if not (i < stop and buf[i] == _LBRACE) or r >= rows.shape[1]:
                 return -1
-            for k in range(N_RCOLS):
+            for k in range(R_SEEN + 1):  # every key absent (0); the rest is written when read
                 rows[k, r] = 0
             rows[R_LINE, r] = lc[0]
             rows[R_COLUMN, r] = i - lc[1] + 1 if columns else 0
