@@ -154,8 +154,9 @@ def _scanned(fmt: str, data: bytes) -> scan.ScanTables:
         return _scan(data[data.index(b"\n") + 1 :], 2, 0, None)
     where = json_fast._find_list("t.json", data)
     assert isinstance(where, json_fast._List)
+    body = data[where.offset + 1 :]
     found, status = json_fast._scan(
-        data, where.offset + 1, where.line, where.line_start, 0, True, True
+        body, where.line, where.line_start - (where.offset + 1), 0, True, True, None
     )
     assert status == found.sk.OK
     return found
@@ -457,3 +458,31 @@ def as_yaml_text(path: Path) -> str:
     doc = yaml.safe_load(path.read_text())
     head = [f"kvmgen: {doc['kvmgen']}", f"vm: {json.dumps(doc['vm'])}", "events:"]
     return "\n".join(head + [f"  - {_flow(event)}" for event in doc["events"]]) + "\n"
+
+
+@pytest.mark.parametrize("path", sorted(TRACES.glob("*.yaml")), ids=lambda p: p.name)
+def test_in_memory_reads_in_blocks_equal_the_full_loader(path, monkeypatch):
+    from kvmgen.trace.formats.json_full import load_json
+    from kvmgen.trace.formats.yaml_full import load_yaml
+
+    monkeypatch.setattr(json_fast, "CHUNK_BYTES", 97)
+    monkeypatch.setattr(yaml_fast, "CHUNK_BYTES", 89)
+    monkeypatch.setattr(scan, "SCAN_MIN_BYTES", 0)
+    text = path.read_text()
+    as_json = json.dumps(yaml.safe_load(text), indent=1).encode()
+    fast = json_fast.load_json_fast("t.json", as_json, "")
+    assert fast is not None and fast == load_json("t.json", as_json, "")
+    flow = as_yaml_text(path).encode()
+    fast = yaml_fast.load_yaml_fast("t.yaml", flow, "")
+    assert fast is not None and fast == load_yaml("t.yaml", flow, "")
+
+
+def test_tables_of_blocks_concatenate_to_the_whole():
+    from kvmgen.trace.table import EventTable, concat
+
+    trace = load_document("t.json", json.dumps({**HEAD, "events": EVERY_KIND}).encode())
+    events = list(trace.events)
+    parts = [EventTable.from_events(events[a:b]) for a, b in ((0, 3), (3, 3), (3, 7), (7, 10))]
+    whole = concat(parts)
+    assert whole.records() == EventTable.from_events(events).records()
+    assert whole.event_notes() == table_of(trace).event_notes()

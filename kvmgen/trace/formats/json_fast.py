@@ -20,10 +20,11 @@ event as the full loader would, from that event's bytes alone.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from json.decoder import scanstring  # type: ignore[attr-defined]  # the C scanner, not stubbed
@@ -31,10 +32,10 @@ from typing import Any, BinaryIO
 
 from kvmgen.errors import TraceError
 from kvmgen.trace.formats.json_full import parse_json_text
-from kvmgen.trace.formats.scan import BadEvent, BlockChecker, OtherEvent, ScanTables
+from kvmgen.trace.formats.scan import BadEvent, BlockChecker, OtherEvent, ScanTables, SlotState
 from kvmgen.trace.records import Event, ReadProgress, Trace
 from kvmgen.trace.streamed import FirstPass, StreamedTrace
-from kvmgen.trace.table import EventTable, TableEvents, merge_by_index
+from kvmgen.trace.table import EventTable, TableEvents, concat, merge_by_index
 from kvmgen.trace.tree import Pos, decode, is_map
 from kvmgen.trace.validate import FORMAT_VERSION, Validator
 from kvmgen.trace.validate.access import VCPU_LIMIT
@@ -80,7 +81,12 @@ def _find_list(path: str, data: bytes) -> _List | bool | None:
     None: the document is not one the scan reads; False: ``data`` ends too soon.
     """
     skip = len(_BOM) if data.startswith(_BOM) else 0
-    found = _list_start(data[skip:].decode("utf-8", "surrogateescape"))
+    size = 1 << 16  # the header before the list is small: decode no more than it takes
+    while True:
+        found = _list_start(data[skip : skip + size].decode("utf-8", "surrogateescape"))
+        if found is not False or skip + size >= len(data):
+            break
+        size <<= 4
     if not isinstance(found, str):
         return found
     offset = skip + len(found.encode("utf-8", "surrogateescape"))
@@ -157,13 +163,12 @@ def _header(
 
 def _scan(
     chunk: bytes,
-    start: int,
     line: int,
     line_start: int,
     index: int,
     first: bool,
     final: bool,
-    reuse: ScanTables | None = None,
+    reuse: ScanTables | None,
 ) -> tuple[ScanTables, int]:
     """One jitted pass over a chunk of the events list; the scan and its status.
 
@@ -172,7 +177,7 @@ def _scan(
     scan = ScanTables(chunk, reuse=reuse)
     status = scan.sk.json_events(
         scan.buf,
-        start,
+        0,
         line,
         line_start,
         index,
@@ -186,36 +191,104 @@ def _scan(
     return scan, int(status)
 
 
+class _Unstreamable(Exception):
+    """Something only the whole-document loader reads (or words): read it whole."""
+
+
+@dataclass
+class _End:
+    """Where a document's events list ends: what follows its "]", and where that "]" is."""
+
+    tail: bytes = b""
+    line: int = 0
+    column: int = 0
+
+
+def _list_scans(
+    handle: BinaryIO, where: _List, carry: bytes, read: Callable[[bytes], None], end: _End
+) -> Iterator[tuple[bytes, ScanTables]]:
+    """The events list, a chunk at a time: each chunk of whole events and its scan.
+
+    ``handle`` is read on from just past ``carry``, the bytes after the list's
+    "[" already read; ``read`` is shown every block read (to hash it). When the
+    list ends, ``end`` holds where; _Unstreamable for a list the scan does not
+    read (its syntax, non-ASCII bytes, an event too big).
+    """
+    line, line_start = where.line, where.line_start - (where.offset + 1)
+    index, first = 0, True
+    scan: ScanTables | None = None
+    while True:
+        more = handle.read(CHUNK_BYTES)
+        read(more)
+        chunk = carry + more
+        scan, status = _scan(chunk, line, line_start, index, first, not more, scan)
+        sk = scan.sk
+        stop = scan.count(sk.C_RESUME)
+        if status == sk.FALLBACK or not chunk[:stop].isascii():
+            raise _Unstreamable
+        yield chunk, scan
+        index += scan.count(sk.C_EVENTS)
+        first = first and index == 0
+        line, line_start = scan.count(sk.C_LINE), scan.count(sk.C_LINE_START) - stop
+        if status == sk.OK:
+            end.tail, end.line, end.column = chunk[stop + 1 :], line, stop - line_start + 1
+            return
+        carry = chunk[stop:]
+        if len(carry) > PART_LIMIT:
+            raise _Unstreamable
+
+
+def _ignore(_: bytes) -> None:
+    pass
+
+
 def load_json_fast(path: str, data: bytes, sha256: str) -> Trace | None:
-    """The trace, if the scan reads the document and it is valid; else None (read it in full)."""
+    """The trace, if the scan reads the document and it is valid; else None (read it in full).
+
+    The events list is scanned a block at a time; each block's events are kept
+    as columns (the rows the scan fills are reused), and checked once the header
+    after the list is read too.
+    """
     where = _find_list(path, data)
     if not isinstance(where, _List):
         return None
-    scan, status = _scan(data, where.offset + 1, where.line, where.line_start, 0, True, True)
-    sk = scan.sk
-    end = scan.count(sk.C_RESUME)
-    if status != sk.OK or not data[where.offset : end].isascii():
+    tables: list[EventTable] = []
+    pending: list[tuple[OtherEvent, bytes]] = []  # other events, with their bytes
+    end = _End()
+    handle = io.BytesIO(data)
+    handle.seek(where.offset + 1)
+    try:
+        for chunk, scan in _list_scans(handle, where, b"", _ignore, end):
+            table, others = scan.read(VCPU_LIMIT)
+            tables.append(table)
+            pending += [(other, chunk[other.start : other.end]) for other in others]
+    except _Unstreamable:
         return None
-    end_column = end - scan.count(sk.C_LINE_START) + 1
-    header = _header(path, where, data[end + 1 :], scan.count(sk.C_LINE), end_column)
+    header = _header(path, where, end.tail, end.line, end.column)
     if header is None:
         return None
     try:
         validator = Validator(path)
         vm = validator.trace(*header, "json", sha256).vm
         vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
-        checker = BlockChecker(validator)
-        table = checker.check(scan, partial(_read_other, path, data, validator), vcpus)
-    except (TraceError, BadEvent):
+        events = []
+        for other, raw in pending:
+            at = (other.line, other.column)
+            events.append(validator.event_at(other.index, _exact(path, raw, at), at, layout=False))
+    except TraceError:
         return None
+    table = concat(tables)
+    if len(table) and int(table.vcpu.max()) >= vcpus:
+        return None  # the header has fewer vCPUs than the scan allowed
+    if events:
+        table = merge_by_index(table, EventTable.from_events(events))
+    if SlotState.of(validator.layout).apply(table) >= 0:
+        return None
+    validator.note_rows(table)
     return validator.finish(vm, TableEvents(table), "json", sha256)
 
 
 # --- streamed -------------------------------------------------------------------------
-
-
-class _Unstreamable(Exception):
-    """The first pass met something only the whole-document loader reads (or words)."""
 
 
 @dataclass(frozen=True)
@@ -241,20 +314,39 @@ def stream_json(
     size = os.path.getsize(file)
     seen = FirstPass()
     lenient = Validator(path)
+    end = _End()
     try:
         with _open(file, path) as handle:
-            found = _first_pass(path, handle, digest, seen, lenient, progress, size)
-            if found is None:
-                return None
-            where, tail, end_line, end_column = found
-            rest = handle.read(PART_LIMIT + 1 - len(tail))
+            data = b""
+            while True:  # the document up to its events list, block by block
+                more = handle.read(CHUNK_BYTES)
+                digest.update(more)
+                data += more
+                where = _find_list(path, data)
+                if isinstance(where, _List):
+                    break
+                if where is None or not more or len(data) > PART_LIMIT:
+                    return None
+            done = len(data)
+
+            def read(more: bytes) -> None:
+                nonlocal done
+                digest.update(more)
+                done += len(more)
+                if progress is not None:
+                    progress(done, size)
+
+            carry = data[where.offset + 1 :]
+            for chunk, scan in _list_scans(handle, where, carry, read, end):
+                seen.add(_lenient_table(path, chunk, scan, lenient))
+                seen.events += scan.count(scan.sk.C_EVENTS)
+            rest = handle.read(max(PART_LIMIT + 1 - len(end.tail), 0))
             digest.update(rest)
-            if len(tail) + len(rest) > PART_LIMIT:
+            if len(end.tail) + len(rest) > PART_LIMIT:
                 return None
-            tail += rest
     except _Unstreamable:
         return None
-    header = _header(path, where, tail, end_line, end_column)
+    header = _header(path, where, end.tail + rest, end.line, end.column)
     if header is None:
         return None
     vm = Validator(path).trace(*header, "json", "").vm  # a header error is the first error
@@ -275,56 +367,6 @@ def _open(file: str, path: str) -> BinaryIO:
         return open(file, "rb")
     except OSError as error:
         raise TraceError(path, f"cannot read the trace: {error.strerror or error}") from None
-
-
-def _first_pass(
-    path: str,
-    handle: BinaryIO,
-    digest: Any,
-    seen: FirstPass,
-    lenient: Validator,
-    progress: ReadProgress | None,
-    size: int,
-) -> tuple[_List, bytes, int, int] | None:
-    """The first pass up to the events list's end: its start, the bytes after it, where "]" is."""
-    data = b""
-    while True:
-        more = handle.read(CHUNK_BYTES)
-        digest.update(more)
-        data += more
-        where = _find_list(path, data)
-        if where is None or (where is False and (not more or len(data) > PART_LIMIT)):
-            return None
-        if isinstance(where, _List):
-            break
-    done = len(data)
-    carry = data[where.offset + 1 :]
-    line, line_start = where.line, where.line_start - (where.offset + 1)
-    index, first = 0, True
-    scan: ScanTables | None = None
-    while True:
-        more = handle.read(CHUNK_BYTES)
-        digest.update(more)
-        done += len(more)
-        chunk = carry + more
-        scan, status = _scan(chunk, 0, line, line_start, index, first, not more, scan)
-        sk = scan.sk
-        stop = scan.count(sk.C_RESUME)
-        if status == sk.FALLBACK or not chunk[:stop].isascii():
-            return None
-        seen.add(_lenient_table(path, chunk, scan, lenient))
-        index += scan.count(sk.C_EVENTS)
-        first = first and index == 0
-        if progress is not None:
-            progress(done, size)
-        if status == sk.OK:
-            seen.events = index
-            end_column = stop - scan.count(sk.C_LINE_START) + 1
-            return where, chunk[stop + 1 :], scan.count(sk.C_LINE), end_column
-        carry = chunk[stop:]
-        line, line_start = scan.count(sk.C_LINE), scan.count(sk.C_LINE_START) - stop
-        if len(carry) > PART_LIMIT:
-            return None
 
 
 def _lenient_table(path: str, chunk: bytes, scan: ScanTables, validator: Validator) -> EventTable:
@@ -355,19 +397,9 @@ def _second_pass(path: str, file: str, layout: _Layout) -> Iterator[EventTable]:
     vm = validator.trace(*layout.header, "json", "").vm
     vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
     checker = BlockChecker(validator)
-    where = layout.where
     with _open(file, path) as handle:
-        handle.seek(where.offset + 1)
-        carry = b""
-        line, line_start = where.line, where.line_start - (where.offset + 1)
-        index, first = 0, True
-        scan: ScanTables | None = None
-        while True:
-            more = handle.read(CHUNK_BYTES)
-            chunk = carry + more
-            scan, status = _scan(chunk, 0, line, line_start, index, first, not more, scan)
-            sk = scan.sk
-            assert status != sk.FALLBACK, "the first pass read this list"
+        handle.seek(layout.where.offset + 1)
+        for chunk, scan in _list_scans(handle, layout.where, b"", _ignore, _End()):
             read = partial(_read_other, path, chunk, validator)
             try:
                 table = checker.check(scan, read, vcpus)
@@ -375,13 +407,6 @@ def _second_pass(path: str, file: str, layout: _Layout) -> Iterator[EventTable]:
                 raise _bad_event(path, chunk, scan, checker, bad.index) from None
             if len(table):
                 yield table
-            index += scan.count(sk.C_EVENTS)
-            first = first and index == 0
-            if status == sk.OK:
-                return
-            stop = scan.count(sk.C_RESUME)
-            carry = chunk[stop:]
-            line, line_start = scan.count(sk.C_LINE), scan.count(sk.C_LINE_START) - stop
 
 
 def _bad_event(

@@ -15,9 +15,10 @@ then has the Python validator word it, on the layout as it stood just before.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -34,9 +35,10 @@ from kvmgen.trace.validate.layout import GFN_LIMIT, Layout, Slot
 SCAN_MIN_BYTES = 1 << 18
 
 # JSON and YAML files from this size on are streamed, read twice block by block
-# as JSON Lines is (kvmgen.trace.streamed), instead of held in memory: an
-# in-memory trace costs about 80 bytes an event besides the file's bytes.
-STREAM_MIN_BYTES = 1 << 25
+# as JSON Lines is (kvmgen.trace.streamed), instead of held in memory. Held, a
+# trace costs its bytes and about 80 bytes an event; streamed, about 100 MB of
+# blocks whatever its size: below this, holding it costs no more (and reads once).
+STREAM_MIN_BYTES = 1 << 26
 
 _SLOT_IDS = 32768  # slot ids 0..32767, per address space
 _SPACES = 2
@@ -83,8 +85,8 @@ class ScanTables:
         if reuse is not None and reuse.other.shape[0] >= others:
             self.rows, self.other = reuse.rows, reuse.other
         else:
-            self.rows = np.empty((sk.N_RCOLS, capacity), dtype=np.int64)  # by column
-            self.other = np.empty((others, sk.N_XCOLS), dtype=np.int64)
+            self.rows = _sparse((sk.N_RCOLS, capacity))  # by column
+            self.other = _sparse((others, sk.N_XCOLS))
         self.counts = np.zeros(sk.N_COUNTS, dtype=np.int64)
         self.scratch = sk.SCRATCH.copy()
         self._read: tuple[EventTable, list[OtherEvent]] | None = None
@@ -308,6 +310,17 @@ def _keeps_rules(rows: np.ndarray, vcpus: int) -> np.ndarray:
     return ok
 
 
+def _sparse(shape: tuple[int, int]) -> np.ndarray:
+    """A zeroed int64 array whose pages are allocated as they are first written.
+
+    An anonymous mapping rather than numpy's allocator: numpy asks for huge
+    pages on arrays this big, and a block's rows touch only the start of each
+    column, which in 2 MB pages costs about three times the memory.
+    """
+    size = shape[0] * shape[1] * 8
+    return np.frombuffer(mmap.mmap(-1, size), dtype=np.int64).reshape(shape)
+
+
 class SlotState:
     """The live memslots as the layout kernel keeps them: arrays per address space."""
 
@@ -467,19 +480,29 @@ def line_chunks(
         raise TraceError(name, f"cannot read the trace: {error.strerror or error}") from None
     with handle:
         handle.seek(start)
-        line, offset, carry = first_line, start, b""
-        while True:
-            data = handle.read(size)
-            if digest is not None:
-                digest.update(data)
-            if not data:
-                if carry:
-                    yield Chunk(line, offset, carry)
-                return
-            data = carry + data
-            cut = data.rfind(b"\n") + 1
-            chunk, carry = data[:cut], data[cut:]
-            if chunk:
-                yield Chunk(line, offset, chunk)
-                line += chunk.count(b"\n")
-                offset += len(chunk)
+        yield from lines_of(handle, size, digest, start, first_line)
+
+
+def lines_of(
+    handle: BinaryIO, size: int, digest: Any = None, offset: int = 0, line: int = 1
+) -> Iterator[Chunk]:
+    """What is left to read of ``handle`` in blocks of whole lines (as :func:`line_chunks`).
+
+    ``offset`` and ``line`` are where its position is in the trace.
+    """
+    carry = b""
+    while True:
+        data = handle.read(size)
+        if digest is not None:
+            digest.update(data)
+        if not data:
+            if carry:
+                yield Chunk(line, offset, carry)
+            return
+        data = carry + data
+        cut = data.rfind(b"\n") + 1
+        chunk, carry = data[:cut], data[cut:]
+        if chunk:
+            yield Chunk(line, offset, chunk)
+            line += chunk.count(b"\n")
+            offset += len(chunk)

@@ -25,6 +25,7 @@ from its line alone.
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import os
 import re
@@ -44,11 +45,12 @@ from kvmgen.trace.formats.scan import (
     OtherEvent,
     ScanTables,
     line_chunks,
+    lines_of,
 )
 from kvmgen.trace.formats.yaml_full import parse_yaml, parse_yaml_text
 from kvmgen.trace.records import Event, ReadProgress, Trace
 from kvmgen.trace.streamed import FirstPass, StreamedTrace
-from kvmgen.trace.table import EventTable, TableEvents, merge_by_index
+from kvmgen.trace.table import EventTable, TableEvents, concat, merge_by_index
 from kvmgen.trace.tree import Map, Pos, decode
 from kvmgen.trace.validate import FORMAT_VERSION, Validator
 from kvmgen.trace.validate.access import VCPU_LIMIT
@@ -257,26 +259,40 @@ def _scan(
 def _load_scanned(
     path: str, data: bytes, sha256: str, progress: ReadProgress | None
 ) -> Trace | None:
-    """The trace read by the jitted scan in memory; None for anything unusual or invalid."""
+    """The trace read by the jitted scan in memory; None for anything unusual or invalid.
+
+    The event lines are scanned and checked a block at a time (the rows the
+    scan fills are reused); each block's events are kept as columns.
+    """
     if not _plain(path, data):
         return None
     found = _events_line(data)
     if found is None:
         return None
     head_end, body_start = found
-    body = data[body_start:]
+    handle = io.BytesIO(data)
+    handle.seek(body_start)
+    tables: list[EventTable] = []
     try:
         validator = Validator(path)
         vm = validator.trace(*_header(path, data[:head_end]), "yaml", sha256).vm
         vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
-        scan = _scan(body, data.count(b"\n", 0, body_start) + 1, 0, -1)
-        if not scan.count(scan.sk.C_EVENTS):
-            return None  # "events:" with no list is null, an error only the full loader words
         checker = BlockChecker(validator)
-        read = partial(_read_other, path, body, validator, vcpus, {})
-        table = checker.check(scan, read, vcpus)
+        memo: dict[str, Any] = {}
+        scan: ScanTables | None = None
+        indent, index = -1, 0
+        first_line = data.count(b"\n", 0, body_start) + 1
+        for chunk in lines_of(handle, CHUNK_BYTES, None, body_start, first_line):
+            scan = _scan(chunk.data, chunk.line, index, indent, scan)
+            indent = scan.count(scan.sk.C_INDENT)
+            index += scan.count(scan.sk.C_EVENTS)
+            read = partial(_read_other, path, chunk.data, validator, vcpus, memo)
+            tables.append(checker.check(scan, read, vcpus))
     except (TraceError, NotRead, BadEvent):
         return None
+    if not index:
+        return None  # "events:" with no list is null, an error only the full loader words
+    table = concat(tables)
     if progress is not None:
         lines = data.count(b"\n") + 1
         progress(lines, lines)

@@ -315,10 +315,16 @@ class Validator:
         w.op = op.name.lower()
         w.check_dup(node)
         fields = self._fields(w, node, op, inside=False)
+        if layout:
+            self._apply(w, node, op, fields)
+        if "during" in node:
+            fields["during"] = self._during(w, node, index, fields["repeat"])
+        return Event(index=index, op=op, **fields)
+
+    def _apply(self, w: Where, node: Any, op: Op, fields: dict[str, Any]) -> None:
+        """Check an update against the slot layout and apply it (a move learns its pages)."""
         a, slot = fields["address_space"], fields["slot"]
-        if not layout:
-            pass
-        elif op == Op.CREATE:
+        if op == Op.CREATE:
             self.layout.create(
                 w, node, a, Slot(slot, fields["gfn"], fields["pages"], fields["line"])
             )
@@ -328,9 +334,6 @@ class Validator:
             fields["pages"] = self.layout.move(w, node, a, slot, fields["gfn"], fields["line"])
         elif op == Op.FLAGS:
             self.layout.existing(w, node, a, slot)
-        if "during" in node:
-            fields["during"] = self._during(w, node, index, fields["repeat"])
-        return Event(index=index, op=op, **fields)
 
     def _op(self, w: Where, node: Any) -> Op:
         name = w.require(node, "op")
