@@ -4,9 +4,10 @@ The full JSON loader tracks the position of every value as it parses, in Python,
 and builds one record per event. Here :mod:`~kvmgen.trace.formats.scan_kernels`
 walks the bytes: every event it reads (nearly all of a trace, whatever the op)
 goes straight into an :class:`~kvmgen.trace.table.EventTable`, the few others
-are parsed with orjson and checked by the format-v1 validator, and the memslot
-layout is checked over the columns. The header is the full parser's, read from
-the document without its events list and placed exactly where it stands.
+are parsed by the full parser alone and checked by the format-v1 validator, and
+the memslot layout is checked over the columns. The events list is read a block
+at a time either way. The header is the full parser's, read from the document
+without its events list and placed exactly where it stands.
 
 :func:`load_json_fast` reads a document held in memory and is strict: anything
 unusual or invalid makes it return None, and the full loader reads the file and
