@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import ingest  # noqa: E402  (bench/ingest.py: the ingest rows of issue 15)
 from bench.importers import bench_importers  # noqa: E402
 from kvmgen.engine import kernels as k  # noqa: E402
 from kvmgen.engine.encode import EncodedTrace, Encoder, encode  # noqa: E402
@@ -505,6 +506,7 @@ def main() -> int:
             "jsonl": lambda: bench_jsonl_rss(args.jsonl_events, work),
             "startup": bench_startup,
             "check": lambda: bench_parallel_check(args.check_events, work),
+            "ingest_columnar": lambda: ingest.run(work),
             "importers": lambda: bench_importers(args.import_lines, work),
         }
         results: dict[str, dict[str, float]] = {

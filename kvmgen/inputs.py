@@ -4,8 +4,10 @@ It is the one place a trace's format is chosen: a compiled trace (by its magic
 bytes), JSON Lines (``.jsonl``, ``fmt="jsonl"``, or a first line that is a JSON
 Lines header), else a YAML or JSON document (by suffix, else sniffed). The
 source may be a path, ``"-"`` for standard input, a binary stream or bytes.
-JSON Lines is only scanned here and read again block by block while it replays;
-from a stream it is first copied to a temporary file, so memory stays bounded.
+JSON Lines, and YAML and JSON documents from
+:data:`~kvmgen.trace.formats.scan.STREAM_MIN_BYTES` on, are only scanned here
+and read again block by block while they replay; from a stream they are first
+copied to a temporary file, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -80,7 +82,6 @@ def _open_path(
     progress: ReadProgress | None,
     allow_missing_source: bool,
 ) -> AnyTrace:
-    from kvmgen.trace.formats import load_document
     from kvmgen.trace.formats.jsonl import scan_jsonl
 
     label = name or path
@@ -92,7 +93,20 @@ def _open_path(
         from kvmgen.engine.compiled import load_compiled
 
         return load_compiled(path, allow_missing_source=allow_missing_source)
+    return _document(path, label, fmt, progress)
+
+
+def _document(
+    path: str, label: str, fmt: str | None, progress: ReadProgress | None
+) -> Trace | StreamedTrace:
+    """A YAML or JSON trace in a file: streamed if it is big and streams, else read whole."""
+    from kvmgen.trace.formats import load_document, scan, stream_document
+
     try:
+        if os.path.getsize(path) >= scan.STREAM_MIN_BYTES:
+            streamed = stream_document(path, label, fmt, progress)
+            if streamed is not None:
+                return streamed
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as error:
@@ -107,7 +121,7 @@ def _open_stream(
     progress: ReadProgress | None,
     allow_missing_source: bool,
 ) -> AnyTrace:
-    from kvmgen.trace.formats import load_document
+    from kvmgen.trace.formats import load_document, scan
     from kvmgen.trace.formats.jsonl import looks_like_jsonl, scan_jsonl, spool
 
     head = stream.readline()
@@ -118,7 +132,14 @@ def _open_stream(
         return load_compiled(label, data=data, allow_missing_source=allow_missing_source)
     if fmt == "jsonl" or (fmt is None and looks_like_jsonl(head)):
         return scan_jsonl(spool(head, stream), name=label, progress=progress)
-    return load_document(label, head + stream.read(), fmt, progress)
+    head += stream.read(max(scan.STREAM_MIN_BYTES - len(head), 0))
+    if len(head) < scan.STREAM_MIN_BYTES:
+        return load_document(label, head, fmt, progress)
+    # A big document: kept on disk, not in memory, and streamed from there.
+    from kvmgen.trace.formats import detect_format
+
+    kind = detect_format(label, head[: 1 << 12], fmt)
+    return _document(spool(head, stream, "." + kind), label, kind, progress)
 
 
 def is_compiled(path: str) -> bool:

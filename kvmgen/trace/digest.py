@@ -44,6 +44,7 @@ _ROW = np.dtype(
 
 
 _FIELDS: tuple[str, ...] = tuple(_ROW.names or ())
+_SLICE = 1 << 16  # rows turned into records at a time
 
 
 class TraceDigest:
@@ -58,17 +59,22 @@ class TraceDigest:
 
     def update(self, table: EventTable) -> None:
         """Add a block of events (in trace order)."""
-        rows = np.zeros(len(table), dtype=_ROW)
-        for name in _FIELDS:
-            if name != "note_bytes":
-                rows[name] = getattr(table, name)
-        # Unset values must not tell traces apart by what a loader left in them.
-        rows["flags"][~table.flags_set] = 0
-        rows["t"][~table.t_set] = 0.0
         encoded = [note.encode() for note in table.notes]
         lengths = np.array([len(b) for b in encoded] or [0], dtype=np.int64)
-        rows["note_bytes"] = np.where(table.note >= 0, lengths[np.maximum(table.note, 0)], -1)
-        self._rows.update(rows.tobytes())
+        # A slice of rows at a time: the records are a copy of the columns, and a
+        # whole in-memory trace's would cost as much again as the trace.
+        for start in range(0, len(table), _SLICE):
+            part = slice(start, start + _SLICE)
+            note = table.note[part]
+            rows = np.zeros(note.shape[0], dtype=_ROW)
+            for name in _FIELDS:
+                if name != "note_bytes":
+                    rows[name] = getattr(table, name)[part]
+            # Unset values must not tell traces apart by what a loader left in them.
+            rows["flags"][~table.flags_set[part]] = 0
+            rows["t"][~table.t_set[part]] = 0.0
+            rows["note_bytes"] = np.where(note >= 0, lengths[np.maximum(note, 0)], -1)
+            self._rows.update(rows.data)
         used = table.note[table.note >= 0].tolist()
         self._notes.update(b"".join(encoded[i] for i in used))
 

@@ -1,10 +1,12 @@
 """Traces too big to hold: read once to learn what the engine needs, then block by block.
 
 A :class:`StreamedTrace` is what a streaming format's first pass found (the
-gfns accesses name, vCPUs, address spaces, notes, the source's hash); its
-:meth:`~StreamedTrace.blocks` read the source again and yield validated events
-as :class:`~kvmgen.trace.table.EventTable` blocks, in order, with the same
-rules and messages as any other trace.
+gfns accesses name, vCPUs, address spaces, notes, the source's hash), as a
+:class:`FirstPass` collects it; its :meth:`~StreamedTrace.blocks` read the
+source again and yield validated events as
+:class:`~kvmgen.trace.table.EventTable` blocks, in order, with the same rules
+and messages as any other trace. JSON Lines is always read so; big JSON and
+YAML documents too (:data:`kvmgen.trace.formats.scan.STREAM_MIN_BYTES`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kvmgen.trace.checks import SpaceUse
+from kvmgen.trace.checks import SpaceUse, merge_uses, slot_uses, table_uses
 from kvmgen.trace.digest import TraceDigest
-from kvmgen.trace.records import Trace, VmHeader
+from kvmgen.trace.records import Op, Trace, VmHeader
 from kvmgen.trace.table import EventTable
 
 
@@ -72,4 +74,56 @@ class StreamedTrace:
             sha256=self.sha256,
             max_address_space=self.max_address_space,
             max_vcpu=self.max_vcpu,
+        )
+
+
+class FirstPass:
+    """What a first pass collects from the events it reads: gfns, vCPUs, address spaces, notes.
+
+    It is lenient: events it cannot read or that are invalid are left out, and
+    the second pass reports them where they are.
+    """
+
+    def __init__(self) -> None:
+        self.gfn_blocks: list[np.ndarray] = []
+        self.max_vcpu = 0
+        self.notes: dict[int, str] = {}
+        self.uses: dict[int, SpaceUse] = {}
+        self.events = 0
+
+    def add(self, table: EventTable) -> None:
+        """The events of one block (in order, after those of the blocks before)."""
+        if not len(table):
+            return
+        accesses = table.op == Op.ACCESS
+        if accesses.any():
+            self.gfn_blocks.append(np.unique(table.gfn[accesses]))
+            self.max_vcpu = max(self.max_vcpu, int(table.vcpu[accesses].max()))
+        self.uses = merge_uses(self.uses, table_uses(table))
+        self.notes.update(table.event_notes())
+
+    def trace(
+        self,
+        *,
+        path: str,
+        vm: VmHeader,
+        sha256: str,
+        read_blocks: Callable[[], Iterator[EventTable]],
+        format: str,
+        version: int,
+    ) -> StreamedTrace:
+        """The streamed trace these events make, with the header ``vm``."""
+        gfns = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *self.gfn_blocks]))
+        return StreamedTrace(
+            path=path,
+            vm=vm,
+            sha256=sha256,
+            event_count=self.events,
+            access_gfns=gfns.astype(np.int64),
+            max_vcpu=self.max_vcpu,
+            space_uses=merge_uses(slot_uses(vm.slots), self.uses),
+            read_blocks=read_blocks,
+            format=format,
+            version=version,
+            notes=self.notes,
         )

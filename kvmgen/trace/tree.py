@@ -20,24 +20,40 @@ Pos = tuple[int | None, int | None]
 NOWHERE: Pos = (None, None)
 
 
+Anchor = tuple[int, int, int]
+"""Character offset ``at`` of a text is at (line, column) of the file it was cut from."""
+
+
 class Source:
     """Turns a loader's compact position (a character offset) into line and column.
 
     Loaders that know line and column up front (YAML marks) store ``(line, column)``
     and no source; the JSON parser stores offsets and converts only the positions
     that are asked for, which is most of its cost saved on a valid trace.
+
+    A text cut out of a file, or pieced together from parts of one (a header
+    without its events list), gives ``anchors``: sorted (offset, line, column)
+    triples; a position counts lines from the last anchor at or before it.
     """
 
-    __slots__ = ("_starts",)
+    __slots__ = ("_anchors", "_starts")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, anchors: tuple[Anchor, ...] = ()) -> None:
         self._starts = [0]
         self._starts.extend(m.end() for m in re.finditer("\n", text))
+        self._anchors = anchors
 
     def pos(self, offset: int) -> tuple[int, int]:
         """1-based line and column of character ``offset``."""
         line = bisect_right(self._starts, offset)
-        return line, offset - self._starts[line - 1] + 1
+        column = offset - self._starts[line - 1] + 1
+        if not self._anchors:
+            return line, column
+        at, at_line, at_column = self._anchors[bisect_right(self._anchors, (offset, 1 << 62)) - 1]
+        lines_between = line - bisect_right(self._starts, at)
+        if lines_between == 0:
+            return at_line, at_column + offset - at
+        return at_line + lines_between, column
 
 
 class Map(dict[str, Any]):

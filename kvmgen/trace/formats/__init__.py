@@ -8,10 +8,12 @@ loader, so results and messages never depend on the path taken):
 - JSON: :mod:`~kvmgen.trace.formats.json_full`, :mod:`~kvmgen.trace.formats.json_fast`;
 - JSON Lines, streamed block by block: :mod:`~kvmgen.trace.formats.jsonl`;
 - the jitted byte scans the fast paths share: :mod:`~kvmgen.trace.formats.scan`
-  (Python side) and :mod:`~kvmgen.trace.formats.scan_kernels` (numba).
+  (Python side: field and layout rules over columns) and
+  :mod:`~kvmgen.trace.formats.scan_kernels` (numba).
 
-:func:`load_document` reads a whole YAML or JSON document held in memory; the
-one entry point for every format and source is :func:`kvmgen.inputs.open_trace`.
+:func:`load_document` reads a whole YAML or JSON document held in memory;
+:func:`stream_document` reads a big one block by block, as JSON Lines is read.
+The one entry point for every format and source is :func:`kvmgen.inputs.open_trace`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import os
 
 from kvmgen.errors import TraceError, UsageError
 from kvmgen.trace.formats import scan
-from kvmgen.trace.formats.json_fast import load_json_fast
+from kvmgen.trace.formats.json_fast import load_json_fast, stream_json
 from kvmgen.trace.formats.json_full import load_json
-from kvmgen.trace.formats.yaml_fast import load_yaml_fast
+from kvmgen.trace.formats.yaml_fast import load_yaml_fast, stream_yaml
 from kvmgen.trace.formats.yaml_full import load_yaml
 from kvmgen.trace.records import ReadProgress, Trace
+from kvmgen.trace.streamed import StreamedTrace
 
 DOCUMENT_FORMATS = ("yaml", "json")
 _SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -70,3 +73,21 @@ def load_document(
         return load(name, data, sha256)
     except RecursionError:
         raise TraceError(name, "the trace is nested too deeply to read") from None
+
+
+def stream_document(
+    file: str, name: str, fmt: str | None = None, progress: ReadProgress | None = None
+) -> StreamedTrace | None:
+    """A big YAML or JSON trace in ``file``, to be read block by block; None to read it whole.
+
+    Streamed when the jitted scan reads the document's layout (a flow-style
+    event per line in YAML; any layout of JSON without observations or a
+    mapping after the events); else None, and the caller loads it in memory,
+    which also words any error the first pass would not vouch for. ``name``
+    names the input in messages; ``progress(bytes read, size)`` as it is read.
+    """
+    with open(file, "rb") as handle:
+        head = handle.read(1 << 12)
+    kind = detect_format(name, head, fmt)
+    stream = stream_json if kind == "json" else stream_yaml
+    return stream(file, name, progress)

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from kvmgen.errors import TraceError
 from kvmgen.trace.records import Trace
-from kvmgen.trace.tree import Map, Pos, Seq, Source, decode
+from kvmgen.trace.tree import Anchor, Map, Pos, Seq, Source, decode
 from kvmgen.trace.validate import build_trace
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -42,11 +42,19 @@ def parse_json(path: str, data: bytes) -> tuple[Any, Pos]:
     return _Parser(path, decode(path, data)).parse()
 
 
+def parse_json_text(path: str, text: str, anchors: tuple[Anchor, ...]) -> tuple[Any, Pos]:
+    """The located tree of JSON ``text`` cut from a file: ``anchors`` place it there.
+
+    Positions (and those of syntax errors) are the file's, as if it were read whole.
+    """
+    return _Parser(path, text, anchors).parse()
+
+
 class _Parser:
-    def __init__(self, path: str, text: str) -> None:
+    def __init__(self, path: str, text: str, anchors: tuple[Anchor, ...] = ()) -> None:
         self.path = path
         self.text = text
-        self.src = Source(text)
+        self.src = Source(text, anchors)
 
     def fail(self, message: str, offset: int) -> NoReturn:
         line, column = self.src.pos(offset)

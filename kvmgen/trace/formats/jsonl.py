@@ -6,6 +6,8 @@ memory: a first pass (:func:`scan_jsonl`) hashes it and collects what the engine
 must know up front (the gfns accesses name, vCPUs, address spaces, notes); a
 second pass (:meth:`StreamedTrace.blocks`) validates and yields events block by
 block, with the same rules and messages as format v1 and the line of each event.
+Both passes read lines with the jitted scan into columns; only lines it leaves
+aside (escapes, string numbers, anything invalid) are parsed in Python.
 """
 
 from __future__ import annotations
@@ -20,21 +22,25 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from functools import partial
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
-import numpy as np
 import orjson
 
 from kvmgen.errors import TraceError
-from kvmgen.trace.checks import SpaceUse, event_use, merge_uses, slot_uses
-from kvmgen.trace.formats.scan import OtherEvent, ScanTables, keys_as_written, merged
-from kvmgen.trace.records import ReadProgress, VmHeader
-from kvmgen.trace.streamed import StreamedTrace
-from kvmgen.trace.table import EventTable
+from kvmgen.trace.formats.scan import (
+    BadEvent,
+    BlockChecker,
+    Chunk,
+    OtherEvent,
+    ScanTables,
+    line_chunks,
+)
+from kvmgen.trace.records import Event, ReadProgress, VmHeader
+from kvmgen.trace.streamed import FirstPass, StreamedTrace
+from kvmgen.trace.table import EventTable, merge_by_index
 from kvmgen.trace.tree import Map, Seq, describe
 from kvmgen.trace.validate import FORMAT_VERSION, Validator
 from kvmgen.trace.validate.access import VCPU_LIMIT
-from kvmgen.trace.validate.fields import Problem, parse_int
 
 CHUNK_BYTES = 1 << 22  # read and replayed in blocks of about 4 MiB of whole lines
 
@@ -99,41 +105,8 @@ def _located_with_duplicates(raw: bytes, line: int) -> Any:
     return _locate(json.loads(raw, object_pairs_hook=pairs), line)
 
 
-class Chunk(NamedTuple):
-    """A block of whole lines: the number of its first line and its offset in the file."""
-
-    line: int
-    offset: int
-    data: bytes
-
-
 def _chunks(path: str, name: str, digest: Any = None) -> Iterator[Chunk]:
-    """File ``path`` in blocks of whole lines, each with where it starts.
-
-    With ``digest`` (a hashlib object) every byte read is fed to it, so a scan
-    hashes the file in the same read. ``name`` is the file's name in messages.
-    """
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the generator's with
-    except OSError as error:
-        raise TraceError(name, f"cannot read the trace: {error.strerror or error}") from None
-    with handle:
-        line, offset, carry = 1, 0, b""
-        while True:
-            data = handle.read(CHUNK_BYTES)
-            if digest is not None:
-                digest.update(data)
-            if not data:
-                if carry:
-                    yield Chunk(line, offset, carry)
-                return
-            data = carry + data
-            cut = data.rfind(b"\n") + 1
-            chunk, carry = data[:cut], data[cut:]
-            if chunk:
-                yield Chunk(line, offset, chunk)
-                line += chunk.count(b"\n")
-                offset += len(chunk)
+    return line_chunks(path, name, CHUNK_BYTES, digest)
 
 
 def _header_line(chunks: Iterator[Chunk]) -> tuple[Chunk, Iterator[Chunk]] | None:
@@ -152,14 +125,20 @@ def _header_line(chunks: Iterator[Chunk]) -> tuple[Chunk, Iterator[Chunk]] | Non
     return None
 
 
-def _scan(chunk: bytes, first_line: int, first_index: int, vcpus: int) -> ScanTables:
-    """One jitted pass over a block of whole lines."""
-    buf = np.frombuffer(chunk, dtype=np.uint8)
-    scan = ScanTables(buf)
-    status = scan.sk.scan_json_lines(
-        buf, first_line, first_index, scan.acc, scan.other, scan.nested, scan.counts, vcpus
+def _scan(chunk: bytes, first_line: int, first_index: int, reuse: ScanTables | None) -> ScanTables:
+    """One jitted pass over a block of whole lines (``reuse``: the block before's scan)."""
+    scan = ScanTables(chunk, reuse=reuse)
+    sk = scan.sk
+    status = sk.json_lines(
+        scan.buf,
+        first_line,
+        first_index,
+        scan.rows,
+        scan.other,
+        scan.counts,
+        scan.scratch,
     )
-    assert status == scan.sk.OK, "the scan tables are sized for every object"
+    assert status == sk.OK, "the scan tables are sized for every object"
     return scan
 
 
@@ -170,27 +149,42 @@ def _blocks(path: str, file: str) -> Iterator[EventTable]:
     head, chunks = found
     validator, vm = _header(path, head)
     vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
+    checker = BlockChecker(validator)
     index = 0
+    scan = None
     for chunk in chunks:
-        scan = _scan(chunk.data, chunk.line, index, vcpus)
-        others = [
-            validator.fast_event(value, other.index, (other.line, 0), vcpus, locate)
-            for other, value, locate in _parsed(path, scan, chunk)
-        ]
-        table = merged(scan.accesses(), others, validator)
+        scan = _scan(chunk.data, chunk.line, index, scan)
+        read = partial(_read_other, path, chunk, validator, vcpus)
+        try:
+            table = checker.check(scan, read, vcpus)
+        except BadEvent as bad:
+            raise _bad_event(path, chunk, scan, checker, bad.index) from None
         index += scan.count(scan.sk.C_EVENTS)
         if len(table):
             yield table
 
 
-def _parsed(path: str, scan: ScanTables, chunk: Chunk) -> Iterator[tuple[OtherEvent, Any, Any]]:
-    """Each event the scan left to Python: parsed value and how to locate it."""
-    for other in scan.others():
-        raw = chunk.data[other.start : other.end]
-        value = _parse_line(path, raw, other.line, chunk.offset + other.start)
-        if isinstance(value, dict) and not keys_as_written(value, other):
-            value = _located_with_duplicates(raw, other.line)
-        yield other, value, partial(_locate, value, other.line)
+def _read_other(
+    path: str, chunk: Chunk, validator: Validator, vcpus: int, other: OtherEvent
+) -> Event:
+    """One line the scan left to Python, its fields checked (the layout is checked over columns)."""
+    raw = chunk.data[other.start : other.end]
+    value = _parse_line(path, raw, other.line, chunk.offset + other.start)
+    if isinstance(value, dict):  # the scan reads nearly every line: no need to be quick here
+        value = _located_with_duplicates(raw, other.line)
+    locate = partial(_locate, value, other.line)
+    return validator.fast_event(value, other.index, (other.line, 0), vcpus, locate, layout=False)
+
+
+def _bad_event(
+    path: str, chunk: Chunk, scan: ScanTables, checker: BlockChecker, index: int
+) -> TraceError:
+    """The message for bad event ``index`` of a block: its line read again, fully checked."""
+    start, end, line, _ = scan.span(index)
+    raw = chunk.data[start:end]
+    value = _parse_line(path, raw, line, chunk.offset + start)  # a syntax error is the message
+    node = _located_with_duplicates(raw, line) if isinstance(value, dict) else _locate(value, line)
+    return checker.word(index, node, (line, 0))
 
 
 def _header(path: str, head: Chunk) -> tuple[Validator, VmHeader]:
@@ -216,17 +210,6 @@ def _header(path: str, head: Chunk) -> tuple[Validator, VmHeader]:
     return validator, validator.trace(root, (number, None), "jsonl", "").vm
 
 
-def _gfn_of(entry: dict[str, Any]) -> int | None:
-    try:
-        if "gfn" in entry:
-            return parse_int(entry["gfn"])
-        if "gpa" in entry:
-            return parse_int(entry["gpa"]) >> 12
-    except Problem:
-        return None
-    return None
-
-
 def looks_like_jsonl(first_line: bytes) -> bool:
     """Whether a stream's first line is a JSON Lines header (an object without events)."""
     try:
@@ -236,9 +219,9 @@ def looks_like_jsonl(first_line: bytes) -> bool:
     return isinstance(head, dict) and "kvmgen" in head and "events" not in head
 
 
-def spool(head: bytes, stream: BinaryIO) -> str:
+def spool(head: bytes, stream: BinaryIO, suffix: str = ".jsonl") -> str:
     """Copy ``head`` and the rest of ``stream`` to a temporary file, removed at exit."""
-    with tempfile.NamedTemporaryFile("wb", prefix="kvmgen-", suffix=".jsonl", delete=False) as out:
+    with tempfile.NamedTemporaryFile("wb", prefix="kvmgen-", suffix=suffix, delete=False) as out:
         out.write(head)
         shutil.copyfileobj(stream, out, 1 << 20)
     atexit.register(os.unlink, out.name)
@@ -250,8 +233,8 @@ def scan_jsonl(
 ) -> StreamedTrace:
     """First pass: hash the file, check the header, collect what the engine needs first.
 
-    Events are fully validated in the second pass; this one only picks out fields
-    and skips what it cannot read (the second pass reports it with its line).
+    Events are fully validated in the second pass; this one skips what it cannot
+    read or finds invalid (the second pass reports it with its line).
     ``name`` is how messages call the input (``<stdin>``); default: ``file``.
     ``progress(bytes read, file size)`` is called after each block.
     """
@@ -262,89 +245,31 @@ def scan_jsonl(
         raise TraceError(path, 'empty trace: expected a header line {"kvmgen": 1, ...}')
     head, chunks = found
     _, vm = _header(path, head)
-    vcpus = vm.vcpus if vm.vcpus is not None else VCPU_LIMIT
-    seen = _Seen()
-    count = 0
+    seen = FirstPass()
+    lenient = Validator(path)
     size, done = os.path.getsize(file), head.offset + len(head.data)
+    scan = None
     for chunk in chunks:
         done += len(chunk.data)
         if progress is not None:
             progress(done, size)
-        scan = _scan(chunk.data, chunk.line, count, vcpus)
-        seen.accesses(scan)
-        for other in scan.others():
+        scan = _scan(chunk.data, chunk.line, seen.events, scan)
+        events = []
+        table, others = scan.lenient()
+        for other in others:
             try:
-                event = orjson.loads(chunk.data[other.start : other.end])
-            except orjson.JSONDecodeError:
+                events.append(_read_other(path, chunk, lenient, VCPU_LIMIT, other))
+            except TraceError:
                 continue
-            seen.other(other, event)
-        count += scan.count(scan.sk.C_EVENTS)
+        seen.add(merge_by_index(table, EventTable.from_events(events)) if events else table)
+        seen.events += scan.count(scan.sk.C_EVENTS)
     if progress is not None:
         progress(size, size)
-    return StreamedTrace(
+    return seen.trace(
         path=path,
         vm=vm,
         sha256=digest.hexdigest(),
-        event_count=count,
-        access_gfns=seen.gfns(),
-        max_vcpu=seen.max_vcpu,
-        space_uses=merge_uses(slot_uses(vm.slots), seen.uses),
         read_blocks=partial(_blocks, path, file),
         format="jsonl",
         version=FORMAT_VERSION,
-        notes=seen.notes,
     )
-
-
-class _Seen:
-    """What the first pass collects: gfns, vCPUs, notes, first use of each address space."""
-
-    def __init__(self) -> None:
-        self.gfn_blocks: list[np.ndarray] = []
-        self.other_gfns: set[int] = set()
-        self.max_vcpu = 0
-        self.notes: dict[int, str] = {}
-        self.uses: dict[int, SpaceUse] = {}
-
-    def gfns(self) -> np.ndarray:
-        """Every gfn accesses name, sorted, once each."""
-        others = np.array(sorted(self.other_gfns), dtype=np.int64)
-        return np.unique(np.concatenate([*self.gfn_blocks, others]))
-
-    def _use(self, space: int, use: SpaceUse) -> None:
-        if space not in self.uses or use.order < self.uses[space].order:
-            self.uses[space] = use
-
-    def accesses(self, scan: ScanTables) -> None:
-        sk = scan.sk
-        acc = scan.acc[: scan.count(sk.C_ACCESSES)]
-        if not acc.shape[0]:
-            return
-        self.gfn_blocks.append(np.unique(acc[:, sk.A_GFN]))
-        self.max_vcpu = max(self.max_vcpu, int(acc[:, sk.A_VCPU].max()))
-        for space in np.unique(acc[:, sk.A_AS]).tolist():
-            row = acc[int(np.argmax(acc[:, sk.A_AS] == space))]
-            self._use(space, event_use(int(row[sk.A_INDEX]), -1, int(row[sk.A_LINE]), 0, "access"))
-
-    def other(self, other: OtherEvent, event: Any) -> None:
-        if not isinstance(event, dict):
-            return
-        during = event.get("during")
-        subs: list[Any] = during if isinstance(during, list) else []
-        for sub, entry in enumerate([event, *subs], start=-1):
-            if not isinstance(entry, dict):
-                continue
-            if entry.get("op") == "access":
-                gfn = _gfn_of(entry)
-                if gfn is not None:
-                    self.other_gfns.add(gfn)
-                vcpu = entry.get("vcpu", 0)
-                if isinstance(vcpu, int) and not isinstance(vcpu, bool):
-                    self.max_vcpu = max(self.max_vcpu, vcpu)
-            space = entry.get("as", 0)
-            if isinstance(space, int) and not isinstance(space, bool):
-                use = event_use(other.index, sub, other.line, 0, str(event.get("op")))
-                self._use(space, use)
-        note = event.get("note")
-        if isinstance(note, str) and note:
-            self.notes[other.index] = note

@@ -1,68 +1,127 @@
-"""Jitted byte scanners for JSON and flow-style YAML traces: bytes in, columns out.
+"""Jitted byte scanners for every trace syntax, and the slot-layout check: bytes in, columns out.
 
 Kept apart from the loaders' Python (as the engine keeps its kernels in one
-module): :func:`scan_json_events` walks a JSON document once, finds the
-top-level ``events`` list and reads every plain access straight into columns.
-Every other event (updates, bumps, accesses with a note, a ``t``, a ``gpa``,
-a string number...) is only delimited, with its key counts and the position of
-each nested object, and left to the Python validator. The scanner is strict:
-whatever it does not understand makes it report ``FALLBACK``, and the caller
-then reads the document with the full loader, which words any error.
+module). One event parser reads an event object, with its ``during`` entries,
+in either syntax: JSON (``{"op": "move", "slot": 1, "gfn": 64}``, also each
+line of JSON Lines) or YAML flow style (``{op: move, slot: 1, gfn: 0x40}``).
+Every event written in the plain subset of the syntax (no escapes, known keys
+once each, plain numbers and words) becomes rows, whatever its op: one for the
+event, then one per during entry, each holding the value of every key read.
+:mod:`~kvmgen.trace.formats.scan` then checks them against the format's field
+rules, over columns. Anything else is only delimited and left to the Python
+validator, which accepts it or words the error. Three loops drive the parser:
+:func:`json_lines` (JSON Lines), :func:`json_events` (the events list of a JSON
+document, a chunk at a time) and :func:`yaml_lines` (the flow-style event lines
+of YAML). :func:`check_slots` replays the memslot layout over the rows, block
+after block, and finds the first update that breaks it.
 
-Positions: ``line`` is 1-based; ``column`` is the 1-based byte column, which is
-the character column because callers only pass ASCII documents.
+Compile time is what a fresh install or CI runner pays, and numba's grows
+faster than the code: so the parser only parses (the rules are numpy over
+columns), lookups are tables the caller passes in, and every argument has one
+type. Numba types a constant argument (``True``, ``0``) by its value and
+compiles a copy of the callee for each, so flags go in as typed scalars
+(``_NO``, ``_YES``). A trace compiles only the loop its syntax needs and the
+parser; :func:`check_slots` and :func:`times` only past a few updates and times
+(fewer run as Python: ``check_slots.py_func``, the same code uncompiled).
+
+Positions: ``line`` is 1-based; ``column`` is the 1-based byte column, the
+character column because the callers pass ASCII where columns count (JSON
+documents, YAML event lines) or need none (JSON Lines: column 0).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kvmgen.jit import jit
+from kvmgen.jit import kernel
 
 OK = 0
 FALLBACK = 1
-
-# ---- plain-access columns: acc[row, A_*]
-A_INDEX = 0
-A_GFN = 1
-A_AS = 2
-A_VCPU = 3
-A_REPEAT = 4
-A_KIND = 5
-A_LINE = 6
-A_COLUMN = 7
-N_ACOLS = 8
+MORE = 2  # the chunk ended inside an event: read on from counts[C_RESUME]
 
 # ---- other events, delimited only: other[row, X_*]
 X_INDEX = 0
-X_START = 1  # offset of its "{"
-X_END = 2  # offset just past its "}"
+X_START = 1  # offset of its first byte
+X_END = 2  # offset just past its last byte
 X_LINE = 3
 X_COLUMN = 4
-X_KEYS = 5  # keys in the event object, duplicates included
-N_XCOLS = 6
+N_XCOLS = 5
 
-# ---- objects two levels inside another event (its during entries): nested[row, N_*]
-N_EVENT = 0
-N_LINE = 1
-N_COLUMN = 2
-N_KEYS = 3
-N_NCOLS = 4
+# ---- scratch[S_*]: the loops' working rows, allocated by the caller
+S_VALS = 0  # an event's values (K_*, V_*)
+S_ENTRY = 1  # a during entry's values
+S_LC = 2  # line, offset of the line's start
+N_SCRATCH = 3
+SCRATCH_WIDTH = 32  # >= N_VALS
 
-# ---- counts[...] after a scan
+# ---- counts[...]: totals after a scan, and what carries over from chunk to chunk
 C_EVENTS = 0
-C_ACCESSES = 1
+C_ROWS = 1
 C_OTHERS = 2
-C_NESTED = 3
-C_LIST_START = 4  # offset of the events list's "["
-C_LIST_END = 5  # offset of its "]"
-C_INDENT = 6  # YAML: the spaces before "- {" on every event line (-1: none seen yet)
+C_RESUME = 3  # json_events: where to read on (MORE), or the offset of the list's "]" (OK)
+C_LINE = 4  # json_events: the line at C_RESUME, and where that line starts
+C_LINE_START = 5
+C_INDENT = 6  # yaml_lines: the spaces before "- {" on every event line (-1: none seen yet)
 N_COUNTS = 7
 
-_MAX_DEPTH = 64
-_MAX_DIGITS = 18  # below 2^62 + anything larger is left to the validator
+# Op codes (kvmgen.trace.records.Op), as the rows hold them.
+OP_CREATE = 0
+OP_DELETE = 1
+OP_MOVE = 2
+OP_FLAGS = 3
+OP_BUMP = 4
+OP_ACCESS = 5
+
+# ---- one row per event and per during entry, stored by column: rows[column, row], so
+# that the field rules are numpy over contiguous columns
+# Columns 0..N_KEYS-1 hold the value of each key read (K_*, 0 when absent); then:
+R_SEEN = 15  # the keys read, as bits 1 << K_*
+R_NOTE_START = 16  # the note's bytes, [start, end); -1: no note
+R_NOTE_END = 17
+R_INDEX = 18
+R_SUB = 19  # -1 for the event's own row, else the entry's position in its during list
+R_LINE = 20
+R_COLUMN = 21
+R_START = 22  # a top-level row's event bytes [start, end), for the validator
+R_END = 23
+R_T_END = 24  # a time's text is [rows[K_T], rows[R_T_END]); times() reads it
+N_RCOLS = 25
+
+# ---- the keys of an event: bit positions in R_SEEN, and columns of a row
+K_OP = 0  # an Op code
+K_SLOT = 1
+K_AS = 2
+K_GFN = 3
+K_GPA = 4
+K_PAGES = 5
+K_FLAGS = 6
+K_REPEAT = 7
+K_COUNT = 8
+K_VCPU = 9  # keys K_SLOT..K_VCPU hold integers
+K_KIND = 10  # an AccessKind
+K_WINDOW = 11  # a Window
+K_T = 12
+K_NOTE = 13
+K_DURING = 14
+N_KEYS = 15
+KEY_NAMES = (
+    "op", "slot", "as", "gfn", "gpa", "pages", "flags", "repeat", "count", "vcpu", "kind",
+    "window", "t", "note", "during",
+)  # fmt: skip
+
+# Flags passed to jitted calls as numpy scalars: numba types a literal argument
+# (True, 0) by its value and would compile one copy of the callee per value.
+_NO = np.int64(0)
+_YES = np.int64(1)
+
+# Integers of up to 19 decimal digits led by 0..8 or 16 hex digits led by 0..7 fit an
+# int64 (2^62, the largest repeat, has 19); anything longer is left to the validator.
+_MAX_DIGITS = 19
+_MAX_HEX_DIGITS = 16
+_MAX_FRACTION_DIGITS = 18  # digits of a time with a fraction, all told
+_MAX_REAL_DIGITS = 15  # a decimal of up to 15 digits times 10^-22..10^22 rounds exactly once
+_MAX_NAME = 12  # letters of a key or word, 5 bits each in an int64
 _GFN_END = 1 << 40
-_REPEAT_MAX = 1 << 62
 
 _QUOTE = 34
 _BACKSLASH = 92
@@ -73,414 +132,454 @@ _RBRACE = 125
 _LBRACKET = 91
 _RBRACKET = 93
 _NEWLINE = 10
+_SPACE = 32
+_TAB = 9
+_CR = 13
+_HASH = 35
+_DASH = 45
+_DOT = 46
 _ZERO = 48
 _NINE = 57
-
-# Key ids of a plain access and the bytes of the words it may contain.
-_K_OP = 1
-_K_GFN = 2
-_K_AS = 3
-_K_VCPU = 4
-_K_REPEAT = 5
-_K_KIND = 6
-_OP = (111, 112)
-_GFN = (103, 102, 110)
-_AS = (97, 115)
-_VCPU = (118, 99, 112, 117)
-_REPEAT = (114, 101, 112, 101, 97, 116)
-_KIND = (107, 105, 110, 100)
-_EVENTS = (101, 118, 101, 110, 116, 115)
-_ACCESS = (97, 99, 99, 101, 115, 115)
-_READ = (114, 101, 97, 100)
-_WRITE = (119, 114, 105, 116, 101)
+_UNDERSCORE = 95
 
 
-@jit()
-def count_byte(buf, value):
-    """How many bytes of ``buf`` equal ``value`` (an upper bound on objects, for sizing)."""
-    n = 0
-    for i in range(buf.shape[0]):
-        if buf[i] == value:
-            n += 1
-    return n
+def _packed(word: str) -> int:
+    """A word of ``_a-z`` as the kernels read it: 5 bits a letter (12 letters fit an int64)."""
+    value = 0
+    for char in word.encode():
+        value = value * 32 + (char - 94)
+    return value
 
 
-@jit()
-def _byte(buf, i):
-    # Reading past the end gives 0, which no rule accepts: no bounds checks elsewhere.
-    return buf[i] if i < buf.shape[0] else 0
+# Value words: the ops in Op order, read and write, then the windows.
+_WORDS = (
+    "create", "delete", "move", "flags", "bump", "access", "read", "write", "in_progress",
+    "before_zap",
+)  # fmt: skip
+_W_KINDS = 6  # words 6, 7: AccessKind 0, 1
+_W_WINDOWS = 7  # words 8, 9: Window 1, 2
+
+# ---- scratch[S_*]: working rows and lookup tables, a copy of SCRATCH per scan
+S_LC = 0  # line, offset of the line's start
+S_NAMES = 1  # KEY_NAMES packed
+S_WORDS = 2  # _WORDS packed
+N_SCRATCH = 3
+SCRATCH_WIDTH = 16
 
 
-@jit()
-def _is(buf, start, end, word):
-    if end - start != len(word):
-        return False
-    for j in range(len(word)):
-        if buf[start + j] != word[j]:
-            return False
-    return True
+def _scratch() -> np.ndarray:
+    """The scratch rows with the tables filled in (each scan takes a copy).
+
+    Passed in rather than global: numba cannot cache code holding a global
+    array when it compiles without optimising (NUMBA_OPT=0).
+    """
+    scratch = np.zeros((N_SCRATCH, SCRATCH_WIDTH), dtype=np.int64)
+    scratch[S_NAMES, :N_KEYS] = [_packed(name) for name in KEY_NAMES]
+    scratch[S_WORDS, : len(_WORDS)] = [_packed(word) for word in _WORDS]
+    return scratch
 
 
-@jit()
-def _space(buf, i, lc):
-    """Skip JSON whitespace from ``i``; ``lc`` = [line, offset of the line's start]."""
-    while True:
-        c = _byte(buf, i)
-        if c == _NEWLINE:
-            lc[0] += 1
-            lc[1] = i + 1
-        elif c != 32 and c != 9 and c != 13:
-            return i
-        i += 1
+SCRATCH = _scratch()
 
 
-@jit()
-def _string_end(buf, i, stop):
-    """Offset of the quote closing the string that starts at ``i`` (-1: not before ``stop``)."""
-    i += 1
+# Compile options: no allocation (no reference counting, kernel()), numpy's error
+# model (no division checks to lower), and for functions only other kernels call,
+# no wrappers callable from Python (less to compile, nothing lost).
+_OUTER = {"error_model": "numpy"}
+_INNER = {"error_model": "numpy", "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
+
+
+# ---- one event object -----------------------------------------------------------------
+
+
+@kernel(**_INNER)
+def _ws(buf, i, stop, yaml, lc):
+    """Skip whitespace from ``i``: JSON's four bytes (counting lines in ``lc``), or YAML spaces.
+
+    ``lc`` = [line, offset of the line's start].
+    """
     while i < stop:
         c = buf[i]
-        if c == _QUOTE:
-            return i
-        if c == _BACKSLASH:
-            i += 1
+        if c != _SPACE:
+            if yaml:
+                return i
+            if c == _NEWLINE:
+                lc[0] += 1
+                lc[1] = i + 1
+            elif c != _TAB and c != _CR:
+                return i
         i += 1
-    return -1
+    return i
 
 
-@jit()
-def _plain_string_end(buf, i):
-    """Like _string_end, but -1 for any escape or control byte (left to the validator)."""
-    i += 1
+# States of _event: what is due at the offset it reads from.
+_KEY = 0  # a key of the object being read
+_AFTER = 1  # a value was read: "," or "}"
+_ENTRY = 2  # a during entry's "{"
+_AFTER_ENTRY = 3  # an entry was read: "," or "]"
+
+
+@kernel(**_INNER)
+def _event(buf, i, stop, yaml, columns, lc, index, rows, counts, scratch):
+    """Read the event object at ``i`` into rows; the offset past it, or -1 (rows left unused).
+
+    The event's row comes first, then one row per during entry in list order
+    (``sub`` is the position in the list). Each row holds the value of every
+    key read (see R_*, K_*); whether they keep the format's rules is checked
+    after (:class:`~kvmgen.trace.formats.scan.ScanTables`). With ``columns`` 0
+    every row's column is 0 (JSON Lines).
+
+    Read are: the words of op, kind and window (quoted, or bare in YAML); a
+    note as a string without escapes; integers in decimal without sign or
+    leading zero or, quoted or in YAML, 0x-hex; a time as a decimal Python's
+    float() reads exactly so (JSON also signed and with an exponent). -1 for
+    anything else, a key twice or an unknown key: the validator reads those.
+    """
+    top = r = counts[C_ROWS]
+    if r >= rows.shape[1]:
+        return -1
+    for k in range(R_SEEN + 1):  # every key absent (0); the rest is written when read
+        rows[k, r] = 0
+    start = i
+    line = lc[0]
+    column = i - lc[1] + 1 if columns else 0
+    sub = np.int64(-1)
+    state = _KEY
+    i = _ws(buf, i + 1, stop, yaml, lc)
     while True:
-        c = _byte(buf, i)
-        if c == _QUOTE:
-            return i
-        if c == _BACKSLASH or c < 32:
+        if state == _ENTRY:
+            sub += 1
+            r = top + 1 + sub
+            if not (i < stop and buf[i] == _LBRACE) or r >= rows.shape[1]:
+                return -1
+            for k in range(R_SEEN + 1):  # every key absent (0); the rest is written when read
+                rows[k, r] = 0
+            rows[R_LINE, r] = lc[0]
+            rows[R_COLUMN, r] = i - lc[1] + 1 if columns else 0
+            i = _ws(buf, i + 1, stop, yaml, lc)
+            state = _KEY
+            continue
+        if state == _AFTER_ENTRY:
+            i = _ws(buf, i, stop, yaml, lc)
+            c = buf[i] if i < stop else 0
+            if c == _COMMA:
+                i = _ws(buf, i + 1, stop, yaml, lc)
+                state = _ENTRY
+            elif c == _RBRACKET:
+                i += 1
+                r = top
+                state = _AFTER
+            else:
+                return -1
+            continue
+        if state == _KEY:
+            # ---- a key: quoted in JSON, bare in YAML, and one of the format's
+            quoted = i < stop and buf[i] == _QUOTE
+            if quoted == (yaml != 0):
+                return -1
+            name = i + 1 if quoted else i
+            k = name
+            packed = 0
+            while k < stop and (97 <= buf[k] <= 122 or buf[k] == _UNDERSCORE):
+                packed = packed * 32 + (buf[k] - 94)
+                k += 1
+            if k - name > _MAX_NAME:
+                return -1
+            if quoted:
+                if not (k < stop and buf[k] == _QUOTE):
+                    return -1
+                k = _ws(buf, k + 1, stop, yaml, lc)
+                if not (k < stop and buf[k] == _COLON):
+                    return -1
+                i = _ws(buf, k + 1, stop, yaml, lc)
+            else:
+                if not (k + 1 < stop and buf[k] == _COLON and buf[k + 1] == _SPACE):
+                    return -1
+                i = _ws(buf, k + 2, stop, yaml, lc)
+            key = 0
+            while key < N_KEYS and scratch[S_NAMES, key] != packed:
+                key += 1
+            seen = rows[R_SEEN, r]
+            if key == N_KEYS or (seen >> key) & 1:
+                return -1  # an unknown key, or a key twice
+            rows[R_SEEN, r] = seen | (1 << key)
+            c = buf[i] if i < stop else 0
+            if key == K_DURING:
+                if sub >= 0 or c != _LBRACKET:
+                    return -1
+                i = _ws(buf, i + 1, stop, yaml, lc)
+                if i < stop and buf[i] == _RBRACKET:
+                    i += 1
+                    state = _AFTER
+                else:
+                    state = _ENTRY
+                continue
+            # ---- its value
+            first = i
+            end = -1
+            if c == _QUOTE:
+                i += 1
+                while i < stop and buf[i] != _QUOTE:
+                    if buf[i] == _BACKSLASH or buf[i] < 32 or buf[i] > 126:
+                        return -1
+                    i += 1
+                if i == stop:
+                    return -1
+                first += 1
+                end = i
+                i += 1
+            if key == K_OP or key == K_KIND or key == K_WINDOW:
+                if end < 0:
+                    if not yaml:
+                        return -1
+                    end = first
+                    while end < stop and (97 <= buf[end] <= 122 or buf[end] == _UNDERSCORE):
+                        end += 1
+                    i = end
+                packed = 0
+                for k in range(first, end):
+                    if not (97 <= buf[k] <= 122 or buf[k] == _UNDERSCORE) or k - first >= _MAX_NAME:
+                        return -1
+                    packed = packed * 32 + (buf[k] - 94)
+                word = 0
+                while word < len(_WORDS) and scratch[S_WORDS, word] != packed:
+                    word += 1
+                if key == K_OP and word <= OP_ACCESS:
+                    rows[K_OP, r] = word
+                elif key == K_KIND and _W_KINDS <= word <= _W_KINDS + 1:
+                    rows[K_KIND, r] = word - _W_KINDS
+                elif key == K_WINDOW and _W_WINDOWS < word <= _W_WINDOWS + 2:
+                    rows[K_WINDOW, r] = word - _W_WINDOWS
+                else:
+                    return -1
+            elif key == K_NOTE:
+                if end < 0:
+                    return -1  # a note that is not a plain string: the validator reads it
+                rows[R_NOTE_START, r] = first
+                rows[R_NOTE_END, r] = end
+            elif key == K_T:
+                if end >= 0:
+                    return -1  # a string for a time
+                # Delimited here, read by times() (a time is read exactly, or left to Python).
+                while i < stop and (
+                    _ZERO <= buf[i] <= _NINE
+                    or buf[i] == _DOT
+                    or buf[i] == _DASH
+                    or buf[i] == 43
+                    or (buf[i] | 32) == 101
+                ):
+                    i += 1
+                if i == first:
+                    return -1
+                rows[K_T, r] = first
+                rows[R_T_END, r] = i
+            elif end < 0:
+                i = _integer(buf, i, stop, yaml, rows, key, r)
+                if i < 0:
+                    return -1
+            elif _integer(buf, first, end, _YES, rows, key, r) != end:
+                return -1  # a string that is no plain integer
+            state = _AFTER
+        # ---- "," and the next key, or "}" closing the object
+        i = _ws(buf, i, stop, yaml, lc)
+        c = buf[i] if i < stop else 0
+        if c == _COMMA:
+            i = _ws(buf, i + 1, stop, yaml, lc)
+            state = _KEY
+            continue
+        if c != _RBRACE:
             return -1
         i += 1
+        rows[R_INDEX, r] = index
+        rows[R_SUB, r] = sub if r != top else -1
+        if r != top:
+            state = _AFTER_ENTRY
+            continue
+        rows[R_LINE, r] = line
+        rows[R_COLUMN, r] = column
+        rows[R_START, r] = start
+        rows[R_END, r] = i
+        counts[C_ROWS] = top + 2 + sub
+        return i
 
 
-@jit()
-def _skip(buf, i, stop, lc, nested, counts, event, keys, rows):
-    """Offset just past the JSON value at ``i``, counting lines; -1 if it cannot be delimited.
+@kernel(**_INNER)
+def _integer(buf, i, stop, hexadecimal, rows, key, r):
+    """The integer at ``i`` into rows[key, r]; the offset past it, or -1.
 
-    Containers are walked with a stack of per-level key counts in ``keys`` (a
-    colon outside strings is one key of the innermost object); the outermost
-    one's count ends in ``lc[2]``, which is how a duplicate key shows (the
-    Python side parses with orjson, which keeps only the last). With ``event``
-    >= 0 the value is that event's object, and the objects two levels down (its
-    during entries) are recorded in ``nested`` with positions and key counts.
-    ``keys`` and ``rows`` are scratch stacks of ``_MAX_DEPTH`` entries; bytes
-    from ``stop`` on are not looked at.
+    Decimal, without sign or leading zero; with ``hexadecimal`` also 0x-hex
+    (YAML, or a JSON string). Anything else, or too big for an int64, is left to
+    the validator.
     """
-    c = _byte(buf, i)
-    if c == _QUOTE:
-        end = _string_end(buf, i, stop)
-        return -1 if end < 0 else end + 1
-    if c != _LBRACE and c != _LBRACKET:
-        while True:  # a scalar: the validator (or the full parser) judges its text
-            c = _byte(buf, i)
-            if c == 0 or c == _COMMA or c == _RBRACE or c == _RBRACKET or c == _COLON:
+    c = buf[i] if i < stop else 0
+    digits_at = i
+    value = 0
+    if hexadecimal and c == _ZERO and i + 1 < stop and (buf[i + 1] | 32) == 120:
+        i += 2  # 0x or 0X
+        while i < stop and i - digits_at - 2 <= _MAX_HEX_DIGITS:
+            c = buf[i] | 32
+            if _ZERO <= c <= _NINE:
+                value = value * 16 + (c - _ZERO)
+            elif 97 <= c <= 102:
+                value = value * 16 + (c - 87)
+            else:
+                break
+            i += 1
+        digits = i - digits_at - 2
+        if digits == 0 or digits > _MAX_HEX_DIGITS or value < 0:
+            return -1  # none, or too many (a 16th digit past 7 makes it negative)
+        rows[key, r] = value
+        return i
+    while _ZERO <= c <= _NINE and i - digits_at < _MAX_DIGITS:
+        value = value * 10 + (c - _ZERO)
+        i += 1
+        c = buf[i] if i < stop else 0
+    digits = i - digits_at
+    if digits == 0 or _ZERO <= c <= _NINE or (buf[digits_at] == _ZERO and digits > 1):
+        return -1
+    if digits == _MAX_DIGITS and buf[digits_at] > 56:  # led by 9: maybe past 2^63
+        return -1
+    if c == _DOT or (c | 32) == 101:  # a fraction or an exponent: a float
+        return -1
+    rows[key, r] = value
+    return i
+
+
+@kernel(**_OUTER)
+def times(buf, starts, ends, yaml, values, read):
+    """Read each time text buf[starts[k]:ends[k]] as Python's float() does, where it can.
+
+    ``values[k]`` gets it and ``read[k]`` whether it could be read: a decimal
+    with an optional sign and fraction (JSON also an exponent) of at most 15
+    digits within 10^-22..10^22 of a whole number, which one product or
+    quotient of two exact doubles rounds exactly so; or a whole number (float()
+    of an int). Runs as Python too (``times.py_func``, given bytes), for few times.
+    """
+    for k in range(len(starts)):
+        i, stop = starts[k], ends[k]
+        read[k] = False
+        c = buf[i] if i < stop else 0
+        negative = c == _DASH
+        if negative:
+            i += 1
+            c = buf[i] if i < stop else 0
+        digits_at = i
+        mantissa = 0
+        while _ZERO <= c <= _NINE and i - digits_at < _MAX_DIGITS:
+            mantissa = mantissa * 10 + (c - _ZERO)
+            i += 1
+            c = buf[i] if i < stop else 0
+        digits = i - digits_at
+        if digits == 0 or _ZERO <= c <= _NINE or (buf[digits_at] == _ZERO and digits > 1):
+            continue
+        if digits == _MAX_DIGITS and buf[digits_at] > 56:
+            continue
+        scale = 0
+        whole = True
+        if c == _DOT:
+            whole = False
+            i += 1
+            c = buf[i] if i < stop else 0
+            frac_at = i
+            while _ZERO <= c <= _NINE and digits + i - frac_at < _MAX_FRACTION_DIGITS:
+                mantissa = mantissa * 10 + (c - _ZERO)
+                i += 1
+                c = buf[i] if i < stop else 0
+            if i == frac_at or _ZERO <= c <= _NINE:
+                continue
+            digits += i - frac_at
+            scale = frac_at - i
+        if (c | 32) == 101 and not yaml:  # e E
+            whole = False
+            i += 1
+            c = buf[i] if i < stop else 0
+            sign = -1 if c == _DASH else 1
+            if c == _DASH or c == 43:
+                i += 1
+                c = buf[i] if i < stop else 0
+            exp_at = i
+            exponent = 0
+            while _ZERO <= c <= _NINE and i - exp_at < 4:
+                exponent = exponent * 10 + (c - _ZERO)
+                i += 1
+                c = buf[i] if i < stop else 0
+            if i == exp_at or _ZERO <= c <= _NINE:
+                continue
+            scale += sign * exponent
+        if i != stop:
+            continue
+        if whole:
+            values[k] = float(-mantissa if negative else mantissa)  # float() of an int; -0 is 0
+        elif digits > _MAX_REAL_DIGITS or scale < -22 or scale > 22:
+            continue
+        else:
+            power = 1.0
+            for _ in range(abs(scale)):
+                power *= 10.0  # exact: every power of ten up to 10^22 is a double
+            value = mantissa * power if scale >= 0 else mantissa / power
+            values[k] = -value if negative else value
+        read[k] = True
+
+
+# ---- events the parser leaves to Python: delimited only ---------------------------------
+
+
+@kernel(**_INNER)
+def _skip(buf, i, stop, lc):
+    """Offset just past the JSON value at ``i``, counting lines in ``lc``; -1 if it does not end.
+
+    Only delimits: strings, and containers by depth (the full parser reads it).
+    """
+    c = buf[i] if i < stop else 0
+    if c != _LBRACE and c != _LBRACKET and c != _QUOTE:
+        while i < stop:  # a scalar: the validator (or the full parser) judges its text
+            c = buf[i]
+            if c == _COMMA or c == _RBRACE or c == _RBRACKET or c == _COLON or c == _QUOTE:
                 return i
-            if c == 32 or c == 9 or c == 13 or c == _NEWLINE or c == _QUOTE:
+            if c == _SPACE or c == _TAB or c == _CR or c == _NEWLINE:
                 return i
             if c == _LBRACE or c == _LBRACKET:
                 return -1
             i += 1
+        return i
     depth = 0
     while i < stop:
         c = buf[i]
         if c == _QUOTE:
-            end = _string_end(buf, i, stop)
-            if end < 0:
+            i += 1
+            while i < stop and buf[i] != _QUOTE:
+                i += 2 if buf[i] == _BACKSLASH else 1
+            if i >= stop:
                 return -1
-            i = end
+            if depth == 0:
+                return i + 1
         elif c == _NEWLINE:
             lc[0] += 1
             lc[1] = i + 1
-        elif c == _COLON:
-            if depth > 0:
-                keys[depth - 1] += 1
         elif c == _LBRACE or c == _LBRACKET:
-            if depth == _MAX_DEPTH:
-                return -1
-            keys[depth] = 0
-            rows[depth] = -1
-            if c == _LBRACE and depth == 2 and event >= 0:
-                row = counts[C_NESTED]
-                if row >= nested.shape[0]:
-                    return -1
-                nested[row, N_EVENT] = event
-                nested[row, N_LINE] = lc[0]
-                nested[row, N_COLUMN] = i - lc[1] + 1
-                rows[depth] = row
-                counts[C_NESTED] = row + 1
             depth += 1
         elif c == _RBRACE or c == _RBRACKET:
-            if depth == 0:
-                return -1
             depth -= 1
-            if rows[depth] >= 0:
-                nested[rows[depth], N_KEYS] = keys[depth]
             if depth == 0:
-                lc[2] = keys[0]
                 return i + 1
         i += 1
     return -1
 
 
-@jit()
-def _number(buf, i, out, at):
-    """A plain decimal integer at ``i`` into ``out[at]``; offset past it, -1 for anything else."""
-    start = i
-    value = 0
-    while True:
-        c = _byte(buf, i)
-        if c < _ZERO or c > _NINE:
-            break
-        value = value * 10 + (c - _ZERO)
-        i += 1
-        if i - start > _MAX_DIGITS:
-            return -1
-    if i == start or (buf[start] == _ZERO and i - start > 1):
-        return -1
-    c = _byte(buf, i)
-    if c == 46 or c == 101 or c == 69:  # . e E: a float, for the validator
-        return -1
-    out[at] = value
-    return i
+# ---- the three loops ------------------------------------------------------------------
 
 
-@jit()
-def _access_key(buf, start, end):
-    """The id of the plain-access key spelled by bytes [start, end), or 0."""
-    if _is(buf, start, end, _OP):
-        return _K_OP
-    if _is(buf, start, end, _GFN):
-        return _K_GFN
-    if _is(buf, start, end, _AS):
-        return _K_AS
-    if _is(buf, start, end, _VCPU):
-        return _K_VCPU
-    if _is(buf, start, end, _REPEAT):
-        return _K_REPEAT
-    if _is(buf, start, end, _KIND):
-        return _K_KIND
-    return 0
-
-
-@jit()
-def _complete_access(seen, fields, vcpus):
-    """Whether the keys ``seen`` and the ``fields`` read make a valid plain access.
-
-    What format v1 requires of one (fastpath.plain_access in Python): op and
-    gfn given, every value in range, the vCPU below the header's count.
-    """
-    if not (seen & (1 << _K_OP)) or not (seen & (1 << _K_GFN)):
-        return False
-    if fields[0] >= _GFN_END or fields[1] > 1 or fields[2] >= vcpus:
-        return False
-    return 1 <= fields[3] <= _REPEAT_MAX
-
-
-@jit()
-def _plain_access(buf, i, lc, fields, vcpus):
-    """Read the object at ``i`` as a plain access into ``fields``; offset past it, or -1.
-
-    ``fields`` = [gfn, as, vcpu, repeat, kind]. -1 means "not a plain access or
-    not sure" (a vCPU >= ``vcpus`` included): the caller delimits the object
-    again and leaves it to Python.
-    """
-    i = _space(buf, i + 1, lc)
-    if _byte(buf, i) == _RBRACE:
-        return -1
-    seen = 0
-    fields[0] = -1
-    fields[1] = 0
-    fields[2] = 0
-    fields[3] = 1
-    fields[4] = 0
-    while True:
-        if _byte(buf, i) != _QUOTE:
-            return -1
-        end = _plain_string_end(buf, i)
-        if end < 0:
-            return -1
-        key = _access_key(buf, i + 1, end)
-        if key == 0 or seen & (1 << key):
-            return -1
-        seen |= 1 << key
-        i = _space(buf, end + 1, lc)
-        if _byte(buf, i) != _COLON:
-            return -1
-        i = _space(buf, i + 1, lc)
-        if key == _K_OP or key == _K_KIND:
-            if _byte(buf, i) != _QUOTE:
-                return -1
-            end = _plain_string_end(buf, i)
-            if end < 0:
-                return -1
-            if key == _K_OP and not _is(buf, i + 1, end, _ACCESS):
-                return -1
-            if key == _K_KIND:
-                if _is(buf, i + 1, end, _WRITE):
-                    fields[4] = 1
-                elif not _is(buf, i + 1, end, _READ):
-                    return -1
-            i = end + 1
-        else:
-            i = _number(buf, i, fields, key - _K_GFN)
-            if i < 0:
-                return -1
-        i = _space(buf, i, lc)
-        c = _byte(buf, i)
-        if c == _COMMA:
-            i = _space(buf, i + 1, lc)
-        elif c == _RBRACE:
-            break
-        else:
-            return -1
-    return i + 1 if _complete_access(seen, fields, vcpus) else -1
-
-
-@jit()
-def _add_access(acc, counts, index, fields, line, column):
-    row = counts[C_ACCESSES]
-    if row >= acc.shape[0]:
-        return False
-    acc[row, A_INDEX] = index
-    acc[row, A_GFN] = fields[0]
-    acc[row, A_AS] = fields[1]
-    acc[row, A_VCPU] = fields[2]
-    acc[row, A_REPEAT] = fields[3]
-    acc[row, A_KIND] = fields[4]
-    acc[row, A_LINE] = line
-    acc[row, A_COLUMN] = column
-    counts[C_ACCESSES] = row + 1
-    return True
-
-
-@jit()
-def _add_other(other, counts, index, start, end, line, column, keys):
-    row = counts[C_OTHERS]
-    if row >= other.shape[0]:
-        return False
-    other[row, X_INDEX] = index
-    other[row, X_START] = start
-    other[row, X_END] = end
-    other[row, X_LINE] = line
-    other[row, X_COLUMN] = column
-    other[row, X_KEYS] = keys
-    counts[C_OTHERS] = row + 1
-    return True
-
-
-@jit()
-def _event_list(buf, i, lc, acc, other, nested, counts, vcpus):
-    """Scan the events list whose "[" is at ``i``; offset of its "]", or -1."""
-    fields = np.zeros(5, dtype=np.int64)
-    keys = np.zeros(_MAX_DEPTH, dtype=np.int64)
-    rows = np.zeros(_MAX_DEPTH, dtype=np.int64)
-    i = _space(buf, i + 1, lc)
-    if _byte(buf, i) == _RBRACKET:
-        return i
-    index = 0
-    while True:
-        if _byte(buf, i) != _LBRACE:
-            return -1
-        line, line_start = lc[0], lc[1]
-        column = i - line_start + 1
-        end = _plain_access(buf, i, lc, fields, vcpus)
-        if end >= 0:
-            if not _add_access(acc, counts, index, fields, line, column):
-                return -1
-        else:
-            lc[0], lc[1] = line, line_start
-            end = _skip(buf, i, buf.shape[0], lc, nested, counts, index, keys, rows)
-            if end < 0 or not _add_other(other, counts, index, i, end, line, column, lc[2]):
-                return -1
-        index += 1
-        counts[C_EVENTS] = index
-        i = _space(buf, end, lc)
-        c = _byte(buf, i)
-        if c == _RBRACKET:
-            return i
-        if c != _COMMA:
-            return -1
-        i = _space(buf, i + 1, lc)
-
-
-@jit()
-def scan_json_events(buf, acc, other, nested, counts, vcpus):
-    """Scan a whole JSON document; OK with the events list read into the tables, else FALLBACK.
-
-    The document must be one object with exactly one ``events`` key whose value
-    is a list; other top-level values are only delimited (the caller reads the
-    header with the full loader). Accesses naming a vCPU >= ``vcpus`` are left
-    to Python.
-    """
-    lc = np.zeros(3, dtype=np.int64)  # line, offset of its start, last object's key count
-    lc[0] = 1
-    keys = np.zeros(_MAX_DEPTH, dtype=np.int64)
-    rows = np.zeros(_MAX_DEPTH, dtype=np.int64)
-    i = _space(buf, 0, lc)
-    if _byte(buf, i) != _LBRACE:
-        return FALLBACK
-    i = _space(buf, i + 1, lc)
-    found = False
-    while True:
-        if _byte(buf, i) != _QUOTE:
-            return FALLBACK
-        end = _plain_string_end(buf, i)
-        if end < 0:
-            return FALLBACK
-        is_events = _is(buf, i + 1, end, _EVENTS)
-        i = _space(buf, end + 1, lc)
-        if _byte(buf, i) != _COLON:
-            return FALLBACK
-        i = _space(buf, i + 1, lc)
-        if is_events:
-            if found or _byte(buf, i) != _LBRACKET:
-                return FALLBACK
-            found = True
-            counts[C_LIST_START] = i
-            i = _event_list(buf, i, lc, acc, other, nested, counts, vcpus)
-            if i < 0:
-                return FALLBACK
-            counts[C_LIST_END] = i
-            i += 1
-        else:
-            i = _skip(buf, i, buf.shape[0], lc, nested, counts, -1, keys, rows)
-            if i < 0:
-                return FALLBACK
-        i = _space(buf, i, lc)
-        c = _byte(buf, i)
-        if c == _COMMA:
-            i = _space(buf, i + 1, lc)
-        elif c == _RBRACE:
-            break
-        else:
-            return FALLBACK
-    if _space(buf, i + 1, lc) != buf.shape[0] or not found:
-        return FALLBACK
-    return OK
-
-
-@jit()
-def scan_json_lines(buf, first_line, first_index, acc, other, nested, counts, vcpus):
+@kernel(**_OUTER)
+def json_lines(buf, first_line, first_index, rows, other, counts, scratch):
     """Scan JSON Lines events: every non-blank line of ``buf`` is one event.
 
     ``buf`` holds whole lines, the first of which is line ``first_line`` of the
-    file and (if not blank) event ``first_index``. Plain accesses go into
-    ``acc`` (column 0: JSON Lines positions are lines); every other line is
-    delimited in ``other`` as the span of the whole line, with its key count
-    (-1 when the line cannot be delimited: Python then reports it).
+    file and (if not blank) event ``first_index``. Events the parser reads go
+    into ``rows`` (column 0: JSON Lines positions are lines); every other line
+    is left to Python as the span of the whole line in ``other``. ``scratch``
+    is a copy of SCRATCH.
     """
-    keys = np.zeros(_MAX_DEPTH, dtype=np.int64)
-    rows = np.zeros(_MAX_DEPTH, dtype=np.int64)
-    fields = np.zeros(5, dtype=np.int64)
-    lc = np.zeros(3, dtype=np.int64)
+    lc = scratch[S_LC]
     n = buf.shape[0]
     line = first_line
     index = first_index
@@ -490,26 +589,27 @@ def scan_json_lines(buf, first_line, first_index, acc, other, nested, counts, vc
         while eol < n and buf[eol] != _NEWLINE:
             eol += 1
         start = i
-        while start < eol and (buf[start] == 32 or 9 <= buf[start] <= 13):
+        while start < eol and (buf[start] == _SPACE or 9 <= buf[start] <= 13):
             start += 1  # a line of only whitespace (as bytes.strip() sees it) is blank
         if start < eol:
             lc[0], lc[1] = line, i
-            end = _plain_access(buf, start, lc, fields, vcpus) if buf[start] == _LBRACE else -1
-            if 0 <= end <= eol:
-                rest = end
-                while rest < eol and (buf[rest] == 32 or buf[rest] == 9 or buf[rest] == 13):
-                    rest += 1
-                if rest != eol:
-                    end = -1
-            if 0 <= end <= eol:
-                if not _add_access(acc, counts, index, fields, line, 0):
+            r0 = counts[C_ROWS]
+            end = -1
+            if buf[start] == _LBRACE:
+                end = _event(buf, start, eol, _NO, _NO, lc, index, rows, counts, scratch)
+            if end >= 0:
+                end = _ws(buf, end, eol, _NO, lc)
+            if end != eol:
+                counts[C_ROWS] = r0
+                o = counts[C_OTHERS]
+                if o >= other.shape[0]:
                     return FALLBACK
-            else:
-                lc[2] = -1
-                if _skip(buf, start, eol, lc, nested, counts, index, keys, rows) < 0:
-                    lc[2] = -1
-                if not _add_other(other, counts, index, start, eol, line, 0, lc[2]):
-                    return FALLBACK
+                other[o, X_INDEX] = index
+                other[o, X_START] = start
+                other[o, X_END] = eol
+                other[o, X_LINE] = line
+                other[o, X_COLUMN] = 0
+                counts[C_OTHERS] = o + 1
             index += 1
             counts[C_EVENTS] = index - first_index
         line += 1
@@ -517,119 +617,113 @@ def scan_json_lines(buf, first_line, first_index, acc, other, nested, counts, vc
     return OK
 
 
-_SPACE = 32
-_HASH = 35
-_DASH = 45
-_X_LOWER = 120
-_X_UPPER = 88
-_MAX_HEX_DIGITS = 15  # below 2^60
+@kernel(**_OUTER)
+def json_events(
+    buf,
+    start,
+    line,
+    line_start,
+    first_index,
+    expect_first,
+    final,
+    rows,
+    other,
+    counts,
+    scratch,
+):
+    """Scan a JSON document's events list from ``start``, one chunk of it at a time.
 
-
-@jit()
-def _word_char(c):
-    return (97 <= c <= 122) or (65 <= c <= 90) or c == 95  # a-z A-Z _
-
-
-@jit()
-def _yaml_int(buf, i, end, out, at):
-    """A decimal (no leading zero) or 0x-hex integer spanning exactly [i, end) into out[at]."""
-    value = 0
-    if end - i > 2 and buf[i] == _ZERO and (buf[i + 1] == _X_LOWER or buf[i + 1] == _X_UPPER):
-        if end - i - 2 > _MAX_HEX_DIGITS:
-            return False
-        for j in range(i + 2, end):
-            c = buf[j]
-            if _ZERO <= c <= _NINE:
-                digit = c - _ZERO
-            elif 97 <= c <= 102:
-                digit = c - 87
-            elif 65 <= c <= 70:
-                digit = c - 55
-            else:
-                return False
-            value = value * 16 + digit
-        out[at] = value
-        return True
-    if end - i < 1 or end - i > _MAX_DIGITS or (buf[i] == _ZERO and end - i > 1):
-        return False
-    for j in range(i, end):
-        c = buf[j]
-        if c < _ZERO or c > _NINE:
-            return False
-        value = value * 10 + (c - _ZERO)
-    out[at] = value
-    return True
-
-
-@jit()
-def _yaml_plain_access(buf, i, end, fields, vcpus):
-    """Whether ``key: value, ...`` in [i, end) (inside the braces) is a plain access.
-
-    Only bare keys followed by ": ", the words access/read/write and plain
-    integers are read; anything else is left to the Python fast path.
+    ``start`` is just past the list's "[" (``expect_first``: the list may be
+    empty) or past a comma; ``line`` is the line there and ``line_start`` where
+    that line starts (negative: in an earlier chunk). Returns OK with
+    counts[C_RESUME], C_LINE and C_LINE_START at the list's "]"; MORE with them
+    where to go on when the chunk ends first (never inside an event; with
+    ``final`` that is FALLBACK); or FALLBACK for anything that is not a list of
+    delimitable values. Events are numbered from ``first_index``.
     """
-    seen = 0
-    fields[0] = -1
-    fields[1] = 0
-    fields[2] = 0
-    fields[3] = 1
-    fields[4] = 0
+    lc = scratch[S_LC]
+    lc[0], lc[1] = line, line_start
+    n = buf.shape[0]
+    i = start
+    index = first_index
+    first = expect_first
     while True:
-        while i < end and buf[i] == _SPACE:
-            i += 1
-        k = i
-        while k < end and _word_char(buf[k]):
-            k += 1
-        key = _access_key(buf, i, k)
-        if key == 0 or seen & (1 << key):
-            return False
-        seen |= 1 << key
-        if k + 1 >= end or buf[k] != _COLON or buf[k + 1] != _SPACE:
-            return False
-        i = k + 2
-        while i < end and buf[i] == _SPACE:
-            i += 1
-        v = i
-        while v < end and buf[v] != _COMMA:
-            v += 1
-        stop = v
-        while stop > i and buf[stop - 1] == _SPACE:
-            stop -= 1
-        if key == _K_OP:
-            if not _is(buf, i, stop, _ACCESS):
-                return False
-        elif key == _K_KIND:
-            if _is(buf, i, stop, _WRITE):
-                fields[4] = 1
-            elif not _is(buf, i, stop, _READ):
-                return False
-        elif not _yaml_int(buf, i, stop, fields, key - _K_GFN):
-            return False
-        if v == end:
-            break
-        i = v + 1
-    return _complete_access(seen, fields, vcpus)
+        # A value is due at i (after "[" or ","): everything before i is settled.
+        counts[C_RESUME], counts[C_LINE], counts[C_LINE_START] = i, lc[0], lc[1]
+        r0, o0 = counts[C_ROWS], counts[C_OTHERS]
+        i = _ws(buf, i, n, _NO, lc)
+        c = buf[i] if i < n else 0
+        if c == _RBRACKET:
+            if not first:
+                return FALLBACK  # a trailing comma
+            counts[C_RESUME], counts[C_LINE], counts[C_LINE_START] = i, lc[0], lc[1]
+            return OK
+        end = -1
+        at_line, at_start = lc[0], lc[1]
+        if c == _LBRACE:
+            end = _event(buf, i, n, _NO, _YES, lc, index, rows, counts, scratch)
+        if end < 0 and i < n:
+            counts[C_ROWS] = r0
+            lc[0], lc[1] = at_line, at_start
+            end = _skip(buf, i, n, lc)
+            if end == i:
+                return FALLBACK  # no value at all
+            o = counts[C_OTHERS]
+            if end >= 0:
+                if o >= other.shape[0]:
+                    return FALLBACK
+                other[o, X_INDEX] = index
+                other[o, X_START] = i
+                other[o, X_END] = end
+                other[o, X_LINE] = at_line
+                other[o, X_COLUMN] = i - at_start + 1
+                counts[C_OTHERS] = o + 1
+        if end >= 0:
+            end = _ws(buf, end, n, _NO, lc)
+        c = buf[end] if 0 <= end < n else 0
+        if c != _COMMA and c != _RBRACKET:
+            if 0 <= end < n or final:
+                return FALLBACK  # a value, then something that does not go on the list
+            # The chunk ends inside this event (or before what follows it): read it again.
+            counts[C_ROWS], counts[C_OTHERS] = r0, o0
+            counts[C_EVENTS] = index - first_index
+            return MORE
+        index += 1
+        counts[C_EVENTS] = index - first_index
+        if c == _RBRACKET:
+            counts[C_RESUME], counts[C_LINE], counts[C_LINE_START] = end, lc[0], lc[1]
+            return OK
+        i = end + 1
+        first = 0
 
 
-@jit()
-def scan_yaml_lines(buf, first_line, acc, other, counts, vcpus):
+@kernel(**_OUTER)
+def yaml_lines(buf, first_line, first_index, rows, other, counts, scratch):
     """Scan the event lines of a flow-style YAML trace (everything after ``events:``).
 
-    Every non-blank line must be ``<indent>- {...}`` with one indent throughout,
-    or a comment after the first event; otherwise FALLBACK. Plain accesses go
-    into ``acc``; every other event line is delimited in ``other`` by the span
-    inside its braces, for the Python fast path. Columns are 1-based byte
-    columns of the "{" (callers pass event lines that are ASCII for accesses).
+    Every non-blank line must be ``<indent>- {...}`` with one indent throughout
+    (counts[C_INDENT] carries it from chunk to chunk), or a comment after the
+    first event; otherwise FALLBACK, and so for an ASCII control character YAML
+    refuses or reads as a line break. Events the parser reads go into ``rows``;
+    every other event line is delimited in ``other`` by the span inside its
+    braces, for the Python reader. Columns are the 1-based byte columns of each
+    "{" (lines the parser reads are ASCII).
     """
-    fields = np.zeros(5, dtype=np.int64)
+    lc = scratch[S_LC]
     n = buf.shape[0]
     line = first_line
-    index = 0
+    index = first_index
     indent = counts[C_INDENT]
     i = 0
     while i < n:
         eol = i
-        while eol < n and buf[eol] != _NEWLINE:
+        while eol < n:
+            c = buf[eol]
+            if c < 32 or c == 127:
+                if c == _NEWLINE:
+                    break
+                if c != _TAB:
+                    return FALLBACK  # a control character (CR too: another line break)
             eol += 1
         first = i
         while first < eol and buf[first] == _SPACE:
@@ -638,30 +732,124 @@ def scan_yaml_lines(buf, first_line, acc, other, counts, vcpus):
             if indent < 0:
                 return FALLBACK  # a comment before any event: the Python path refuses it
         elif first < eol:
-            spaces = 0
-            while i + spaces < eol and buf[i + spaces] == _SPACE:
-                spaces += 1
-            brace = i + spaces + 2
+            brace = first + 2
             if indent < 0:
-                indent = spaces
-            if spaces != indent or brace >= eol:
+                indent = first - i
+            if first - i != indent or brace >= eol:
                 return FALLBACK
-            if buf[i + spaces] != _DASH or buf[i + spaces + 1] != _SPACE or buf[brace] != _LBRACE:
+            if buf[first] != _DASH or buf[first + 1] != _SPACE or buf[brace] != _LBRACE:
                 return FALLBACK
             close = eol - 1
-            while close > brace and (buf[close] == _SPACE or buf[close] == 9):
+            while close > brace and (buf[close] == _SPACE or buf[close] == _TAB):
                 close -= 1
             if buf[close] != _RBRACE:
                 return FALLBACK
-            column = brace - i + 1
-            if _yaml_plain_access(buf, brace + 1, close, fields, vcpus):
-                if not _add_access(acc, counts, index, fields, line, column):
+            lc[0], lc[1] = line, i
+            r0 = counts[C_ROWS]
+            end = _event(buf, brace, close + 1, _YES, _YES, lc, index, rows, counts, scratch)
+            if end != close + 1:
+                counts[C_ROWS] = r0
+                o = counts[C_OTHERS]
+                if o >= other.shape[0]:
                     return FALLBACK
-            elif not _add_other(other, counts, index, brace + 1, close, line, column, 0):
-                return FALLBACK
+                other[o, X_INDEX] = index
+                other[o, X_START] = brace + 1
+                other[o, X_END] = close
+                other[o, X_LINE] = line
+                other[o, X_COLUMN] = brace - i + 1
+                counts[C_OTHERS] = o + 1
             index += 1
-            counts[C_EVENTS] = index
+            counts[C_EVENTS] = index - first_index
         line += 1
         i = eol + 1
     counts[C_INDENT] = indent
     return OK
+
+
+# ---- the memslot layout, over columns -------------------------------------------------
+
+
+@kernel(**_OUTER)
+def check_slots(
+    updates, op, space, slot, gfn, pages, line, live, base, size, placed, starts, ids, used
+):
+    """Apply the updates at rows ``updates`` to the slot layout, in order; -1, or the failing row.
+
+    The layout (kvmgen.trace.validate.layout) of each address space a: slot s
+    is live when ``live[a, s]``, at ``base[a, s]`` for ``size[a, s]`` pages,
+    placed by line ``placed[a, s]``; the live slots sorted by first gfn are
+    ``ids[a, :used[a]]``, starting at ``starts[a, :used[a]]``. A failing row is
+    not applied, so the layout is the one the Python validator words its error
+    on. A move's ``pages`` (the slot's size) is filled in. Runs as Python too
+    (``check_slots.py_func``), for traces with few updates.
+    """
+    for k in range(len(updates)):
+        r = updates[k]
+        o = op[r]
+        a = np.int64(space[r])
+        s = np.int64(slot[r])
+        if o == OP_CREATE:
+            if live[a, s]:
+                return r
+            g, p = gfn[r], pages[r]
+        elif not live[a, s]:
+            return r  # delete, move or flags of a slot that does not exist
+        elif o == OP_FLAGS:
+            continue
+        else:
+            g, p = base[a, s], size[a, s]
+            if o == OP_MOVE and gfn[r] + p > _GFN_END:
+                return r
+            # Take the slot out of the sorted list; a delete is done then.
+            lo, hi = 0, used[a]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if starts[a, mid] <= g:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            used[a] -= 1
+            for m in range(lo - 1, used[a]):
+                starts[a, m], ids[a, m] = starts[a, m + 1], ids[a, m + 1]
+            live[a, s] = 0
+            if o == OP_DELETE:
+                continue
+            g = gfn[r]
+        # Place [g, g + p): only the live slot starting last at or below g, and
+        # the one starting first above it, can share a frame with it.
+        lo, hi = 0, used[a]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if starts[a, mid] <= g:
+                lo = mid + 1
+            else:
+                hi = mid
+        before = ids[a, lo - 1] if lo > 0 else -1
+        if (before >= 0 and base[a, before] + size[a, before] > g) or (
+            lo < used[a] and starts[a, lo] < g + p
+        ):
+            if o == OP_CREATE:
+                return r
+            # A move that overlaps: put the slot back, so the layout is as before the row.
+            g = base[a, s]
+            lo, hi = 0, used[a]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if starts[a, mid] <= g:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            failed = True
+        else:
+            failed = False
+            base[a, s], size[a, s], placed[a, s] = g, p, line[r]
+            if o == OP_MOVE:
+                pages[r] = p
+        for m in range(used[a], lo, -1):
+            starts[a, m], ids[a, m] = starts[a, m - 1], ids[a, m - 1]
+        starts[a, lo], ids[a, lo] = g, s
+        used[a] += 1
+        live[a, s] = 1
+        if failed:
+            return r
+    return -1

@@ -45,24 +45,34 @@ def load_yaml(path: str, data: bytes, sha256: str) -> Trace:
 
 def parse_yaml(path: str, data: bytes) -> tuple[Any, Pos]:
     """The located tree of a one-document YAML text, and where its root starts."""
-    text = decode(path, data)
+    return parse_yaml_text(path, decode(path, data))
+
+
+def parse_yaml_text(path: str, text: str, first_line: int = 1) -> tuple[Any, Pos]:
+    """The located tree of YAML ``text`` whose first line is line ``first_line`` of the file.
+
+    Positions (and those of syntax errors) are the file's: a line cut from a
+    file reads as it does in the whole file.
+    """
     loader = None
+    base = first_line - 1
     try:
         loader = _Loader(text)
-        return _Builder(path).build(loader)
+        return _Builder(path, base).build(loader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         parts = (error.problem, f"({error.context})" if error.context else None)
         reason = " ".join(part for part in parts if part) or "invalid YAML"
-        _fail(path, f"YAML syntax error: {reason}", _mark_pos(mark) if mark else NOWHERE)
+        _fail(path, f"YAML syntax error: {reason}", _mark_pos(mark, base) if mark else NOWHERE)
     except yaml.reader.ReaderError as error:
         # libyaml counts this position in UTF-8 bytes, the pure-Python reader in characters.
         prefix = text.encode("utf-8")[: error.position].decode("utf-8", "ignore")
         offset = error.position if issubclass(_Loader, yaml.reader.Reader) else len(prefix)
+        line, column = offset_pos(text, offset)
         _fail(
             path,
             f"YAML syntax error: character {error.character:#06x} is not allowed",
-            offset_pos(text, offset),
+            (None if line is None else line + base, column),
         )
     except yaml.YAMLError as error:
         _fail(path, f"YAML syntax error: {' '.join(str(error).split())}", NOWHERE)
@@ -75,8 +85,8 @@ def _fail(path: str, message: str, pos: Pos) -> NoReturn:
     raise TraceError(path, message, line=pos[0], column=pos[1])
 
 
-def _mark_pos(mark: Any) -> tuple[int, int]:
-    return mark.line + 1, mark.column + 1
+def _mark_pos(mark: Any, base: int = 0) -> tuple[int, int]:
+    return mark.line + 1 + base, mark.column + 1
 
 
 def _show_tag(tag: str) -> str:
@@ -86,11 +96,12 @@ def _show_tag(tag: str) -> str:
 class _Builder:
     """Turns parser events into Map/Seq/scalars, rejecting what a trace may not use."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, base: int = 0) -> None:
         self.path = path
+        self.base = base  # lines before the text in its file
 
     def fail(self, message: str, event: Any) -> NoReturn:
-        _fail(self.path, message, _mark_pos(event.start_mark))
+        _fail(self.path, message, _mark_pos(event.start_mark, self.base))
 
     def build(self, loader: Any) -> tuple[Any, Pos]:
         root: Any = None
@@ -109,7 +120,7 @@ class _Builder:
                 if event.anchor is not None:
                     self.fail(f"anchor &{event.anchor}: anchors and aliases are not allowed", event)
                 mark = event.start_mark
-                pos = (mark.line + 1, mark.column + 1)
+                pos = (mark.line + 1 + self.base, mark.column + 1)
                 if event.tag is not None:
                     value, raw = self.scalar(event)
                 elif event.implicit[0]:
@@ -130,10 +141,10 @@ class _Builder:
                     self.fail(f"anchor &{event.anchor}: anchors and aliases are not allowed", event)
                 if kind is yaml.MappingStartEvent:
                     self.check_tag(event, _MAP_TAG, "mapping")
-                    node: Map | Seq = Map(_mark_pos(event.start_mark))
+                    node: Map | Seq = Map(_mark_pos(event.start_mark, self.base))
                 else:
                     self.check_tag(event, _SEQ_TAG, "sequence")
-                    node = Seq(_mark_pos(event.start_mark))
+                    node = Seq(_mark_pos(event.start_mark, self.base))
                 if stack and stack[-1][1] is None and type(stack[-1][0]) is Map:
                     self.fail("mapping keys must be plain scalars, not collections", event)
                 stack.append([node, None])

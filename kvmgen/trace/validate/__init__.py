@@ -67,7 +67,8 @@ OPS: dict[str, Op] = {
 _KINDS = {"read": AccessKind.READ, "write": AccessKind.WRITE}
 _WINDOWS = {"in_progress": Window.IN_PROGRESS, "before_zap": Window.BEFORE_ZAP}
 _COMMON = ("t", "note")
-_KEYS: dict[Op, tuple[str, ...]] = {
+OP_KEYS: dict[Op, tuple[str, ...]] = {
+    # The keys each op takes besides op, t and note (and window inside during).
     Op.CREATE: ("slot", "as", "gfn", "pages", "flags", "repeat", "during"),
     Op.DELETE: ("slot", "as", "repeat", "during"),
     Op.MOVE: ("slot", "as", "gfn", "repeat", "during"),
@@ -104,7 +105,7 @@ def _hints(op: Op, inside: bool) -> dict[str, str]:
 # (op, inside a during list) -> (allowed keys, hints), built once.
 _ALLOWED: dict[tuple[Op, bool], tuple[tuple[str, ...], dict[str, str]]] = {
     (op, inside): (("op", *keys, *(("window",) if inside else ()), *_COMMON), _hints(op, inside))
-    for op, keys in _KEYS.items()
+    for op, keys in OP_KEYS.items()
     for inside in (False, True)
 }
 _KERNEL_TEXT = 'a version string such as "5.10" (quoted: as a number, 5.10 would read 5.1)'
@@ -196,21 +197,26 @@ class Validator:
         position: tuple[int, int],
         vcpus: int,
         locate: Callable[[], Any],
+        *,
+        layout: bool = True,
     ) -> Event:
         """One event parsed by a fast path: a plain access directly, else ``locate()``'d.
 
         ``locate`` builds the located tree of the event only when the plain-access
-        shortcut does not apply; the event is then checked like any other.
+        shortcut does not apply; the event is then checked like any other. With
+        ``layout`` False the slot layout is neither checked nor changed (a scan
+        checks it over columns) and a move's ``pages`` is left 0.
         """
         event = plain_access(value, index, position[0], position[1], vcpus)
         if event is None:
-            return self.event(index, _Single(locate(), position))
+            seq = _Single(locate(), position)
+            return self.event(index, seq) if layout else self.event_fields(index, seq)
         self.max_as = max(self.max_as, event.address_space)
         self.max_vcpu = max(self.max_vcpu, event.vcpu)
         return event
 
-    def note_accesses(self, table: EventTable) -> None:
-        """Count in accesses a scan read without this validator (for max address space, vCPU)."""
+    def note_rows(self, table: EventTable) -> None:
+        """Count in events a scan read without this validator (for max address space, vCPU)."""
         if len(table):
             self.max_as = max(self.max_as, int(table.address_space.max()))
             self.max_vcpu = max(self.max_vcpu, int(table.vcpu.max()))
@@ -280,6 +286,27 @@ class Validator:
 
     def event(self, index: int, seq: Any) -> Event:
         """Check event ``index`` of the located list ``seq`` and apply it to the slot layout."""
+        return self._event(index, seq, True)
+
+    def event_fields(self, index: int, seq: Any) -> Event:
+        """Check event ``index`` of ``seq`` but for the slot layout (checked elsewhere).
+
+        The layout is left as it is, and a move's ``pages`` (the size of the slot
+        it moves) is 0.
+        """
+        return self._event(index, seq, False)
+
+    def event_at(
+        self, index: int, node: Any, position: tuple[int, int], *, layout: bool = True
+    ) -> Event:
+        """Check one event given as its located tree and where it starts.
+
+        As :meth:`event`, or with ``layout`` False as :meth:`event_fields`.
+        """
+        seq = _Single(node, position)
+        return self.event(index, seq) if layout else self.event_fields(index, seq)
+
+    def _event(self, index: int, seq: Any, layout: bool) -> Event:
         node = seq[index]
         w = Where(self.path, event=index)
         if not is_map(node):
@@ -288,6 +315,14 @@ class Validator:
         w.op = op.name.lower()
         w.check_dup(node)
         fields = self._fields(w, node, op, inside=False)
+        if layout:
+            self._apply(w, node, op, fields)
+        if "during" in node:
+            fields["during"] = self._during(w, node, index, fields["repeat"])
+        return Event(index=index, op=op, **fields)
+
+    def _apply(self, w: Where, node: Any, op: Op, fields: dict[str, Any]) -> None:
+        """Check an update against the slot layout and apply it (a move learns its pages)."""
         a, slot = fields["address_space"], fields["slot"]
         if op == Op.CREATE:
             self.layout.create(
@@ -299,9 +334,6 @@ class Validator:
             fields["pages"] = self.layout.move(w, node, a, slot, fields["gfn"], fields["line"])
         elif op == Op.FLAGS:
             self.layout.existing(w, node, a, slot)
-        if "during" in node:
-            fields["during"] = self._during(w, node, index, fields["repeat"])
-        return Event(index=index, op=op, **fields)
 
     def _op(self, w: Where, node: Any) -> Op:
         name = w.require(node, "op")
@@ -421,9 +453,10 @@ class _Single:
 
     def __init__(self, node: Any, position: tuple[int, int]) -> None:
         self.node = node
-        # A mapping knows where it is; a bare scalar (a JSON Lines line "5") does not.
-        # Column 0 is how records say "no column" (JSON Lines positions are lines).
-        self.at = getattr(node, "at", (position[0], position[1] or None))
+        # A mapping or list knows where it is; a bare scalar (a JSON Lines line "5") does
+        # not. Column 0 is how records say "no column" (JSON Lines positions are lines).
+        known = hasattr(node, "at")
+        self.at = node_pos(node) if known else (position[0], position[1] or None)
         self.src = None
 
     def __getitem__(self, index: int) -> Any:

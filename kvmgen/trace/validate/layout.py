@@ -7,6 +7,7 @@ that creates thousands of slots must not make validation quadratic.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from kvmgen.trace.tree import value_pos
@@ -85,6 +86,18 @@ class Layout:
 
     def __init__(self) -> None:
         self._tables: dict[int, SlotTable] = {}
+
+    @classmethod
+    def of(cls, slots: Iterable[tuple[int, Slot]]) -> Layout:
+        """The layout in which exactly ``slots`` (address space, slot) are live."""
+        layout = cls()
+        for a, slot in slots:
+            layout._tables.setdefault(a, SlotTable()).add(slot)
+        return layout
+
+    def live(self) -> list[tuple[int, Slot]]:
+        """Every live slot with its address space."""
+        return [(a, slot) for a, table in self._tables.items() for slot in table._by_id.values()]
 
     def create(self, w: Where, node: Any, a: int, new: Slot) -> None:
         """Add a new slot: its id must be free and its range clear in address space ``a``."""
