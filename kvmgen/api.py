@@ -496,22 +496,25 @@ def html_report(
     return render_html(session, command=command), session
 
 
-def _text_lines(source: str | os.PathLike[str] | Iterable[str]) -> tuple[str, list[str]]:
-    """A log's name and lines: a path is read (undecodable bytes become U+FFFD)."""
+def _log_source(
+    source: str | os.PathLike[str] | bytes | Iterable[str],
+) -> tuple[str, bytes | list[str]]:
+    """A log's name and content: a path is read as bytes, lines are kept as lines."""
+    if isinstance(source, bytes):
+        return "<bytes>", source
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         try:
             with open(name, "rb") as handle:
-                data = handle.read()
+                return name, handle.read()
         except OSError as error:
             raise UsageError(f"{name}: cannot read: {error.strerror or error}") from None
-        return name, data.decode("utf-8", errors="replace").splitlines()
     return "<lines>", [line.rstrip("\r\n") for line in source]
 
 
 def import_log(
     kind: str,
-    source: str | os.PathLike[str] | Iterable[str],
+    source: str | os.PathLike[str] | bytes | Iterable[str],
     *,
     qemu: str | os.PathLike[str] | None = None,
     strace: str | os.PathLike[str] | None = None,
@@ -527,8 +530,9 @@ def import_log(
 ) -> Imported:
     """``kvmgen import KIND``: a QEMU log, an strace log or kernel trace text as a trace.
 
-    ``kind`` is ``qemu``, ``strace`` or ``tracefs``; ``source`` a path or lines
-    (``name`` then names them in messages). For ``tracefs``, ``qemu`` or ``strace``
+    ``kind`` is ``qemu``, ``strace`` or ``tracefs``; ``source`` a path, the log's
+    bytes or its lines (``name`` then names them in messages). For ``tracefs``, ``qemu``
+    or ``strace``
     names the log that gives the updates. The
     :class:`~kvmgen.importers.imports.Imported` it returns has the header, events,
     observations and summary; :meth:`~kvmgen.importers.imports.Imported.trace` opens it.
@@ -536,16 +540,16 @@ def import_log(
     """
     from kvmgen.importers.imports import from_qemu, from_strace, from_tracefs
 
-    read_name, lines = _text_lines(source)
+    read_name, content = _log_source(source)
     name = name or read_name
     if kind == "qemu":
         return from_qemu(
-            name, lines, kernel=kernel, first_sight=first_sight, address_spaces=address_spaces
+            name, content, kernel=kernel, first_sight=first_sight, address_spaces=address_spaces
         )
     if kind == "strace":
         return from_strace(
             name,
-            lines,
+            content,
             vm=vm,
             kernel=kernel,
             first_sight=first_sight,
@@ -554,9 +558,9 @@ def import_log(
     if kind == "tracefs":
         return from_tracefs(
             name,
-            lines,
-            qemu=_text_lines(qemu) if qemu is not None else None,
-            strace=_text_lines(strace) if strace is not None else None,
+            content,
+            qemu=_log_source(qemu) if qemu is not None else None,
+            strace=_log_source(strace) if strace is not None else None,
             vm=vm,
             offset_ns=None if offset_s is None else round(offset_s * 1e9),
             kernel=kernel,

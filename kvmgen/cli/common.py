@@ -48,8 +48,8 @@ def write_imported(imported: Any, output: str, fmt: str | None, inputs: list[str
         imported.write(out, out_fmt)
 
 
-def read_text_lines(path: str) -> list[str]:
-    """The lines of ``path`` (``-`` = stdin); undecodable bytes become U+FFFD."""
+def read_input(path: str) -> bytes:
+    """The bytes of ``path`` (``-`` = stdin)."""
     if path == STDOUT:
         data = sys.stdin.buffer.read()
     else:
@@ -58,7 +58,7 @@ def read_text_lines(path: str) -> list[str]:
                 data = handle.read()
         except OSError as error:
             raise UsageError(f"{path}: cannot read: {error.strerror or error}") from None
-    return data.decode("utf-8", errors="replace").splitlines()
+    return data
 
 
 def emit_session(

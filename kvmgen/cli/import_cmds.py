@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kvmgen.cli.common import preflight, read_text_lines, say, write_imported
+from kvmgen.cli.common import preflight, read_input, say, write_imported
 from kvmgen.cli.options import apply
 from kvmgen.cli.options import trace_output_options as output_options
 from kvmgen.errors import ExitCode
@@ -96,7 +96,7 @@ def _import(
     name = "<stdin>" if source == "-" else source
     inputs = [source, options.get("qemu"), options.get("strace")]
     preflight([("-o", output)], inputs)
-    imported = import_log(kind, read_text_lines(source), name=name, **options)
+    imported = import_log(kind, read_input(source), name=name, **options)
     write_imported(imported, output, fmt, inputs)
     say(imported.summary, quiet=quiet, prefix=f"kvmgen import {kind}: {name}")
     return ExitCode.OK

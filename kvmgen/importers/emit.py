@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, Protocol, runtime_checkable
 
 from kvmgen.errors import UsageError
 
@@ -25,6 +25,17 @@ FORMATS = ("yaml", "json", "jsonl")
 BARE_KEYS = frozenset({"op", "kind", "window", "outcome", "event"})
 _BARE = re.compile(r"[a-z_][a-z0-9_]*")
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+
+
+@runtime_checkable
+class WritesItself(Protocol):
+    """Events that write their own text (:class:`kvmgen.importers.bulk.EventRows`)."""
+
+    def write_items(self, out: IO[str], fmt: str, lead: tuple[str, str, str]) -> int:
+        """Write each event led by ``lead[0]`` (the first) or ``lead[1]``, then ``lead[2]``."""
+
+
+Events = Iterable[Mapping[str, Any]] | WritesItself
 
 
 def format_for(path: str, fmt: str | None) -> str:
@@ -83,8 +94,13 @@ def _mapping(item: Mapping[str, Any], fmt: str) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def _yaml_list(out: IO[str], key: str, items: Iterable[Mapping[str, Any]], indent: str) -> int:
+def _yaml_list(out: IO[str], key: str, items: Events, indent: str) -> int:
     out.write(f"{indent}{key}:")
+    if isinstance(items, WritesItself):
+        count = items.write_items(out, "yaml", (f"\n{indent}  - ", f"{indent}  - ", "\n"))
+        if count == 0:
+            out.write(" []\n")
+        return count
     count = 0
     for item in items:
         out.write(("\n" if count == 0 else "") + f"{indent}  - {_mapping(item, 'yaml')}\n")
@@ -94,12 +110,15 @@ def _yaml_list(out: IO[str], key: str, items: Iterable[Mapping[str, Any]], inden
     return count
 
 
-def _json_list(out: IO[str], key: str, items: Iterable[Mapping[str, Any]], last: bool) -> int:
+def _json_list(out: IO[str], key: str, items: Events, last: bool) -> int:
     out.write(f' "{key}": [')
-    count = 0
-    for item in items:
-        out.write(("\n  " if count == 0 else ",\n  ") + _mapping(item, "json"))
-        count += 1
+    if isinstance(items, WritesItself):
+        count = items.write_items(out, "json", ("\n  ", ",\n  ", ""))
+    else:
+        count = 0
+        for item in items:
+            out.write(("\n  " if count == 0 else ",\n  ") + _mapping(item, "json"))
+            count += 1
     out.write(("\n ]" if count else "]") + ("}\n" if last else ",\n"))
     return count
 
@@ -107,7 +126,7 @@ def _json_list(out: IO[str], key: str, items: Iterable[Mapping[str, Any]], last:
 def write_trace(
     out: IO[str],
     fmt: str,
-    events: Iterable[Mapping[str, Any]],
+    events: Events,
     *,
     vm: Mapping[str, Any] | None = None,
     observations: Iterable[Mapping[str, Any]] | None = None,
@@ -117,7 +136,8 @@ def write_trace(
 
     ``vm`` is the header (``slots`` may be a list of slot mappings); ``comments``
     become ``#`` lines at the top of a YAML trace (JSON has no comments: they are
-    dropped). ``events`` is consumed lazily. ``jsonl`` is the JSON Lines form (a
+    dropped). ``events`` is consumed lazily, or writes its own text
+    (:class:`WritesItself`). ``jsonl`` is the JSON Lines form (a
     header line, then one event per line) that kvmgen streams without loading it
     whole; it has no place for observations.
     """
@@ -132,6 +152,8 @@ def write_trace(
             header["slots"] = list(slots)
         top: dict[str, Any] = {"kvmgen": 1, **({"vm": header} if header else {})}
         out.write(_mapping(top, fmt) + "\n")
+        if isinstance(events, WritesItself):
+            return events.write_items(out, fmt, ("", "", "\n"))
         count = 0
         for item in events:
             out.write(_mapping(item, fmt) + "\n")

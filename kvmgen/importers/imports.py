@@ -14,11 +14,16 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from kvmgen.errors import UsageError
-from kvmgen.importers.emit import write_trace
-from kvmgen.importers.memslots import header_for, import_calls
+from kvmgen.importers.emit import Events, write_trace
+from kvmgen.importers.memslots import MemslotTracker, header_for, import_calls
 from kvmgen.importers.qemu import read_log
 from kvmgen.importers.strace import choose_vm, read_strace, vm_log
 from kvmgen.trace.records import Trace
+
+BULK_MIN_BYTES = 4 << 20
+"""From this size, a QEMU log given as bytes is read by the jitted loops of
+:mod:`kvmgen.importers.bulk`. Loading numba and the loops costs about 0.5 s of CPU and
+the Python importer some 16 us a line, so the loops pay from about 35,000 lines."""
 
 
 @dataclass
@@ -26,7 +31,7 @@ class Imported:
     """A trace made from a source: header, events, observations (or None), summary lines."""
 
     vm: dict[str, Any]
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any]] | Events  # big QEMU logs: rows that write themselves
     observations: list[dict[str, Any]] | None
     summary: list[str]
     source: str  # how the header comment names where it came from
@@ -69,17 +74,37 @@ def _header(tracker: Any, kernel: str | None, address_spaces: int | None) -> dic
     return header_for(tracker, kernel, address_spaces)
 
 
+def lines_of(source: bytes | Sequence[str]) -> Sequence[str]:
+    """A log's lines: bytes are decoded (undecodable bytes become U+FFFD) and split."""
+    if isinstance(source, bytes):
+        return source.decode("utf-8", errors="replace").splitlines()
+    return source
+
+
 def from_qemu(
     path: str,
-    lines: Sequence[str],
+    source: bytes | Sequence[str],
     *,
     kernel: str | None = None,
     first_sight: str = "auto",
     address_spaces: int | None = None,
 ) -> Imported:
-    """QEMU ``-trace kvm_set_user_memory`` lines as a trace of memslot updates."""
-    log = read_log(path, lines)
-    tracker, events = import_calls(log, first_sight)
+    """QEMU ``-trace kvm_set_user_memory`` lines (or the log's bytes) as a trace of updates.
+
+    A log of :data:`BULK_MIN_BYTES` or more, given as bytes,
+    goes through the jitted loops of :mod:`kvmgen.importers.bulk` (same result).
+    """
+    bulk = None
+    if isinstance(source, bytes) and len(source) >= BULK_MIN_BYTES:
+        from kvmgen.importers.bulk import import_qemu
+
+        bulk = import_qemu(path, source, first_sight)
+    tracker: MemslotTracker
+    events: list[dict[str, Any]] | Events
+    if bulk is not None:
+        tracker, events, tracker.summary.lines, tracker.summary.unrelated = bulk
+    else:
+        tracker, events = import_calls(read_log(path, lines_of(source)), first_sight)
     if tracker.summary.records == 0:
         raise UsageError(f"{path}: no kvm_set_user_memory lines (run QEMU with -trace ...)")
     vm = _header(tracker, kernel, address_spaces)
@@ -94,7 +119,7 @@ def from_qemu(
 
 def from_strace(
     path: str,
-    lines: Sequence[str],
+    source: bytes | Sequence[str],
     *,
     vm: str | None = None,
     kernel: str | None = None,
@@ -107,7 +132,7 @@ def from_strace(
     ``vm`` picks one of several (``FD`` or ``PID:FD``); ``busiest_vm`` takes the one
     with the most calls instead of refusing (the summary names the others).
     """
-    log = read_strace(path, lines)
+    log = read_strace(path, lines_of(source))
     chosen = choose_vm(log, vm, busiest=busiest_vm)
     calls = vm_log(log, chosen)
     tracker, events = import_calls(calls, first_sight)
@@ -122,10 +147,10 @@ def from_strace(
 
 def from_tracefs(
     path: str,
-    lines: list[str],
+    content: bytes | Sequence[str],
     *,
-    qemu: tuple[str, Sequence[str]] | None = None,
-    strace: tuple[str, Sequence[str]] | None = None,
+    qemu: tuple[str, bytes | Sequence[str]] | None = None,
+    strace: tuple[str, bytes | Sequence[str]] | None = None,
     vm: str | None = None,
     offset_ns: int | None = None,
     kernel: str | None = None,
@@ -149,17 +174,17 @@ def from_tracefs(
     created = False
     what = f"the kernel trace {path}"
     if qemu is not None:
-        calls = read_log(*qemu)
+        calls = read_log(qemu[0], lines_of(qemu[1]))
         what += f" and the QEMU log {qemu[0]}"
     elif strace is not None:
-        log = read_strace(*strace)
+        log = read_strace(strace[0], lines_of(strace[1]))
         chosen = choose_vm(log, vm, busiest=busiest_vm)
         calls = vm_log(log, chosen)
         created = chosen.created_line is not None
         what += f" and the strace log {strace[0]} (VM {chosen.label})"
     result = import_tracefs(
         path,
-        lines,
+        list(lines_of(content)),
         calls=calls,
         offset_ns=offset_ns,
         first_sight=first_sight,

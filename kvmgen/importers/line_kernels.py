@@ -1,0 +1,718 @@
+"""Jitted loops of the bulk QEMU import: log bytes in, call rows, trace events and text out.
+
+Kept apart from the importers' Python, as the engine and the trace scanners keep
+theirs. Three loops, each with one signature:
+
+- :func:`qemu_lines` reads every line of a QEMU ``kvm_set_user_memory`` log. A line
+  in one of the shapes QEMU prints (the same shapes as ``qemu._COMMON``) becomes a
+  row of numbers; a line that names the event in any other shape becomes a row
+  marked :data:`SLOW`, which the Python parser reads (it accepts it or words the
+  error); other lines are counted.
+- :func:`apply_calls` replays the rows against the slots they imply, by the rules of
+  :class:`~kvmgen.importers.memslots.MemslotTracker` (the reference this loop is
+  tested against), into event rows, plus a row for each fact the summary states.
+  It stops at the first call the tracker would refuse, and the caller imports the
+  log the slow way, for the tracker's message.
+- :func:`write_events` writes event rows as trace text, the bytes each format
+  needs being tables the caller passes in (:mod:`kvmgen.importers.bulk`).
+
+The caller allocates every array; no loop allocates (``kernel()``), and flags go
+in as typed scalars, never literals (see scan_kernels on why).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kvmgen.jit import kernel
+
+# Constants that go into calls are numpy scalars: numba types a plain int argument
+# by its value and would compile a copy of the callee for each value.
+_I = np.int64
+
+# ---- rows[call, Q_*]: one row per line that names the event
+Q_LINE = 0
+Q_TID = 1  # -1: the line has no tid@time: prefix
+Q_T_NS = 2  # -1: no time
+Q_AS = 3
+Q_SLOT = 4
+Q_FLAGS = 5
+Q_GPA = 6
+Q_SIZE = 7
+Q_RET = 8
+Q_MEMFD = 9  # 1: the call carried guest_memfd
+Q_STATUS = 10  # PARSED or SLOW
+Q_START = 11  # the line's bytes [start, end)
+Q_END = 12
+N_QCOLS = 13
+
+PARSED = 0
+SLOW = 1
+
+# ---- counts[S_*] after qemu_lines
+S_CALLS = 0
+S_LINES = 1
+S_UNRELATED = 2
+S_ODD = 3  # 1 + the offset of a byte other than printable ASCII and tab (0: none)
+N_SCAN = 4
+
+# ---- the literal table qemu_lines matches: words[W_*[0] : W_*[0] + W_*[1]]
+WORDS = (
+    "kvm_set_user_memory",
+    " AddrSpace#",
+    "Slot#",
+    " flags=0x",
+    " gpa=0x",
+    " size=0x",
+    " ua=0x",
+    " guest_memfd=",
+    " guest_memfd_offset=0x",
+    " ret=",
+)
+W_NAME, W_ADDRSPACE, W_SLOT, W_FLAGS, W_GPA, W_SIZE, W_UA, W_MEMFD, W_MEMFD_OFF, W_RET = map(
+    _I, range(len(WORDS))
+)
+
+# ---- events[event, E_*]: what apply_calls makes
+E_OP = 0  # an Op code: create 0, delete 1, move 2, flags 3
+E_AS = 1
+E_SLOT = 2
+E_VALUE = 3  # flags: the flags; move, create: the gfn
+E_PAGES = 4  # create
+E_FLAGS = 5  # create (written when not 0)
+E_NOTE_LINE = 6  # an inferred delete: "inferred: missing before line N"; else 0
+E_T_NS = 7  # -1: none
+N_ECOLS = 8
+
+OP_CREATE = _I(0)
+OP_DELETE = _I(1)
+OP_MOVE = _I(2)
+OP_FLAGS = _I(3)
+
+# ---- notes[note, N_*]: the facts the summary states, in the order they happened
+N_KIND = 0
+N_LINE = 1
+N_AS = 2
+N_SLOT = 3
+N_A = 4
+N_B = 5
+N_C = 6
+N_NCOLS = 7
+
+NOTE_DECLARED_DELETED = _I(0)  # a slot first seen deleted: A gfn, B pages (1), C flags
+NOTE_DECLARED_FLAGS = _I(1)  # a slot first seen changing flags: A gfn, B pages, C prior flags
+NOTE_SIZE_CHANGED = _I(2)  # an inferred delete: A old pages, B new pages
+NOTE_CREATED_OVER = _I(3)  # an inferred delete of slot N_SLOT: A the slot created over it
+
+# ---- tally[T_*] after apply_calls
+T_RECORDS = 0
+T_FAILED = 1
+T_GUEST_MEMFD = 2
+T_NOOP_DELETES = 3
+T_MOVES_WITH_FLAGS = 4
+T_PER_AS = 5  # 2 columns: updates in address space 0, 1
+T_PER_OP = 7  # 4 columns, by op code
+T_EVENTS = 11
+T_NOTES = 12
+T_MID_RUN = 13  # in: -1 undecided (first_sight auto), 0 from creation, 1 mid-run; out: decided
+T_STOP = 14  # the call apply_calls refused (-1: none)
+N_TALLY = 15
+
+# Slot keys: address space << 15 | slot (x86: address spaces 0 and 1, slots 0..32767).
+KEYS = 1 << 16
+_MAX_SLOT = 32767
+_GFN_LIMIT = 1 << 40
+
+# ---- state[X_*, key]: the live slots, carried by apply_calls
+X_LIVE = 0
+X_GFN = 1
+X_PAGES = 2
+X_FLAGS = 3
+X_ORDER = 4  # when it became live (the tracker's dict order)
+X_SEEN = 5
+N_STATE = 6
+
+# ---- the text table write_events copies from: text[spans[P_*, 0] : ... + spans[P_*, 1]]
+PIECES = (
+    "lead_first", "lead_rest", "tail", "open", "sep", "close",
+    "key_op", "key_slot", "key_as", "key_gfn", "key_pages", "key_flags", "key_note", "key_t",
+    "op_create", "op_delete", "op_move", "op_flags",
+    "note_head", "note_tail", "hex_open", "hex_close",
+)  # fmt: skip
+(
+    P_LEAD_FIRST, P_LEAD_REST, P_TAIL, P_OPEN, P_SEP, P_CLOSE,
+    P_KEY_OP, P_KEY_SLOT, P_KEY_AS, P_KEY_GFN, P_KEY_PAGES, P_KEY_FLAGS, P_KEY_NOTE, P_KEY_T,
+    P_OP_CREATE, P_OP_DELETE, P_OP_MOVE, P_OP_FLAGS,
+    P_NOTE_HEAD, P_NOTE_TAIL, P_HEX_OPEN, P_HEX_CLOSE,
+) = map(_I, range(len(PIECES)))  # fmt: skip
+LONGEST_EVENT = 400  # bytes: the most one event's text can take with the longest pieces
+
+_NEWLINE = 10
+_SPACE = 32
+_TAB = 9
+_ZERO = 48
+_NINE = 57
+_DASH = 45
+_DOT = 46
+_AT = 64
+_COLON = 58
+
+_0 = _I(0)
+_1 = _I(1)
+
+_OPT = {"error_model": "numpy"}
+_INNER = {"error_model": "numpy", "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
+_INLINE = {**_INNER, "inline": "always"}
+
+
+# ---- reading -------------------------------------------------------------------------
+
+
+@kernel(**_INLINE)
+def _word(buf, i, stop, words, spans, which):
+    """The offset past word ``which`` if it stands at ``i``, else -1."""
+    start = spans[which, 0]
+    length = spans[which, 1]
+    if i + length > stop:
+        return -1
+    for k in range(length):
+        if buf[i + k] != words[start + k]:
+            return -1
+    return i + length
+
+
+@kernel(**_INNER)
+def _decimal(buf, i, stop, negative_ok):
+    """``-?[0-9]+`` of at most 18 digits at ``i``: (offset past it, value); offset -1: none."""
+    sign = 1
+    if negative_ok != 0 and i < stop and buf[i] == _DASH:
+        sign = -1
+        i += 1
+    value = 0
+    digits = 0
+    while i < stop and _ZERO <= buf[i] <= _NINE:
+        if digits == 18:
+            return -1, 0
+        value = value * 10 + (buf[i] - _ZERO)
+        digits += 1
+        i += 1
+    if digits == 0:
+        return -1, 0
+    return i, sign * value
+
+
+@kernel(**_INNER)
+def _hex(buf, i, stop):
+    """``[0-9a-fA-F]+`` of at most 15 digits at ``i``: (offset past it, value); -1: none."""
+    value = 0
+    digits = 0
+    while i < stop:
+        c = buf[i]
+        if _ZERO <= c <= _NINE:
+            d = c - _ZERO
+        elif 97 <= c <= 102:
+            d = c - 87
+        elif 65 <= c <= 70:
+            d = c - 55
+        else:
+            break
+        if digits == 15:
+            return -1, 0
+        value = value * 16 + d
+        digits += 1
+        i += 1
+    if digits == 0:
+        return -1, 0
+    return i, value
+
+
+@kernel(**_INNER)
+def _call(buf, i, stop, words, spans, rows, r):
+    """Read the line from ``i`` into ``rows[r]`` if it has a shape QEMU prints: its end, else -1.
+
+    Every step stops at a byte it does not expect, so none reads past the line's end.
+    """
+    while i < stop and (buf[i] == _SPACE or buf[i] == _TAB):
+        i += 1
+    rows[r, Q_TID] = -1
+    rows[r, Q_T_NS] = -1
+    if i < stop and _ZERO <= buf[i] <= _NINE:  # tid@sec.frac:
+        i, tid = _decimal(buf, i, stop, _0)
+        if i < 0 or i >= stop or buf[i] != _AT:
+            return -1
+        i, sec = _decimal(buf, i + 1, stop, _0)
+        if i < 0 or i >= stop or buf[i] != _DOT or sec > 9_000_000_000:
+            return -1
+        i += 1
+        frac = 0
+        digits = 0
+        while i < stop and _ZERO <= buf[i] <= _NINE and digits < 9:
+            frac = frac * 10 + (buf[i] - _ZERO)
+            digits += 1
+            i += 1
+        if digits == 0 or i >= stop or buf[i] != _COLON:
+            return -1
+        for _ in range(9 - digits):
+            frac *= 10
+        rows[r, Q_TID] = tid
+        rows[r, Q_T_NS] = sec * 1_000_000_000 + frac
+        i += 1
+    i = _word(buf, i, stop, words, spans, W_NAME)
+    if i < 0:
+        return -1
+    j = _word(buf, i, stop, words, spans, W_ADDRSPACE)
+    if j >= 0:
+        i, space = _decimal(buf, j, stop, _0)
+        if i < 0 or i >= stop or buf[i] != _SPACE:
+            return -1
+        i += 1
+    else:
+        if i >= stop or buf[i] != _SPACE:
+            return -1
+        i += 1
+        space = -1
+    i = _word(buf, i, stop, words, spans, W_SLOT)
+    if i < 0:
+        return -1
+    i, slot = _decimal(buf, i, stop, _0)
+    if i < 0 or slot > 0xFFFFFFFF:
+        return -1
+    if space >= 0:
+        rows[r, Q_AS] = space
+        rows[r, Q_SLOT] = slot
+    else:  # printed with %d: address space << 16 | slot
+        rows[r, Q_AS] = slot >> 16
+        rows[r, Q_SLOT] = slot & 0xFFFF
+    i = _word(buf, i, stop, words, spans, W_FLAGS)
+    if i < 0:
+        return -1
+    i, value = _hex(buf, i, stop)
+    if i < 0:
+        return -1
+    rows[r, Q_FLAGS] = value
+    i = _word(buf, i, stop, words, spans, W_GPA)
+    if i < 0:
+        return -1
+    i, value = _hex(buf, i, stop)
+    if i < 0:
+        return -1
+    rows[r, Q_GPA] = value
+    i = _word(buf, i, stop, words, spans, W_SIZE)
+    if i < 0:
+        return -1
+    i, value = _hex(buf, i, stop)
+    if i < 0:
+        return -1
+    rows[r, Q_SIZE] = value
+    i = _word(buf, i, stop, words, spans, W_UA)
+    if i < 0:
+        return -1
+    i, _ua = _hex(buf, i, stop)
+    if i < 0:
+        return -1
+    rows[r, Q_MEMFD] = 0
+    j = _word(buf, i, stop, words, spans, W_MEMFD)
+    if j >= 0:
+        i, _fd = _decimal(buf, j, stop, _1)
+        if i < 0:
+            return -1
+        i = _word(buf, i, stop, words, spans, W_MEMFD_OFF)
+        if i < 0:
+            return -1
+        i, _offset = _hex(buf, i, stop)
+        if i < 0:
+            return -1
+        rows[r, Q_MEMFD] = 1
+    i = _word(buf, i, stop, words, spans, W_RET)
+    if i < 0:
+        return -1
+    i, value = _decimal(buf, i, stop, _1)
+    if i < 0:
+        return -1
+    rows[r, Q_RET] = value
+    while i < stop and (buf[i] == _SPACE or buf[i] == _TAB):
+        i += 1
+    if i < stop and buf[i] != _NEWLINE:
+        return -1
+    return i
+
+
+@kernel(**_INNER)
+def _names_event(buf, i, stop, words, spans):
+    """Whether the line ``[i, stop)`` holds the event's name anywhere."""
+    first = words[spans[W_NAME, 0]]
+    while i < stop:
+        if buf[i] == first and _word(buf, i, stop, words, spans, W_NAME) >= 0:
+            return True
+        i += 1
+    return False
+
+
+@kernel(**_OPT)
+def qemu_lines(buf, words, spans, rows, counts):
+    """Read every line of ``buf`` (lines ended by ``\\n``) into ``rows``; fill ``counts``.
+
+    ``rows`` must hold a row for every line that names the event (the caller
+    counts the name's occurrences), and one more: a line is read into the next
+    row before it is known to be a call. A byte other than printable ASCII and tab
+    stops the scan (``counts[S_ODD]``): Python splits and strips such lines in
+    ways this loop does not.
+    """
+    n = buf.shape[0]
+    i = _0
+    line = _0
+    calls = _0
+    unrelated = 0
+    while i < n:
+        line += 1
+        stop = _call(buf, i, n, words, spans, rows, calls)
+        if stop >= 0:
+            rows[calls, Q_LINE] = line
+            rows[calls, Q_STATUS] = PARSED
+            calls += 1
+            i = stop + 1
+            continue
+        stop = i
+        while stop < n and buf[stop] != _NEWLINE:
+            c = buf[stop]
+            if c >= 127 or (c < _SPACE and c != _TAB):
+                counts[S_ODD] = (
+                    stop + 1
+                )  # a line break or space the Python importer reads otherwise
+                return
+            stop += 1
+        if _names_event(buf, i, stop, words, spans):
+            rows[calls, Q_LINE] = line
+            rows[calls, Q_STATUS] = SLOW
+            rows[calls, Q_START] = i
+            rows[calls, Q_END] = stop
+            calls += 1
+        else:
+            for k in range(i, stop):
+                if buf[k] != _SPACE and buf[k] != _TAB:
+                    unrelated += 1
+                    break
+        i = stop + 1
+    counts[S_CALLS] = calls
+    counts[S_LINES] = line
+    counts[S_UNRELATED] = unrelated
+
+
+# ---- the slot model ------------------------------------------------------------------
+
+
+@kernel(**_INNER)
+def _overlaps(placed, space, gfn, pages):
+    """Whether a range placed so far in address space ``space`` overlaps ``gfn`` + ``pages``."""
+    for p in range(1, placed[0, 0] + 1):
+        if (
+            placed[p, 0] == space
+            and placed[p, 1] < gfn + pages
+            and gfn < placed[p, 1] + placed[p, 2]
+        ):
+            return True
+    return False
+
+
+@kernel(**_INNER)
+def _event(events, tally, op, space, slot, value, pages, flags, note_line, t_ns):
+    """Append one event row and count it."""
+    e = tally[T_EVENTS]
+    events[e, E_OP] = op
+    events[e, E_AS] = space
+    events[e, E_SLOT] = slot
+    events[e, E_VALUE] = value
+    events[e, E_PAGES] = pages
+    events[e, E_FLAGS] = flags
+    events[e, E_NOTE_LINE] = note_line
+    events[e, E_T_NS] = t_ns
+    tally[T_EVENTS] = e + 1
+    tally[T_PER_AS + space] += 1
+    tally[T_PER_OP + op] += 1
+
+
+@kernel(**_INNER)
+def _note(notes, tally, kind, line, space, slot, a, b, c):
+    """Append one summary fact."""
+    m = tally[T_NOTES]
+    notes[m, N_KIND] = kind
+    notes[m, N_LINE] = line
+    notes[m, N_AS] = space
+    notes[m, N_SLOT] = slot
+    notes[m, N_A] = a
+    notes[m, N_B] = b
+    notes[m, N_C] = c
+    tally[T_NOTES] = m + 1
+
+
+@kernel(**_OPT)
+def apply_calls(rows, count, state, live_keys, placed, events, notes, tally):
+    """Replay calls ``rows[:count]`` against the slots they imply (MemslotTracker's rules).
+
+    ``state``, ``live_keys`` (the live slot keys, ``tally`` counting nothing of them:
+    ``live_keys[0]`` is their number) and ``placed`` (address space, gfn, pages of
+    every range a create, move or declaration placed; ``placed[0, 0]`` the number)
+    start empty. ``events`` and ``notes`` need two rows per call. On a call the
+    tracker refuses, ``tally[T_STOP]`` is its row and nothing after it is read.
+    """
+    tally[T_STOP] = -1
+    order = 0
+    for r in range(count):
+        tally[T_RECORDS] += 1
+        if rows[r, Q_RET] != 0:
+            tally[T_FAILED] += 1
+            continue
+        space = rows[r, Q_AS]
+        slot = rows[r, Q_SLOT]
+        gpa = rows[r, Q_GPA]
+        size = rows[r, Q_SIZE]
+        line = rows[r, Q_LINE]
+        t_ns = rows[r, Q_T_NS]
+        if tally[T_MID_RUN] < 0:
+            from_creation = size > 0 and gpa == 0 and slot == 0 and space == 0
+            tally[T_MID_RUN] = 0 if from_creation else 1
+        if rows[r, Q_MEMFD] != 0:
+            tally[T_GUEST_MEMFD] += 1
+        if space > 1 or space < 0 or slot > _MAX_SLOT or slot < 0:
+            tally[T_STOP] = r
+            return
+        if (gpa & 0xFFF) != 0 or (size & 0xFFF) != 0 or gpa < 0 or size < 0:
+            tally[T_STOP] = r
+            return
+        gfn = gpa >> 12
+        pages = size >> 12
+        if gfn + max(pages, 1) > _GFN_LIMIT:
+            tally[T_STOP] = r
+            return
+        key = space << 15 | slot
+        live = state[X_LIVE, key] != 0
+        first_sight = state[X_SEEN, key] == 0
+        state[X_SEEN, key] = 1
+        count_placed = placed[0, 0]
+        if pages == 0:
+            if not live and first_sight:
+                # Declared as one page: its size is unknown.
+                if _overlaps(placed, space, gfn, _1):
+                    tally[T_STOP] = r
+                    return
+                _note(
+                    notes,
+                    tally,
+                    NOTE_DECLARED_DELETED,
+                    line,
+                    space,
+                    slot,
+                    gfn,
+                    _1,
+                    rows[r, Q_FLAGS],
+                )
+                placed[1 + count_placed, 0] = space
+                placed[1 + count_placed, 1] = gfn
+                placed[1 + count_placed, 2] = 1
+                placed[0, 0] = count_placed + 1
+            elif not live:
+                tally[T_NOOP_DELETES] += 1
+                continue
+            if live:
+                state[X_LIVE, key] = 0
+                _unlist(live_keys, key)
+            _event(events, tally, OP_DELETE, space, slot, _0, _0, _0, _0, t_ns)
+            continue
+        flags = rows[r, Q_FLAGS]
+        if (
+            not live
+            and first_sight
+            and tally[T_MID_RUN] == 1
+            and not _overlaps(placed, space, gfn, pages)
+        ):
+            _note(notes, tally, NOTE_DECLARED_FLAGS, line, space, slot, gfn, pages, flags ^ 1)
+            placed[1 + count_placed, 0] = space
+            placed[1 + count_placed, 1] = gfn
+            placed[1 + count_placed, 2] = pages
+            count_placed += 1
+            placed[0, 0] = count_placed
+            state[X_LIVE, key] = 1
+            state[X_GFN, key] = gfn
+            state[X_PAGES, key] = pages
+            state[X_FLAGS, key] = flags ^ 1
+            state[X_ORDER, key] = order
+            order += 1
+            _list(live_keys, key)
+            live = True
+        if live:
+            if state[X_GFN, key] == gfn and state[X_PAGES, key] == pages:
+                state[X_FLAGS, key] = flags
+                _event(events, tally, OP_FLAGS, space, slot, flags, _0, _0, _0, t_ns)
+                continue
+            if state[X_PAGES, key] == pages:
+                if state[X_FLAGS, key] != flags:
+                    tally[T_MOVES_WITH_FLAGS] += 1
+                state[X_GFN, key] = gfn
+                state[X_FLAGS, key] = flags
+                placed[1 + count_placed, 0] = space
+                placed[1 + count_placed, 1] = gfn
+                placed[1 + count_placed, 2] = pages
+                placed[0, 0] = count_placed + 1
+                _event(events, tally, OP_MOVE, space, slot, gfn, _0, _0, _0, t_ns)
+                continue
+            _note(
+                notes, tally, NOTE_SIZE_CHANGED, line, space, slot, state[X_PAGES, key], pages, _0
+            )
+            _event(events, tally, OP_DELETE, space, slot, _0, _0, _0, line, t_ns)
+            state[X_LIVE, key] = 0
+            _unlist(live_keys, key)
+        # Slots the new one lands on were deleted unseen, oldest first (the tracker's order).
+        while True:
+            oldest = -1
+            for k in range(1, live_keys[0] + 1):
+                other = live_keys[k]
+                if other >> 15 != space:
+                    continue
+                overlaps = (
+                    state[X_GFN, other] < gfn + pages
+                    and gfn < state[X_GFN, other] + state[X_PAGES, other]
+                )
+                if overlaps and (oldest < 0 or state[X_ORDER, other] < state[X_ORDER, oldest]):
+                    oldest = other
+            if oldest < 0:
+                break
+            other_slot = oldest & _MAX_SLOT
+            _note(notes, tally, NOTE_CREATED_OVER, line, space, other_slot, slot, _0, _0)
+            _event(events, tally, OP_DELETE, space, other_slot, _0, _0, _0, line, t_ns)
+            state[X_LIVE, oldest] = 0
+            _unlist(live_keys, oldest)
+        state[X_LIVE, key] = 1
+        state[X_GFN, key] = gfn
+        state[X_PAGES, key] = pages
+        state[X_FLAGS, key] = flags
+        state[X_ORDER, key] = order
+        order += 1
+        _list(live_keys, key)
+        count_placed = placed[0, 0]
+        placed[1 + count_placed, 0] = space
+        placed[1 + count_placed, 1] = gfn
+        placed[1 + count_placed, 2] = pages
+        placed[0, 0] = count_placed + 1
+        _event(events, tally, OP_CREATE, space, slot, gfn, pages, flags, _0, t_ns)
+
+
+@kernel(**_INNER)
+def _list(live_keys, key):
+    live_keys[0] += 1
+    live_keys[live_keys[0]] = key
+
+
+@kernel(**_INNER)
+def _unlist(live_keys, key):
+    last = live_keys[0]
+    for k in range(1, last + 1):
+        if live_keys[k] == key:
+            live_keys[k] = live_keys[last]
+            live_keys[0] = last - 1
+            return
+
+
+# ---- writing -------------------------------------------------------------------------
+
+
+@kernel(**_INLINE)
+def _put(out, o, text, spans, which):
+    start = spans[which, 0]
+    for k in range(spans[which, 1]):
+        out[o + k] = text[start + k]
+    return o + spans[which, 1]
+
+
+@kernel(**_INNER)
+def _put_decimal(out, o, value):
+    """``value`` (>= 0) in decimal."""
+    digits = 1
+    rest = value // 10
+    while rest:
+        digits += 1
+        rest //= 10
+    for k in range(digits - 1, -1, -1):
+        out[o + k] = _ZERO + value % 10
+        value //= 10
+    return o + digits
+
+
+@kernel(**_INNER)
+def _put_hex(out, o, value):
+    """``value`` (>= 0) in lower-case hex digits."""
+    digits = 1
+    rest = value >> 4
+    while rest:
+        digits += 1
+        rest >>= 4
+    for k in range(digits - 1, -1, -1):
+        d = value & 15
+        out[o + k] = _ZERO + d if d < 10 else 87 + d
+        value >>= 4
+    return o + digits
+
+
+@kernel(**_INNER)
+def _put_field(out, o, text, spans, key, value, hex_keys):
+    """``, key: value``; ``hex_keys``: as the format writes gfns and page counts."""
+    o = _put(out, o, text, spans, P_SEP)
+    o = _put(out, o, text, spans, key)
+    if hex_keys != 0:
+        o = _put(out, o, text, spans, P_HEX_OPEN)
+        o = _put_hex(out, o, value)
+        return _put(out, o, text, spans, P_HEX_CLOSE)
+    return _put_decimal(out, o, value)
+
+
+@kernel(**_OPT)
+def write_events(events, start, stop, text, spans, hex_keys, out):
+    """Event rows ``[start, stop)`` as text into ``out``; the number of bytes written.
+
+    Times are whole microseconds below 2^32 s (the caller checks): their shortest
+    round-trip decimal, as Python's ``repr`` of ``round(t_ns / 1e9, 6)`` prints it,
+    is their microseconds with trailing zeros dropped.
+    """
+    o = _0
+    for e in range(start, stop):
+        o = _put(out, o, text, spans, P_LEAD_FIRST if e == 0 else P_LEAD_REST)
+        o = _put(out, o, text, spans, P_OPEN)
+        op = events[e, E_OP]
+        o = _put(out, o, text, spans, P_KEY_OP)
+        o = _put(out, o, text, spans, P_OP_CREATE + op)
+        o = _put_field(out, o, text, spans, P_KEY_SLOT, events[e, E_SLOT], _0)
+        if events[e, E_AS] != 0:
+            o = _put_field(out, o, text, spans, P_KEY_AS, events[e, E_AS], _0)
+        if op == OP_FLAGS:
+            o = _put_field(out, o, text, spans, P_KEY_FLAGS, events[e, E_VALUE], _0)
+        elif op == OP_MOVE:
+            o = _put_field(out, o, text, spans, P_KEY_GFN, events[e, E_VALUE], hex_keys)
+        elif op == OP_CREATE:
+            o = _put_field(out, o, text, spans, P_KEY_GFN, events[e, E_VALUE], hex_keys)
+            o = _put_field(out, o, text, spans, P_KEY_PAGES, events[e, E_PAGES], hex_keys)
+            if events[e, E_FLAGS] != 0:
+                o = _put_field(out, o, text, spans, P_KEY_FLAGS, events[e, E_FLAGS], _0)
+        if events[e, E_NOTE_LINE] != 0:
+            o = _put(out, o, text, spans, P_SEP)
+            o = _put(out, o, text, spans, P_KEY_NOTE)
+            o = _put(out, o, text, spans, P_NOTE_HEAD)
+            o = _put_decimal(out, o, events[e, E_NOTE_LINE])
+            o = _put(out, o, text, spans, P_NOTE_TAIL)
+        t_ns = events[e, E_T_NS]
+        if t_ns >= 0:
+            o = _put(out, o, text, spans, P_SEP)
+            o = _put(out, o, text, spans, P_KEY_T)
+            o = _put_decimal(out, o, t_ns // 1_000_000_000)
+            out[o] = _DOT
+            o += 1
+            micro = (t_ns % 1_000_000_000) // 1000
+            places = 6
+            while places > 1 and micro % 10 == 0:
+                micro //= 10
+                places -= 1
+            for k in range(places - 1, -1, -1):
+                out[o + k] = _ZERO + micro % 10
+                micro //= 10
+            o += places
+        o = _put(out, o, text, spans, P_CLOSE)
+        o = _put(out, o, text, spans, P_TAIL)
+    return o
