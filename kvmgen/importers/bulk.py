@@ -13,6 +13,7 @@ read by the Python parser, one by one.
 
 from __future__ import annotations
 
+import codecs
 from collections import Counter
 from collections.abc import Iterator
 from typing import IO, Any
@@ -176,13 +177,24 @@ class EventRows:
         text, spans = _pieces(fmt, lead)
         hex_keys = np.int64(fmt != "jsonl")
         buffer = np.zeros(_BLOCK * lk.LONGEST_EVENT, dtype=np.uint8)
+        # The text is ASCII: a text file's own byte stream takes it without two copies.
+        encoding = getattr(out, "encoding", None)
+        utf8 = isinstance(encoding, str) and codecs.lookup(encoding).name == "utf-8"
+        raw = getattr(out, "buffer", None) if utf8 else None
+        if raw is not None:
+            out.flush()
         total = len(self)
         for start in range(0, total, _BLOCK):
             stop = min(start + _BLOCK, total)
             size = lk.write_events(
                 self.rows, np.int64(start), np.int64(stop), text, spans, hex_keys, buffer
             )
-            out.write(buffer[:size].tobytes().decode("ascii"))
+            if raw is not None:
+                raw.write(memoryview(buffer)[:size])
+            else:
+                out.write(buffer[:size].tobytes().decode("ascii"))
+        if raw is not None:
+            raw.flush()
         return total
 
 
