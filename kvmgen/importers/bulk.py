@@ -190,7 +190,7 @@ class EventRows:
                 self.rows, np.int64(start), np.int64(stop), text, spans, hex_keys, buffer
             )
             if raw is not None:
-                raw.write(memoryview(buffer)[:size])
+                raw.write(buffer[:size].data)
             else:
                 out.write(buffer[:size].tobytes().decode("ascii"))
         if raw is not None:
