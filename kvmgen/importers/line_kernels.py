@@ -69,6 +69,7 @@ WORDS = (
     " guest_memfd_offset=0x",
     " ret=",
 )
+# (W_FLAGS .. W_UA and Q_FLAGS .. Q_SIZE follow one another: _call reads them in a loop.)
 W_NAME, W_ADDRSPACE, W_SLOT, W_FLAGS, W_GPA, W_SIZE, W_UA, W_MEMFD, W_MEMFD_OFF, W_RET = map(
     _I, range(len(WORDS))
 )
@@ -283,33 +284,16 @@ def _call(buf, i, stop, words, spans, rows, r):
     else:  # printed with %d: address space << 16 | slot
         rows[r, Q_AS] = slot >> 16
         rows[r, Q_SLOT] = slot & 0xFFFF
-    i = _word(buf, i, stop, words, spans, W_FLAGS)
-    if i < 0:
-        return -1
-    i, value = _hex(buf, i, stop)
-    if i < 0:
-        return -1
-    rows[r, Q_FLAGS] = value
-    i = _word(buf, i, stop, words, spans, W_GPA)
-    if i < 0:
-        return -1
-    i, value = _hex(buf, i, stop)
-    if i < 0:
-        return -1
-    rows[r, Q_GPA] = value
-    i = _word(buf, i, stop, words, spans, W_SIZE)
-    if i < 0:
-        return -1
-    i, value = _hex(buf, i, stop)
-    if i < 0:
-        return -1
-    rows[r, Q_SIZE] = value
-    i = _word(buf, i, stop, words, spans, W_UA)
-    if i < 0:
-        return -1
-    i, _ua = _hex(buf, i, stop)
-    if i < 0:
-        return -1
+    # flags, gpa, size (kept in Q_FLAGS, Q_GPA, Q_SIZE), then ua (not kept): hex each.
+    for step in range(4):
+        i = _word(buf, i, stop, words, spans, W_FLAGS + step)
+        if i < 0:
+            return -1
+        i, value = _hex(buf, i, stop)
+        if i < 0:
+            return -1
+        if step < 3:
+            rows[r, Q_FLAGS + step] = value
     rows[r, Q_MEMFD] = 0
     j = _word(buf, i, stop, words, spans, W_MEMFD)
     if j >= 0:
