@@ -54,6 +54,12 @@ _RESULT = re.compile(
     r"(?:\s*<(?P<duration>[\d.]+)>)?\s*$"
 )
 _UNFINISHED = " <unfinished ...>"
+# A whole KVM_SET_USER_MEMORY_REGION call with a flat struct, the line strace prints
+# by far the most: read in one match, then finished like any other call.
+_REGION_CALL = re.compile(
+    r"ioctl\((?P<fd>\d+(?:<[^>]*>)?), KVM_SET_USER_MEMORY_REGION, "
+    r"(?P<struct>\{[^{}\[\]()\"]*\})(?P<tail>\) = .*)"
+)
 _COMMENT = re.compile(r"\s*/\*.*?\*/")
 _FD = re.compile(r"(?P<fd>\d+)(?:<(?P<path>[^>]*)>)?$")
 
@@ -91,26 +97,48 @@ class StraceLog:
     address_spaces: int | None = None
 
 
+# What _args stops at: outside brackets and quotes, commas too; inside, only what
+# opens or closes a level (a struct's own commas are skipped in one search).
+_TOP_MARKS = re.compile(r'[",{}\[\]()]')
+_NESTED_MARKS = re.compile(r'["{}\[\]()]')
+_QUOTE_MARK = re.compile(r'"')
+
+
 def _args(text: str) -> list[str]:
-    """Split a call's argument text at top-level commas (braces and brackets nest)."""
+    """Split a call's argument text at top-level commas (braces and brackets nest).
+
+    Quotes hide brackets and commas (strace escapes the quotes inside a string).
+    Only the marks that matter at each level are visited, not every character: a
+    memslot call's two argument lists take most of an import's time otherwise.
+    """
+    if _NESTED_MARKS.search(text) is None:  # flat: a struct's fields, or plain arguments
+        parts = text.split(",")
+        if not parts[-1]:
+            parts.pop()
+        return [part.strip() for part in parts]
     out: list[str] = []
-    current: list[str] = []
     depth = 0
     quote = False
-    for char in text:
+    start = 0
+    at = 0
+    while True:
+        marks = _QUOTE_MARK if quote else _NESTED_MARKS if depth else _TOP_MARKS
+        mark = marks.search(text, at)
+        if mark is None:
+            break
+        at = mark.end()
+        char = mark.group()
         if char == '"':
             quote = not quote
-        elif not quote and char in "{[(":
+        elif char in "{[(":
             depth += 1
-        elif not quote and char in "}])":
+        elif char in "}])":
             depth -= 1
-        if char == "," and depth == 0 and not quote:
-            out.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    if current:
-        out.append("".join(current).strip())
+        else:  # a comma between two arguments
+            out.append(text[start : mark.start()].strip())
+            start = at
+    if start < len(text):
+        out.append(text[start:].strip())
     return out
 
 
@@ -119,14 +147,19 @@ def _nanoseconds(seconds: str) -> int:
     return int(whole) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
 
 
+def _bare(text: str) -> str:
+    """``text`` without strace's ``/* ... */`` comments (-X verbose), stripped."""
+    return (_COMMENT.sub("", text) if "/*" in text else text).strip()
+
+
 def _number(text: str) -> int:
-    text = _COMMENT.sub("", text).strip()
+    text = _bare(text)
     return int(text, 16) if text.lower().startswith("0x") else int(text)
 
 
 def _flags(text: str) -> int:
     value = 0
-    for part in _COMMENT.sub("", text).split("|"):
+    for part in _bare(text).split("|"):
         part = part.strip()
         if part in _FLAG_BITS:
             value |= _FLAG_BITS[part]
@@ -145,8 +178,7 @@ def _command(text: str) -> int | None:
     strace prints a command it has no name for as ``_IOC(_IOC_WRITE, 0xae, 0x49, 0xa0)``
     (KVM_SET_USER_MEMORY_REGION2 in strace 6.1); that is its number too.
     """
-    words = _COMMENT.findall(text)
-    bare = _COMMENT.sub("", text).strip()
+    bare = _bare(text)
     if bare in _NAMES:
         return _NAMES[bare]
     spelled = _IOC.fullmatch(bare)
@@ -163,7 +195,7 @@ def _command(text: str) -> int | None:
             )
         except (KeyError, ValueError):
             return None
-    for word in words:
+    for word in _COMMENT.findall(text):
         name = word.strip(" /*")
         if name in _NAMES:
             return _NAMES[name]
@@ -175,7 +207,7 @@ def _command(text: str) -> int | None:
 
 def _capability(text: str) -> int | None:
     """The capability number of a KVM_CHECK_EXTENSION argument, decoded or raw."""
-    bare = _COMMENT.sub("", text).strip()
+    bare = _bare(text)
     if bare == "KVM_CAP_MULTI_ADDRESS_SPACE" or "KVM_CAP_MULTI_ADDRESS_SPACE" in text:
         return CAP_MULTI_ADDRESS_SPACE
     try:
@@ -275,6 +307,13 @@ class _Reader:
         tid = int(prefix["bracket"] or prefix["pid"] or 0)
         t_ns = self.time(prefix)
         rest = text[prefix.end() :]
+        region = _REGION_CALL.fullmatch(rest)
+        if region is not None and rest.rfind(") = ") == region.start("tail"):
+            fd = region["fd"]
+            args = [fd, "KVM_SET_USER_MEMORY_REGION", region["struct"]]
+            fd_number = int(fd.partition("<")[0])
+            self.finish(_Pending(SET_REGION, fd_number, args, number, t_ns), region["tail"], tid)
+            return
         resumed = _RESUMED.match(rest)
         if resumed is not None:
             call = self.pending.pop(tid, None)

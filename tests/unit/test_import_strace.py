@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvmgen.errors import TraceError, UsageError
 from kvmgen.importers.imports import from_strace
@@ -140,3 +142,52 @@ def test_an_undecoded_field_is_an_error_with_its_line():
     )
     with pytest.raises(TraceError, match=r"s.log:1: guest_phys_addr='zero'"):
         read_strace("s.log", [bad])
+
+
+def _args_char_by_char(text: str) -> list[str]:
+    """The plain definition _args must keep: split at commas outside brackets and quotes."""
+    out: list[str] = []
+    current: list[str] = []
+    depth = 0
+    quote = False
+    for char in text:
+        if char == '"':
+            quote = not quote
+        elif not quote and char in "{[(":
+            depth += 1
+        elif not quote and char in "}])":
+            depth -= 1
+        if char == "," and depth == 0 and not quote:
+            out.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    if current:
+        out.append("".join(current).strip())
+    return out
+
+
+@settings(max_examples=2000)
+@given(st.text(alphabet=' a,{}[]()"=\t', max_size=40))
+def test_argument_split_matches_its_definition(text):
+    from kvmgen.importers.strace import _args
+
+    assert _args(text) == _args_char_by_char(text)
+
+
+def test_a_whole_region_line_reads_as_the_same_call_split_in_two():
+    """The one-match read of a common line and the general reader give the same call."""
+    whole = (
+        "11233 1796284858.330494 ioctl(4</anon_inode:kvm-vm>, KVM_SET_USER_MEMORY_REGION, "
+        "{slot=65539, flags=KVM_MEM_LOG_DIRTY_PAGES|KVM_MEM_READONLY, guest_phys_addr=0, "
+        "memory_size=65536, userspace_addr=0x7f79be63b000}) = -1 EEXIST (File exists) <0.000014>"
+    )
+    split = [
+        whole[: whole.index(") = ")] + " <unfinished ...>",
+        "11233 1796284858.330510 <... ioctl resumed>" + whole[whole.index(") = ") :],
+    ]
+    create = "11233 1796284858.328248 ioctl(3, KVM_CREATE_VM, 0) = 4 <0.000366>"
+    one = read_strace("s.log", [create, whole]).vms[0].calls
+    two = read_strace("s.log", [create, *split]).vms[0].calls
+    assert one == two and len(one) == 1
+    assert (one[0].address_space, one[0].slot, one[0].flags, one[0].ret) == (1, 3, 3, -17)
