@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kvmgen.importers import line_kernels as lk
-from kvmgen.importers.memslots import MemslotTracker, seconds
+from kvmgen.importers.memslots import MemslotTracker, RegionCall, seconds
 from kvmgen.importers.qemu import NAME, parse_line
 
 _WORD_BYTES = "".join(lk.WORDS).encode()
@@ -36,6 +36,19 @@ _LAST_SECOND = 1 << 32  # times below it print as their microseconds (line_kerne
 _BLOCK = 1 << 15  # events written a block at a time
 
 
+def _fill(row: NDArray[np.int64], call: RegionCall) -> bool:
+    """Put a call into a row; False if a number will not fit the loops' arithmetic."""
+    numbers = (call.address_space, call.slot, call.flags, call.gpa, call.size, call.ret)
+    if any(not -_LIMIT < value < _LIMIT for value in numbers) or call.flags < 0:
+        return False
+    row[lk.Q_LINE] = call.line
+    row[lk.Q_AS], row[lk.Q_SLOT], row[lk.Q_FLAGS] = numbers[:3]
+    row[lk.Q_GPA], row[lk.Q_SIZE], row[lk.Q_RET] = numbers[3:]
+    row[lk.Q_T_NS] = -1 if call.t_ns is None else call.t_ns
+    row[lk.Q_MEMFD] = call.guest_memfd is not None
+    return True
+
+
 def _slow_rows(rows: NDArray[np.int64], data: bytes, path: str, extras: Counter[str]) -> bool:
     """Read the rows marked SLOW with the Python parser; False if a number will not fit."""
     for r in np.flatnonzero(rows[:, lk.Q_STATUS] == lk.SLOW):
@@ -43,15 +56,33 @@ def _slow_rows(rows: NDArray[np.int64], data: bytes, path: str, extras: Counter[
         text = data[row[lk.Q_START] : row[lk.Q_END]].decode("ascii")
         call = parse_line(text, path=path, line=int(row[lk.Q_LINE]))
         assert call is not None  # the line names the event
-        numbers = (call.address_space, call.slot, call.flags, call.gpa, call.size, call.ret)
-        if any(not -_LIMIT < value < _LIMIT for value in numbers) or call.flags < 0:
+        if not _fill(row, call):
             return False
-        row[lk.Q_AS], row[lk.Q_SLOT], row[lk.Q_FLAGS] = numbers[:3]
-        row[lk.Q_GPA], row[lk.Q_SIZE], row[lk.Q_RET] = numbers[3:]
-        row[lk.Q_T_NS] = -1 if call.t_ns is None else call.t_ns
-        row[lk.Q_MEMFD] = call.guest_memfd is not None
         extras.update(call.extras)
     return True
+
+
+def _replay(
+    tracker: MemslotTracker, rows: NDArray[np.int64], extras: Counter[str]
+) -> EventRows | None:
+    """Apply the call rows by the tracker's rules and fill its summary; None: not vouched for."""
+    times = rows[:, lk.Q_T_NS]
+    if np.any((times >= 0) & ((times % 1000 != 0) | (times >= _LAST_SECOND * 10**9))):
+        return None
+    calls = rows.shape[0]
+    tally = np.zeros(lk.N_TALLY, dtype=np.int64)
+    mid_run = tracker.starts_mid_run
+    tally[lk.T_MID_RUN] = -1 if mid_run is None else int(mid_run)
+    state = np.zeros((lk.N_STATE, lk.KEYS), dtype=np.int64)
+    live_keys = np.zeros(lk.KEYS + 1, dtype=np.int64)
+    placed = np.zeros((calls + 1, 3), dtype=np.int64)
+    events = np.zeros((2 * calls, lk.N_ECOLS), dtype=np.int64)
+    notes = np.zeros((2 * calls, lk.N_NCOLS), dtype=np.int64)
+    lk.apply_calls(rows, np.int64(calls), state, live_keys, placed, events, notes, tally)
+    if tally[lk.T_STOP] >= 0:
+        return None
+    _summarise(tracker, tally, notes[: tally[lk.T_NOTES]], extras)
+    return EventRows(events[: tally[lk.T_EVENTS]])
 
 
 def import_qemu(
@@ -70,32 +101,15 @@ def import_qemu(
     lk.qemu_lines(buf, words, _WORD_SPANS, rows, counts)
     if counts[lk.S_ODD]:
         return None
-    calls = int(counts[lk.S_CALLS])
-    rows = rows[:calls]
+    rows = rows[: counts[lk.S_CALLS]]
     extras: Counter[str] = Counter()
     if not _slow_rows(rows, data, path, extras):
         return None
-    times = rows[:, lk.Q_T_NS]
-    if np.any((times >= 0) & ((times % 1000 != 0) | (times >= _LAST_SECOND * 10**9))):
-        return None
     tracker = MemslotTracker(path, first_sight)
-    tally = np.zeros(lk.N_TALLY, dtype=np.int64)
-    tally[lk.T_MID_RUN] = {"auto": -1, "create": 0, "flags": 1}[first_sight]
-    state = np.zeros((lk.N_STATE, lk.KEYS), dtype=np.int64)
-    live_keys = np.zeros(lk.KEYS + 1, dtype=np.int64)
-    placed = np.zeros((calls + 1, 3), dtype=np.int64)
-    events = np.zeros((2 * calls, lk.N_ECOLS), dtype=np.int64)
-    notes = np.zeros((2 * calls, lk.N_NCOLS), dtype=np.int64)
-    lk.apply_calls(rows, np.int64(calls), state, live_keys, placed, events, notes, tally)
-    if tally[lk.T_STOP] >= 0:
+    events = _replay(tracker, rows, extras)
+    if events is None:
         return None
-    _summarise(tracker, tally, notes[: tally[lk.T_NOTES]], extras)
-    return (
-        tracker,
-        EventRows(events[: tally[lk.T_EVENTS]]),
-        int(counts[lk.S_LINES]),
-        int(counts[lk.S_UNRELATED]),
-    )
+    return tracker, events, int(counts[lk.S_LINES]), int(counts[lk.S_UNRELATED])
 
 
 def _summarise(
