@@ -742,6 +742,54 @@ def update(params, ctr, page, made, cache, rec, dur, op, a, row, event):
 
 
 @kernel()
+def apply_updates(
+    rows, op, space, slot, gfn, pages, flags, flags_set, repeat, base, size, flag, out
+):
+    """Apply the memslot updates at ``rows`` of the event columns to a slot table, in order.
+
+    The table is ``base``, ``size`` and ``flag`` indexed by ``[address space, slot]``:
+    a slot's first gfn, its pages and its flags (a delete leaves them; only a create
+    reads that slot next). Row u of ``out`` gets update u's repetitions that bump
+    (U_BUMP_REPS; the rest change nothing) and its new and old guest-frame ranges
+    as gfns (U_LO, U_HI and U_OLO, U_OHI; 0 to 0 for none). Runs as Python too
+    (``apply_updates.py_func``), for blocks with few updates.
+    """
+    for u in range(rows.shape[0]):
+        r = rows[u]
+        o = np.int64(op[r])
+        a = np.int64(space[r])
+        s = np.int64(slot[r])
+        g = gfn[r]
+        bumping = np.int64(1)
+        lo = hi = olo = ohi = np.int64(0)
+        if o == OP_CREATE:
+            base[a, s] = g
+            size[a, s] = pages[r]
+            flag[a, s] = flags[r] if flags_set[r] else 0
+            lo, hi = g, g + pages[r]
+        elif o == OP_DELETE:
+            olo, ohi = base[a, s], base[a, s] + size[a, s]
+        elif o == OP_MOVE:
+            olo, ohi = base[a, s], base[a, s] + size[a, s]
+            if olo == g:
+                bumping = 0
+            base[a, s] = g
+            lo, hi = g, g + size[a, s]
+        elif flags_set[r]:
+            if flag[a, s] == flags[r]:
+                bumping = 0
+            flag[a, s] = flags[r]
+        else:
+            bumping = repeat[r]  # each repetition toggles bit 0
+            flag[a, s] ^= repeat[r] & 1
+        out[u, U_BUMP_REPS] = bumping
+        out[u, U_LO] = lo
+        out[u, U_HI] = hi
+        out[u, U_OLO] = olo
+        out[u, U_OHI] = ohi
+
+
+@kernel()
 def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, page, made, cache):
     """Replay plain accesses of one address space from row ``start`` on while they are fast.
 
