@@ -19,13 +19,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kvmgen.engine import kernels as k
+from kvmgen.trace.formats.scan import as_python
 from kvmgen.trace.records import Op, SlotDecl, Trace
 from kvmgen.trace.streamed import StreamedTrace
 from kvmgen.trace.table import EventTable, table_of
+from kvmgen.trace.validate.fields import AS, SLOT
 
 I64 = NDArray[np.int64]
 
 _INT32_LIMIT = 2**31
+PYTHON_UPDATES = 20_000
+"""Updates (summed over a trace's blocks) applied as Python before the kernel is used."""
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,17 @@ class Encoder:
     def __init__(self, gfns: I64, slots: Sequence[SlotDecl], vcpus: int) -> None:
         self.gfns = gfns
         self.vcpus = vcpus
-        # (as, slot) -> [gfn, pages, flags], to know each update's ranges and effect.
-        self.slots: dict[tuple[int, int], list[int]] = {}
+        # The slot table, [address space, slot]: first gfn, pages and flags, to know
+        # each update's ranges and effect (kernels.apply_updates).
+        shape = (AS.hi + 1, SLOT.hi + 1)
+        self.base = np.zeros(shape, dtype=np.int64)
+        self.size = np.zeros(shape, dtype=np.int64)
+        self.flag = np.zeros(shape, dtype=np.int64)
+        self.updates = 0  # updates applied so far
         self.initial_cover = np.zeros((2, max(len(gfns), 1)), dtype=np.int8)
         for decl in slots:
-            self.slots[(decl.address_space, decl.slot)] = [decl.gfn, decl.pages, decl.flags]
+            at = (decl.address_space, decl.slot)
+            self.base[at], self.size[at], self.flag[at] = decl.gfn, decl.pages, decl.flags
             lo, hi = self.span(decl.gfn, decl.pages)
             self.initial_cover[decl.address_space, lo:hi] = 1
 
@@ -91,31 +101,32 @@ class Encoder:
         hi = int(np.searchsorted(self.gfns, gfn + pages, side="left"))
         return lo, hi
 
-    def _apply(
-        self, op: int, a: int, slot: int, gfn: int, pages: int, flags: int | None, reps: int
-    ) -> tuple[int, int, int, int, int]:
-        """Apply one update to the slot table.
+    def _apply(self, table: EventTable, rows: I64, updates: I64) -> None:
+        """Apply the updates at ``rows`` of ``table`` in order, filling in their ``updates`` rows.
 
-        Returns how many of its repetitions bump (the rest change nothing) and
-        its new and old guest-frame ranges as (start, end) pairs, (0, 0) for none.
+        Each gets its bumping repetitions and its new and old ranges as gfn indices.
+        A few updates run as Python (the kernel's own code): a trace with few
+        updates never waits for it to compile.
         """
-        if op == Op.CREATE:
-            self.slots[(a, slot)] = [gfn, pages, flags or 0]
-            return 1, gfn, gfn + pages, 0, 0
-        if op == Op.DELETE:
-            old, old_pages, _ = self.slots.pop((a, slot))
-            return 1, 0, 0, old, old + old_pages
-        entry = self.slots[(a, slot)]
-        if op == Op.MOVE:
-            old = entry[0]
-            entry[0] = gfn
-            return (0 if old == gfn else 1), gfn, gfn + entry[1], old, old + entry[1]
-        if flags is None:
-            entry[2] ^= reps & 1
-            return reps, 0, 0, 0, 0
-        changed = entry[2] != flags
-        entry[2] = flags
-        return (1 if changed else 0), 0, 0, 0, 0
+        self.updates += rows.shape[0]
+        apply = k.apply_updates if self.updates > PYTHON_UPDATES else as_python(k.apply_updates)
+        apply(
+            rows,
+            table.op,
+            table.address_space,
+            table.slot,
+            table.gfn,
+            table.pages,
+            table.flags,
+            table.flags_set,
+            table.repeat,
+            self.base,
+            self.size,
+            self.flag,
+            updates,
+        )
+        for column in (k.U_LO, k.U_HI, k.U_OLO, k.U_OHI):
+            updates[:, column] = np.searchsorted(self.gfns, updates[:, column], side="left")
 
     def encode(self, table: EventTable) -> EncodedTrace:
         """The kernel arrays for one block of events, in order."""
@@ -129,7 +140,7 @@ class Encoder:
             raise ValueError("event indices do not follow one another")
         is_access = ops == Op.ACCESS
         is_update = ~is_access & (ops != Op.BUMP)
-        # Whole columns at once; only updates walk the slot table, one by one.
+        # Whole columns at once; only updates walk the slot table, in a kernel.
         gid = np.zeros(n, dtype=np.int64)
         gid[is_access] = np.searchsorted(self.gfns, table.gfn[top_rows[is_access]])
         uses_aux = ~is_access | (reps != 1)
@@ -141,32 +152,8 @@ class Encoder:
         aux = np.zeros((aux_count, k.N_UCOLS), dtype=np.int64)
         aux[:, k.U_REPS] = reps[uses_aux]
         aux[:, k.U_GID] = gid[uses_aux]
-        update_rows = top_rows[is_update]
-        columns = (
-            table.op,
-            table.address_space,
-            table.slot,
-            table.gfn,
-            table.pages,
-            table.flags,
-            table.flags_set,
-            table.repeat,
-        )
-        values = [column[update_rows].tolist() for column in columns]
-        bumping = np.zeros(update_rows.shape[0], dtype=np.int64)
-        ranges = np.zeros((update_rows.shape[0], 4), dtype=np.int64)
-        for u, (op, a, slot, gfn, pages, flags, flags_set, rep) in enumerate(
-            zip(*values, strict=True)
-        ):
-            bumping[u], *spans = self._apply(
-                op, a, slot, gfn, pages, flags if flags_set else None, rep
-            )
-            ranges[u] = spans
         updates = aux[is_update[uses_aux]]
-        indices = np.searchsorted(self.gfns, ranges, side="left")
-        updates[:, k.U_LO], updates[:, k.U_HI] = indices[:, 0], indices[:, 1]
-        updates[:, k.U_OLO], updates[:, k.U_OHI] = indices[:, 2], indices[:, 3]
-        updates[:, k.U_BUMP_REPS] = bumping
+        self._apply(table, top_rows[is_update], updates)
         # During accesses follow their update; the i-th top-level row has
         # (rows before it) - i of them before it.
         during_before = top_rows - np.arange(n)

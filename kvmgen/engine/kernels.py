@@ -219,6 +219,13 @@ BAD_VCPU = 3
 BAD_GFN = 4
 BAD_AUX_ROW = 5
 
+# Numba builds two wrappers for each compiled function: one that Python can call,
+# and a C function pointer (for functions passed as values, which no kernel is).
+# Kernels only other kernels call get neither, the rest only the first: from a
+# fresh numba cache, building them made compiling the engine over a second slower.
+_OUTER = {"no_cfunc_wrapper": True}
+_INNER = {"no_cfunc_wrapper": True, "no_cpython_wrapper": True}
+
 BIT63 = np.int64(-(2**63))
 LOW63 = np.int64(2**63 - 1)
 LAYOUT_NONE = 0
@@ -226,7 +233,7 @@ LAYOUT_SET = 1
 LAYOUT_CLEAR = 2
 
 
-@kernel()
+@kernel(**_OUTER)
 def next_generation(params, old):
     """The value a bump leaves (docs/model.md section 3)."""
     scheme = params[P_BUMP_SCHEME]
@@ -239,19 +246,19 @@ def next_generation(params, old):
     return (old & LOW63) + params[P_NAS]
 
 
-@kernel()
+@kernel(**_OUTER)
 def nominal(params, g):
     """The truncated generation whose wrap is reported."""
     return (g + params[P_MMIO_OFFSET]) & params[P_NOMINAL_MASK]
 
 
-@kernel()
+@kernel(**_OUTER)
 def mmio_generation(params, g):
     """The MMIO generation the check compares (section 2)."""
     return (g + params[P_MMIO_OFFSET]) & params[P_CHECK_MASK]
 
 
-@kernel()
+@kernel(**_OUTER)
 def in_progress(params, g):
     """Whether ``g`` carries the era's update-in-progress marker."""
     scheme = params[P_BUMP_SCHEME]
@@ -262,7 +269,7 @@ def in_progress(params, g):
     return False
 
 
-@kernel()
+@kernel(**_OUTER)
 def wrap_test(params, new):
     """The kernel's wrap-zap condition on the new generation."""
     test = params[P_WRAP_TEST]
@@ -286,7 +293,7 @@ def page_live(ctr, word):
     return False
 
 
-@kernel()
+@kernel(**_INNER)
 def zap(params, ctr, page, rec, kind, scope, a, bump, olo, ohi):
     """Drop SPTEs per ``scope``, count and record it (section 5).
 
@@ -339,7 +346,7 @@ def stored_stamp(params, made_gen):
     return mmio_generation(params, made_gen) & params[P_STAMP_MASK]
 
 
-@kernel()
+@kernel(**_INNER)
 def slow_path(params, ctr, page, made, cache, a, x, v):
     """Fault with no usable SPTE: install RAM or MMIO (section 6 step 1); return the outcome."""
     word = page[a, x]
@@ -369,7 +376,7 @@ def cache_fill_gen(cache, v):
     return cache[K_FILL_AS0, v] if (cache[K_KEY, v] & 1) == 0 else cache[K_FILL_GEN, v]
 
 
-@kernel()
+@kernel(**_INNER)
 def fill_cache(params, ctr, cache, v, a, x):
     """Cache MMIO info for vCPU v; return whether the cache changed."""
     g0 = ctr[C_GEN]
@@ -385,7 +392,7 @@ def fill_cache(params, ctr, cache, v, a, x):
     return not same
 
 
-@kernel()
+@kernel(**_INNER)
 def record_stale(params, ctr, made, cache, rec, n, a, x, v, source, kind):
     """Count ``n`` stale hits and record them, merging with the previous record when equal.
 
@@ -436,7 +443,7 @@ def record_stale(params, ctr, made, cache, rec, n, a, x, v, source, kind):
     ctr[C_STALE_RECORDS] = i + 1
 
 
-@kernel()
+@kernel(**_INNER)
 def stale_kind(params, ctr, page, made, cache, a, x, v, from_cache):
     """0 harmful, 1 benign, -1 not stale, for a cache hit or a passed check (section 6)."""
     if (page[a, x] & PAGE_COVER) != 0:
@@ -462,7 +469,7 @@ def check_passes(params, made_gen, ga):
     return mmio_generation(params, ga) == stored_stamp(params, made_gen)
 
 
-@kernel()
+@kernel(**_INNER)
 def access_once(params, ctr, page, made, cache, rec, a, x, v):
     """One guest access (section 6). Returns (outcome, stale kind or -1, source, changed)."""
     word = page[a, x]
@@ -491,7 +498,7 @@ def access_once(params, ctr, page, made, cache, rec, a, x, v):
     return O_MMIO_FAST, kind, 0, changed
 
 
-@kernel()
+@kernel(**_INNER)
 def access_general(params, ctr, page, made, cache, rec, a, x, v, reps, event, sub, race):
     """``reps`` identical accesses with the identity their stale-hit records carry (section 6).
 
@@ -516,7 +523,7 @@ def access_general(params, ctr, page, made, cache, rec, a, x, v, reps, event, su
             return
 
 
-@kernel()
+@kernel(**_INNER)
 def run_window(params, ctr, page, made, cache, rec, dur, start, end, window, event):
     """Run the ``during`` accesses of one window, in order."""
     for j in range(start, end):
@@ -539,7 +546,7 @@ def run_window(params, ctr, page, made, cache, rec, dur, start, end, window, eve
         )
 
 
-@kernel()
+@kernel(**_INNER)
 def set_layout(page, a, lo, hi, layout):
     """Mark gfn indices [lo, hi) of address space a as inside or outside a slot."""
     if layout == LAYOUT_SET:
@@ -550,7 +557,7 @@ def set_layout(page, a, lo, hi, layout):
             page[a, x] &= ~PAGE_COVER
 
 
-@kernel()
+@kernel(**_INNER)
 def record_wrap(params, ctr, rec, a, bump_no, old, new):
     """Count and record a wrap of ``a``; detected if a wrap zap of ``a`` came since the last."""
     detected = ctr[C_ZAP_SEEN + a]
@@ -569,7 +576,7 @@ def record_wrap(params, ctr, rec, a, bump_no, old, new):
     ctr[C_ZAP_SEEN + a] = 0
 
 
-@kernel()
+@kernel(**_INNER)
 def bump(params, ctr, page, made, cache, rec, dur, a, layout, lo, hi, dstart, dend, event, flags):
     """One memslot install in address space ``a``, in the order of docs/model.md section 4.1.
 
@@ -614,7 +621,7 @@ def bump(params, ctr, page, made, cache, rec, dur, a, layout, lo, hi, dstart, de
         record_wrap(params, ctr, rec, a, bump_no, old, new)
 
 
-@kernel()
+@kernel(**_OUTER)
 def quiet_bumps(params, ctr, a, remaining):
     """How many of the next ``remaining`` bumps of ``a`` provably neither wrap nor zap.
 
@@ -640,7 +647,7 @@ def quiet_bumps(params, ctr, a, remaining):
     return min(k, remaining)
 
 
-@kernel()
+@kernel(**_INNER)
 def raw_bumps(params, ctr, page, made, cache, rec, dur, a, count, numbered, event):
     """``count`` plain bumps of ``a`` with no accesses (flags repeats, ``bump`` events)."""
     done = 0
@@ -677,7 +684,7 @@ def raw_bumps(params, ctr, page, made, cache, rec, dur, a, count, numbered, even
         done += 1
 
 
-@kernel()
+@kernel(**_INNER)
 def update(params, ctr, page, made, cache, rec, dur, op, a, row, event):
     """One memslot update event (create, delete, move, flags) with its repetitions."""
     dstart = row[U_DSTART]
@@ -741,7 +748,55 @@ def update(params, ctr, page, made, cache, rec, dur, op, a, row, event):
     )
 
 
-@kernel()
+@kernel(**_OUTER)
+def apply_updates(
+    rows, op, space, slot, gfn, pages, flags, flags_set, repeat, base, size, flag, out
+):
+    """Apply the memslot updates at ``rows`` of the event columns to a slot table, in order.
+
+    The table is ``base``, ``size`` and ``flag`` indexed by ``[address space, slot]``:
+    a slot's first gfn, its pages and its flags (a delete leaves them; only a create
+    reads that slot next). Row u of ``out`` gets update u's repetitions that bump
+    (U_BUMP_REPS; the rest change nothing) and its new and old guest-frame ranges
+    as gfns (U_LO, U_HI and U_OLO, U_OHI; 0 to 0 for none). Runs as Python too
+    (``apply_updates.py_func``), for blocks with few updates.
+    """
+    for u in range(rows.shape[0]):
+        r = rows[u]
+        o = np.int64(op[r])
+        a = np.int64(space[r])
+        s = np.int64(slot[r])
+        g = gfn[r]
+        bumping = np.int64(1)
+        lo = hi = olo = ohi = np.int64(0)
+        if o == OP_CREATE:
+            base[a, s] = g
+            size[a, s] = pages[r]
+            flag[a, s] = flags[r] if flags_set[r] else 0
+            lo, hi = g, g + pages[r]
+        elif o == OP_DELETE:
+            olo, ohi = base[a, s], base[a, s] + size[a, s]
+        elif o == OP_MOVE:
+            olo, ohi = base[a, s], base[a, s] + size[a, s]
+            if olo == g:
+                bumping = 0
+            base[a, s] = g
+            lo, hi = g, g + size[a, s]
+        elif flags_set[r]:
+            if flag[a, s] == flags[r]:
+                bumping = 0
+            flag[a, s] = flags[r]
+        else:
+            bumping = repeat[r]  # each repetition toggles bit 0
+            flag[a, s] ^= repeat[r] & 1
+        out[u, U_BUMP_REPS] = bumping
+        out[u, U_LO] = lo
+        out[u, U_HI] = hi
+        out[u, U_OLO] = olo
+        out[u, U_OHI] = ohi
+
+
+@kernel(**_INNER)
 def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, page, made, cache):
     """Replay plain accesses of one address space from row ``start`` on while they are fast.
 
@@ -826,7 +881,7 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, page, made,
     return start + stop
 
 
-@kernel()
+@kernel(**_OUTER)
 def replay_events(
     ev_code, ev_vcpu, ev_x, first_index, aux, dur, params, ctr, page, made, cache, rec
 ):
@@ -885,7 +940,7 @@ def event_fault(code, vcpu, x, gfns, aux_rows, vcpus):
     return BAD_GFN if x >= gfns else 0
 
 
-@kernel()
+@kernel(**_OUTER)
 def check_events(ev_code, ev_vcpu, ev_x, gfns, aux_rows, vcpus):
     """The first event the engine could not index with, as (row, BAD_* reason), or (-1, 0).
 
