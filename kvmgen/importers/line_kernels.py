@@ -161,7 +161,7 @@ _COLON = 58
 _0 = _I(0)
 _1 = _I(1)
 
-_OPT = {"error_model": "numpy"}
+_OPT = {"error_model": "numpy", "no_cfunc_wrapper": True}  # called from Python only
 _INNER = {"error_model": "numpy", "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 _INLINE = {**_INNER, "inline": "always"}
 
