@@ -531,9 +531,8 @@ def import_log(
     """``kvmgen import KIND``: a QEMU log, an strace log or kernel trace text as a trace.
 
     ``kind`` is ``qemu``, ``strace`` or ``tracefs``; ``source`` a path, the log's
-    bytes or its lines (``name`` then names them in messages). For ``tracefs``, ``qemu``
-    or ``strace``
-    names the log that gives the updates. The
+    bytes or its lines (``name`` then names them in messages). For ``tracefs``,
+    ``qemu`` or ``strace`` names the log that gives the updates. The
     :class:`~kvmgen.importers.imports.Imported` it returns has the header, events,
     observations and summary; :meth:`~kvmgen.importers.imports.Imported.trace` opens it.
     The options are those of ``kvmgen import KIND --help``.

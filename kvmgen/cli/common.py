@@ -6,7 +6,6 @@ output can never replace an input; every table through :mod:`kvmgen.report.conso
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,19 +45,6 @@ def write_imported(imported: Any, output: str, fmt: str | None, inputs: list[str
     out_fmt = format_for(output, fmt)
     with open_output(output, what="-o", inputs=inputs, text=True) as out:
         imported.write(out, out_fmt)
-
-
-def read_input(path: str) -> bytes:
-    """The bytes of ``path`` (``-`` = stdin)."""
-    if path == STDOUT:
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except OSError as error:
-            raise UsageError(f"{path}: cannot read: {error.strerror or error}") from None
-    return data
 
 
 def emit_session(

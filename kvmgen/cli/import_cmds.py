@@ -7,11 +7,12 @@ Heavy modules are imported inside the commands, so ``kvmgen --help`` stays fast.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
-from kvmgen.cli.common import preflight, read_input, say, write_imported
+from kvmgen.cli.common import preflight, say, write_imported
 from kvmgen.cli.options import apply
 from kvmgen.cli.options import trace_output_options as output_options
 from kvmgen.errors import ExitCode
@@ -96,7 +97,9 @@ def _import(
     name = "<stdin>" if source == "-" else source
     inputs = [source, options.get("qemu"), options.get("strace")]
     preflight([("-o", output)], inputs)
-    imported = import_log(kind, read_input(source), name=name, **options)
+    # The API reads a path itself (one reader, one message); standard input is read here.
+    content = sys.stdin.buffer.read() if source == "-" else source
+    imported = import_log(kind, content, name=name, **options)
     write_imported(imported, output, fmt, inputs)
     say(imported.summary, quiet=quiet, prefix=f"kvmgen import {kind}: {name}")
     return ExitCode.OK
