@@ -22,7 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kvmgen.importers import line_kernels as lk
-from kvmgen.importers.memslots import MemslotTracker, RegionCall, seconds
+from kvmgen.importers.emit import key_text, value_text
+from kvmgen.importers.memslots import INFERRED, MemslotTracker, RegionCall, seconds
 from kvmgen.importers.qemu import NAME, parse_line
 
 _WORD_BYTES = "".join(lk.WORDS).encode()
@@ -181,7 +182,7 @@ class EventRows:
             elif op == lk.OP_CREATE:
                 event.update(gfn=value, pages=pages, **({"flags": flags} if flags else {}))
             if note_line:
-                event["note"] = f"inferred: missing before line {note_line}"
+                event["note"] = INFERRED.format(note_line)
             if t_ns >= 0:
                 event["t"] = seconds(t_ns)
             yield event
@@ -189,7 +190,7 @@ class EventRows:
     def write_items(self, out: IO[str], fmt: str, lead: tuple[str, str, str]) -> int:
         """Write every event, led by ``lead[0]`` (the first) or ``lead[1]``, then ``lead[2]``."""
         text, spans = _pieces(fmt, lead)
-        hex_keys = np.int64(fmt != "jsonl")
+        hex_keys = np.int64(_hex_keys(fmt))
         buffer = np.zeros(_BLOCK * lk.LONGEST_EVENT, dtype=np.uint8)
         # The text is ASCII: a text file's own byte stream takes it without two copies.
         encoding = getattr(out, "encoding", None)
@@ -213,12 +214,14 @@ class EventRows:
 
 
 def _pieces(fmt: str, lead: tuple[str, str, str]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
-    """The text table write_events copies from, for ``fmt`` (emit.py's spelling of each part)."""
-    quote = "" if fmt == "yaml" else '"'
-    keys = {
-        f"key_{key}": f"{quote}{key}{quote}: "
-        for key in ("op", "slot", "as", "gfn", "pages", "flags", "note", "t")
-    }
+    """The text table write_events copies from: emit.py's spelling of each part in ``fmt``.
+
+    Parts around a number are cut out of the spelling of a sample value (gfn 0xa,
+    a note at line 7), so the two writers cannot drift apart.
+    """
+    hex_sample = value_text("gfn", 0xA, fmt)  # 0xa, "0xa", or 10 where hex is not used
+    note_sample = value_text("note", INFERRED.format(7), fmt)
+    note_at = note_sample.rindex("7")
     pieces = {
         "lead_first": lead[0],
         "lead_rest": lead[1],
@@ -226,12 +229,12 @@ def _pieces(fmt: str, lead: tuple[str, str, str]) -> tuple[NDArray[np.uint8], ND
         "open": "{",
         "sep": ", ",
         "close": "}",
-        **keys,
-        **{f"op_{op}": f"{quote}{op}{quote}" for op in _OPS},
-        "note_head": '"inferred: missing before line ',
-        "note_tail": '"',
-        "hex_open": '"0x' if fmt == "json" else "0x",
-        "hex_close": '"' if fmt == "json" else "",
+        **{name: key_text(name[4:], fmt) for name in lk.PIECES if name.startswith("key_")},
+        **{name: value_text("op", name[3:], fmt) for name in lk.PIECES if name.startswith("op_")},
+        "note_head": note_sample[:note_at],
+        "note_tail": note_sample[note_at + 1 :],
+        "hex_open": hex_sample.partition("a")[0],
+        "hex_close": hex_sample.partition("a")[2],
     }
     parts = [pieces[name].encode() for name in lk.PIECES]
     if any(len(part) > 40 for part in parts):
@@ -239,3 +242,8 @@ def _pieces(fmt: str, lead: tuple[str, str, str]) -> tuple[NDArray[np.uint8], ND
     starts = np.cumsum([0, *map(len, parts)])[:-1]
     spans = np.array([(s, len(p)) for s, p in zip(starts, parts, strict=True)], dtype=np.int64)
     return np.frombuffer(b"".join(parts), dtype=np.uint8), spans
+
+
+def _hex_keys(fmt: str) -> bool:
+    """Whether ``fmt`` writes gfns and page counts in hex (emit.py decides)."""
+    return value_text("gfn", 0xA, fmt) != "10"

@@ -86,12 +86,18 @@ def _scalar(key: str | None, value: Any, fmt: str) -> str:
     raise TypeError(f"{key}: cannot write a {type(value).__name__} into a trace")
 
 
+def key_text(key: str, fmt: str) -> str:
+    """How ``fmt`` writes a mapping's key, with the ``": "`` after it."""
+    return f"{key if fmt == 'yaml' else json.dumps(key)}: "
+
+
+def value_text(key: str, value: Any, fmt: str) -> str:
+    """How ``fmt`` writes ``value`` under ``key`` (hex for addresses, bare words in YAML)."""
+    return _scalar(key, value, fmt)
+
+
 def _mapping(item: Mapping[str, Any], fmt: str) -> str:
-    if fmt != "yaml":
-        parts = (f"{json.dumps(k)}: {_scalar(k, v, fmt)}" for k, v in item.items())
-    else:
-        parts = (f"{k}: {_scalar(k, v, fmt)}" for k, v in item.items())
-    return "{" + ", ".join(parts) + "}"
+    return "{" + ", ".join(key_text(k, fmt) + _scalar(k, v, fmt) for k, v in item.items()) + "}"
 
 
 def _yaml_list(out: IO[str], key: str, items: Events, indent: str) -> int:

@@ -20,6 +20,8 @@ from kvmgen.formatting import count, plural
 PAGE_SHIFT = 12
 GFN_LIMIT = 1 << 40
 MAX_SLOT = 32767
+INFERRED = "inferred: missing before line {}"
+"""The note of a delete the log is missing, inferred before the call at that line."""
 FIRST_SIGHT = ("auto", "create", "flags")
 """How to read a size > 0 call on a slot id the log has not shown yet (docs/importers.md)."""
 
@@ -289,7 +291,7 @@ class MemslotTracker:
                 f"slot {slot} (as {a}) before line {rec.line}: its size changed "
                 f"({cur.pages:#x} -> {pages:#x} pages)"
             )
-            out = [self._ev("delete", a, slot, note=f"inferred: missing before line {rec.line}")]
+            out = [self._ev("delete", a, slot, note=INFERRED.format(rec.line))]
             del self.live[key]
         else:
             out = []
@@ -313,9 +315,7 @@ class MemslotTracker:
                     f"was created over it"
                 )
                 del self.live[(other_a, other_slot)]
-                yield self._ev(
-                    "delete", a, other_slot, note=f"inferred: missing before line {rec.line}"
-                )
+                yield self._ev("delete", a, other_slot, note=INFERRED.format(rec.line))
 
 
 def seconds(t_ns: int) -> float:
