@@ -25,13 +25,14 @@ from kvmgen.importers import line_kernels as lk
 from kvmgen.importers.emit import key_text, value_text
 from kvmgen.importers.memslots import INFERRED, MemslotTracker, RegionCall, seconds
 from kvmgen.importers.qemu import NAME, parse_line
+from kvmgen.importers.tracefs import PROBED
 
 _WORD_BYTES = "".join(lk.WORDS).encode()
 _WORD_SPANS = np.array(
     [(sum(len(w) for w in lk.WORDS[:k]), len(word)) for k, word in enumerate(lk.WORDS)],
     dtype=np.int64,
 )
-_OPS = ("create", "delete", "move", "flags")
+_OPS = ("create", "delete", "move", "flags", "access")
 _LIMIT = 1 << 62  # numbers the loops hold without overflow
 _LAST_SECOND = 1 << 32  # times below it print as their microseconds (line_kernels.write_events)
 _BLOCK = 1 << 15  # events written a block at a time
@@ -130,7 +131,7 @@ def _summarise(
     for space in (0, 1):
         if tally[lk.T_PER_AS + space]:
             summary.per_as[space] = int(tally[lk.T_PER_AS + space])
-    for op, name in enumerate(_OPS):
+    for op, name in enumerate(_OPS[: lk.OP_ACCESS]):  # the four update ops
         if tally[lk.T_PER_OP + op]:
             summary.per_op[name] = int(tally[lk.T_PER_OP + op])
     summary.updates = sum(summary.per_op.values())
@@ -171,46 +172,68 @@ class EventRows:
         return int(self.rows.shape[0])
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for op, space, slot, value, pages, flags, note_line, t_ns in self.rows.tolist():
-            event: dict[str, Any] = {"op": _OPS[op], "slot": slot}
-            if space:
-                event["as"] = space
-            if op == lk.OP_FLAGS:
-                event["flags"] = value
-            elif op == lk.OP_MOVE:
+        for row in self.rows.tolist():
+            op, space, slot, value, pages, flags, note_line, t_ns, src, repeat, vcpu, write = row
+            event: dict[str, Any] = {"op": _OPS[op]}
+            if op == lk.OP_ACCESS:
                 event["gfn"] = value
-            elif op == lk.OP_CREATE:
-                event.update(gfn=value, pages=pages, **({"flags": flags} if flags else {}))
-            if note_line:
-                event["note"] = INFERRED.format(note_line)
+                if vcpu:
+                    event["vcpu"] = vcpu
+                if write:
+                    event["kind"] = "write"
+            else:
+                event["slot"] = slot
+                if space:
+                    event["as"] = space
+                if src >= 0:
+                    event["note"] = PROBED.format(src)
+                if op == lk.OP_FLAGS and value >= 0:
+                    event["flags"] = value
+                elif op == lk.OP_MOVE:
+                    event["gfn"] = value
+                elif op == lk.OP_CREATE:
+                    event.update(gfn=value, pages=pages, **({"flags": flags} if flags else {}))
+                if note_line:
+                    event["note"] = INFERRED.format(note_line)
+                if repeat:
+                    event["repeat"] = repeat
             if t_ns >= 0:
                 event["t"] = seconds(t_ns)
             yield event
 
     def write_items(self, out: IO[str], fmt: str, lead: tuple[str, str, str]) -> int:
         """Write every event, led by ``lead[0]`` (the first) or ``lead[1]``, then ``lead[2]``."""
-        text, spans = _pieces(fmt, lead)
-        hex_keys = np.int64(_hex_keys(fmt))
-        buffer = np.zeros(_BLOCK * lk.LONGEST_EVENT, dtype=np.uint8)
-        # The text is ASCII: a text file's own byte stream takes it without two copies.
-        encoding = getattr(out, "encoding", None)
-        utf8 = isinstance(encoding, str) and codecs.lookup(encoding).name == "utf-8"
-        raw = getattr(out, "buffer", None) if utf8 else None
+        return write_rows(self.rows, lk.write_events, out, fmt, lead)
+
+
+def write_rows(
+    rows: NDArray[np.int64], writer: Any, out: IO[str], fmt: str, lead: tuple[str, str, str]
+) -> int:
+    """Write ``rows`` as text with the jitted ``writer``, a block at a time; their number.
+
+    ``writer`` is :func:`~kvmgen.importers.line_kernels.write_events` or
+    :func:`~kvmgen.importers.line_kernels.write_observations`.
+    """
+    text, spans = _pieces(fmt, lead)
+    hex_keys = np.int64(_hex_keys(fmt))
+    buffer = np.zeros(_BLOCK * lk.LONGEST_EVENT, dtype=np.uint8)
+    # The text is ASCII: a text file's own byte stream takes it without two copies.
+    encoding = getattr(out, "encoding", None)
+    utf8 = isinstance(encoding, str) and codecs.lookup(encoding).name == "utf-8"
+    raw = getattr(out, "buffer", None) if utf8 else None
+    if raw is not None:
+        out.flush()
+    total = int(rows.shape[0])
+    for start in range(0, total, _BLOCK):
+        stop = min(start + _BLOCK, total)
+        size = writer(rows, np.int64(start), np.int64(stop), text, spans, hex_keys, buffer)
         if raw is not None:
-            out.flush()
-        total = len(self)
-        for start in range(0, total, _BLOCK):
-            stop = min(start + _BLOCK, total)
-            size = lk.write_events(
-                self.rows, np.int64(start), np.int64(stop), text, spans, hex_keys, buffer
-            )
-            if raw is not None:
-                raw.write(buffer[:size].data)
-            else:
-                out.write(buffer[:size].tobytes().decode("ascii"))
-        if raw is not None:
-            raw.flush()
-        return total
+            raw.write(buffer[:size].data)
+        else:
+            out.write(buffer[:size].tobytes().decode("ascii"))
+    if raw is not None:
+        raw.flush()
+    return total
 
 
 def _pieces(fmt: str, lead: tuple[str, str, str]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
@@ -222,6 +245,8 @@ def _pieces(fmt: str, lead: tuple[str, str, str]) -> tuple[NDArray[np.uint8], ND
     hex_sample = value_text("gfn", 0xA, fmt)  # 0xa, "0xa", or 10 where hex is not used
     note_sample = value_text("note", INFERRED.format(7), fmt)
     note_at = note_sample.rindex("7")
+    src_sample = value_text("note", PROBED.format(7), fmt)
+    src_at = src_sample.rindex("7")
     pieces = {
         "lead_first": lead[0],
         "lead_rest": lead[1],
@@ -230,9 +255,16 @@ def _pieces(fmt: str, lead: tuple[str, str, str]) -> tuple[NDArray[np.uint8], ND
         "sep": ", ",
         "close": "}",
         **{name: key_text(name[4:], fmt) for name in lk.PIECES if name.startswith("key_")},
-        **{name: value_text("op", name[3:], fmt) for name in lk.PIECES if name.startswith("op_")},
+        **{
+            name: value_text(word, name[len(word) + 1 :], fmt)
+            for name in lk.PIECES
+            for word in ("op", "kind", "event", "outcome")
+            if name.startswith(word + "_")
+        },
         "note_head": note_sample[:note_at],
         "note_tail": note_sample[note_at + 1 :],
+        "src_head": src_sample[:src_at],
+        "src_tail": src_sample[src_at + 1 :],
         "hex_open": hex_sample.partition("a")[0],
         "hex_close": hex_sample.partition("a")[2],
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from kvmgen.errors import UsageError
 from kvmgen.importers.emit import Events, write_trace
@@ -19,6 +19,9 @@ from kvmgen.importers.memslots import MemslotTracker, header_for, import_calls
 from kvmgen.importers.qemu import read_log
 from kvmgen.importers.strace import choose_vm, read_strace, vm_log
 from kvmgen.trace.records import Trace
+
+if TYPE_CHECKING:
+    from kvmgen.importers.tracefs import ObservationRows
 
 BULK_MIN_BYTES = 4 << 20
 """From this size, a QEMU log given as bytes is read by the jitted loops of
@@ -32,7 +35,7 @@ class Imported:
 
     vm: dict[str, Any]
     events: list[dict[str, Any]] | Events  # big QEMU logs: rows that write themselves
-    observations: list[dict[str, Any]] | None
+    observations: list[dict[str, Any]] | ObservationRows | None  # rows: big kernel traces
     summary: list[str]
     source: str  # how the header comment names where it came from
     comments: list[str] = field(default_factory=list)
@@ -182,17 +185,23 @@ def from_tracefs(
         calls = vm_log(log, chosen)
         created = chosen.created_line is not None
         what += f" and the strace log {strace[0]} (VM {chosen.label})"
-    result = import_tracefs(
-        path,
-        list(lines_of(content)),
-        calls=calls,
-        offset_ns=offset_ns,
-        first_sight=first_sight,
-        zap_window_ns=DEFAULT_ZAP_WINDOW_NS if zap_window_ns is None else zap_window_ns,
-        zaps_enabled=zaps_enabled,
-        from_vm_start=from_vm_start,
-        vm_created=created,
-    )
+    result = None
+    if calls is None and isinstance(content, bytes) and len(content) >= BULK_MIN_BYTES:
+        from kvmgen.importers.bulk_trace import import_trace
+
+        result = import_trace(path, content, zaps_enabled=zaps_enabled, from_vm_start=from_vm_start)
+    if result is None:
+        result = import_tracefs(
+            path,
+            list(lines_of(content)),
+            calls=calls,
+            offset_ns=offset_ns,
+            first_sight=first_sight,
+            zap_window_ns=DEFAULT_ZAP_WINDOW_NS if zap_window_ns is None else zap_window_ns,
+            zaps_enabled=zaps_enabled,
+            from_vm_start=from_vm_start,
+            vm_created=created,
+        )
     if not result.summary.per_event and calls is None:
         raise UsageError(
             f"{path}: no trace events found (expected tracefs trace/trace_pipe text, "

@@ -83,12 +83,17 @@ E_PAGES = 4  # create
 E_FLAGS = 5  # create (written when not 0)
 E_NOTE_LINE = 6  # an inferred delete: "inferred: missing before line N"; else 0
 E_T_NS = 7  # -1: none
-N_ECOLS = 8
+E_SRC = 8  # a kvmgen probe marker's trace event: "event N of the probed trace"; -1: none
+E_REPEAT = 9  # 0: no repeat key
+E_VCPU = 10  # access (written when not 0)
+E_WRITE = 11  # access: 1 for kind write
+N_ECOLS = 12
 
 OP_CREATE = _I(0)
 OP_DELETE = _I(1)
 OP_MOVE = _I(2)
-OP_FLAGS = _I(3)
+OP_FLAGS = _I(3)  # E_VALUE -1: a toggle of bit 0, written without its flags
+OP_ACCESS = _I(4)  # E_VALUE: the gfn
 
 # ---- notes[note, N_*]: the facts the summary states, in the order they happened
 N_KIND = 0
@@ -137,16 +142,38 @@ N_STATE = 6
 PIECES = (
     "lead_first", "lead_rest", "tail", "open", "sep", "close",
     "key_op", "key_slot", "key_as", "key_gfn", "key_pages", "key_flags", "key_note", "key_t",
-    "op_create", "op_delete", "op_move", "op_flags",
-    "note_head", "note_tail", "hex_open", "hex_close",
+    "key_repeat", "key_vcpu", "key_kind",
+    "op_create", "op_delete", "op_move", "op_flags", "op_access",
+    "note_head", "note_tail", "src_head", "src_tail", "hex_open", "hex_close", "kind_write",
+    "key_update", "key_event", "key_valid_gen", "key_used_pages", "key_access", "key_outcome",
+    "key_kvm_gen", "key_spte_gen", "key_gen", "kind_zap", "kind_access",
+    "event_kvm_mmu_zap_all_fast", "event_kvm_mmu_invalidate_zap_all_pages",
+    "outcome_slow_path", "outcome_fast_path", "outcome_refault", "outcome_cache_hit",
 )  # fmt: skip
 (
     P_LEAD_FIRST, P_LEAD_REST, P_TAIL, P_OPEN, P_SEP, P_CLOSE,
     P_KEY_OP, P_KEY_SLOT, P_KEY_AS, P_KEY_GFN, P_KEY_PAGES, P_KEY_FLAGS, P_KEY_NOTE, P_KEY_T,
-    P_OP_CREATE, P_OP_DELETE, P_OP_MOVE, P_OP_FLAGS,
-    P_NOTE_HEAD, P_NOTE_TAIL, P_HEX_OPEN, P_HEX_CLOSE,
+    P_KEY_REPEAT, P_KEY_VCPU, P_KEY_KIND,
+    P_OP_CREATE, P_OP_DELETE, P_OP_MOVE, P_OP_FLAGS, P_OP_ACCESS,
+    P_NOTE_HEAD, P_NOTE_TAIL, P_SRC_HEAD, P_SRC_TAIL, P_HEX_OPEN, P_HEX_CLOSE, P_KIND_WRITE,
+    P_KEY_UPDATE, P_KEY_EVENT, P_KEY_VALID_GEN, P_KEY_USED_PAGES, P_KEY_ACCESS, P_KEY_OUTCOME,
+    P_KEY_KVM_GEN, P_KEY_SPTE_GEN, P_KEY_GEN, P_KIND_ZAP, P_KIND_ACCESS,
+    P_EVENT_ZAP_FAST, P_EVENT_ZAP_PAGES,
+    P_OUTCOME_SLOW_PATH, P_OUTCOME_FAST_PATH, P_OUTCOME_REFAULT, P_OUTCOME_CACHE_HIT,
 ) = map(_I, range(len(PIECES)))  # fmt: skip
-LONGEST_EVENT = 400  # bytes: the most one event's text can take with the longest pieces
+
+# ---- observations[obs, O_*]: what trace_kernels.walk makes, written by write_observations
+O_KIND = 0  # OBS_ZAP or OBS_ACCESS
+O_T_NS = 1
+O_A = 2  # zap: the update; access: the event index
+O_B = 3  # zap: 0 kvm_mmu_zap_all_fast, 1 kvm_mmu_invalidate_zap_all_pages; access: outcome
+O_C = 4  # zap: valid gen; access: kvm gen (-1: none)
+O_D = 5  # zap: used pages; access: spte gen (-1: none)
+O_E = 6  # access: the marked gen (-1: none)
+N_OCOLS = 7
+OBS_ZAP = _I(0)
+OBS_ACCESS = _I(1)  # O_B: an index into observed.ACCESS_OUTCOMES
+LONGEST_EVENT = 600  # bytes: the most one event's text can take with the longest pieces
 
 _NEWLINE = 10
 _SPACE = 32
@@ -410,6 +437,10 @@ def _event(events, tally, op, space, slot, value, pages, flags, note_line, t_ns)
     events[e, E_FLAGS] = flags
     events[e, E_NOTE_LINE] = note_line
     events[e, E_T_NS] = t_ns
+    events[e, E_SRC] = -1
+    events[e, E_REPEAT] = 0
+    events[e, E_VCPU] = 0
+    events[e, E_WRITE] = 0
     tally[T_EVENTS] = e + 1
     tally[T_PER_AS + space] += 1
     tally[T_PER_OP + op] += 1
@@ -648,13 +679,46 @@ def _put_field(out, o, text, spans, key, value, hex_keys):
     return _put_decimal(out, o, value)
 
 
+@kernel(**_INNER)
+def put_time(out, o, text, spans, t_ns):
+    """``, t: seconds``: a time in whole microseconds below 2^32 s (the caller checks).
+
+    Its shortest round-trip decimal, as Python's ``repr`` of ``round(t_ns / 1e9, 6)``
+    prints it, is its microseconds with trailing zeros dropped.
+    """
+    o = _put(out, o, text, spans, P_SEP)
+    o = _put(out, o, text, spans, P_KEY_T)
+    o = _put_decimal(out, o, t_ns // 1_000_000_000)
+    out[o] = _DOT
+    o += 1
+    micro = (t_ns % 1_000_000_000) // 1000
+    places = 6
+    while places > 1 and micro % 10 == 0:
+        micro //= 10
+        places -= 1
+    for k in range(places - 1, -1, -1):
+        out[o + k] = _ZERO + micro % 10
+        micro //= 10
+    return o + places
+
+
+@kernel(**_INNER)
+def _put_note(out, o, text, spans, head, number):
+    """``, note: <head>number<tail>`` (``head + 1`` is the tail's piece)."""
+    o = _put(out, o, text, spans, P_SEP)
+    o = _put(out, o, text, spans, P_KEY_NOTE)
+    o = _put(out, o, text, spans, head)
+    o = _put_decimal(out, o, number)
+    return _put(out, o, text, spans, head + 1)
+
+
 @kernel(**_OPT)
 def write_events(events, start, stop, text, spans, hex_keys, out):
     """Event rows ``[start, stop)`` as text into ``out``; the number of bytes written.
 
-    Times are whole microseconds below 2^32 s (the caller checks): their shortest
-    round-trip decimal, as Python's ``repr`` of ``round(t_ns / 1e9, 6)`` prints it,
-    is their microseconds with trailing zeros dropped.
+    Keys come in the order the Python importers put them: op, slot, as, a probe
+    marker's note, the op's values, an inferred delete's note, repeat, t; an access
+    is op, gfn, vcpu, kind, t. Times are as :func:`put_time` writes them.
     """
     o = _0
     for e in range(start, stop):
@@ -663,40 +727,74 @@ def write_events(events, start, stop, text, spans, hex_keys, out):
         op = events[e, E_OP]
         o = _put(out, o, text, spans, P_KEY_OP)
         o = _put(out, o, text, spans, P_OP_CREATE + op)
-        o = _put_field(out, o, text, spans, P_KEY_SLOT, events[e, E_SLOT], _0)
-        if events[e, E_AS] != 0:
-            o = _put_field(out, o, text, spans, P_KEY_AS, events[e, E_AS], _0)
-        if op == OP_FLAGS:
-            o = _put_field(out, o, text, spans, P_KEY_FLAGS, events[e, E_VALUE], _0)
-        elif op == OP_MOVE:
+        if op == OP_ACCESS:
             o = _put_field(out, o, text, spans, P_KEY_GFN, events[e, E_VALUE], hex_keys)
-        elif op == OP_CREATE:
-            o = _put_field(out, o, text, spans, P_KEY_GFN, events[e, E_VALUE], hex_keys)
-            o = _put_field(out, o, text, spans, P_KEY_PAGES, events[e, E_PAGES], hex_keys)
-            if events[e, E_FLAGS] != 0:
-                o = _put_field(out, o, text, spans, P_KEY_FLAGS, events[e, E_FLAGS], _0)
-        if events[e, E_NOTE_LINE] != 0:
+            if events[e, E_VCPU] != 0:
+                o = _put_field(out, o, text, spans, P_KEY_VCPU, events[e, E_VCPU], _0)
+            if events[e, E_WRITE] != 0:
+                o = _put(out, o, text, spans, P_SEP)
+                o = _put(out, o, text, spans, P_KEY_KIND)
+                o = _put(out, o, text, spans, P_KIND_WRITE)
+        else:
+            o = _put_field(out, o, text, spans, P_KEY_SLOT, events[e, E_SLOT], _0)
+            if events[e, E_AS] != 0:
+                o = _put_field(out, o, text, spans, P_KEY_AS, events[e, E_AS], _0)
+            if events[e, E_SRC] >= 0:
+                o = _put_note(out, o, text, spans, P_SRC_HEAD, events[e, E_SRC])
+            if op == OP_FLAGS:
+                if events[e, E_VALUE] >= 0:
+                    o = _put_field(out, o, text, spans, P_KEY_FLAGS, events[e, E_VALUE], _0)
+            elif op == OP_MOVE:
+                o = _put_field(out, o, text, spans, P_KEY_GFN, events[e, E_VALUE], hex_keys)
+            elif op == OP_CREATE:
+                o = _put_field(out, o, text, spans, P_KEY_GFN, events[e, E_VALUE], hex_keys)
+                o = _put_field(out, o, text, spans, P_KEY_PAGES, events[e, E_PAGES], hex_keys)
+                if events[e, E_FLAGS] != 0:
+                    o = _put_field(out, o, text, spans, P_KEY_FLAGS, events[e, E_FLAGS], _0)
+            if events[e, E_NOTE_LINE] != 0:
+                o = _put_note(out, o, text, spans, P_NOTE_HEAD, events[e, E_NOTE_LINE])
+            if events[e, E_REPEAT] != 0:
+                o = _put_field(out, o, text, spans, P_KEY_REPEAT, events[e, E_REPEAT], _0)
+        if events[e, E_T_NS] >= 0:
+            o = put_time(out, o, text, spans, events[e, E_T_NS])
+        o = _put(out, o, text, spans, P_CLOSE)
+        o = _put(out, o, text, spans, P_TAIL)
+    return o
+
+
+@kernel(**_OPT)
+def write_observations(obs, start, stop, text, spans, hex_keys, out):
+    """Observation rows ``[start, stop)`` (zaps and accesses) as text into ``out``; bytes written.
+
+    Keys in the order the Python importer puts them: kind, update, event, valid_gen,
+    used_pages, t for a zap; kind, access, outcome, kvm_gen, spte_gen, gen, t for an
+    access. ``start`` 0 leads with the first item's lead.
+    """
+    o = _0
+    for b in range(start, stop):
+        o = _put(out, o, text, spans, P_LEAD_FIRST if b == 0 else P_LEAD_REST)
+        o = _put(out, o, text, spans, P_OPEN)
+        o = _put(out, o, text, spans, P_KEY_KIND)
+        if obs[b, O_KIND] == OBS_ZAP:
+            o = _put(out, o, text, spans, P_KIND_ZAP)
+            o = _put_field(out, o, text, spans, P_KEY_UPDATE, obs[b, O_A], _0)
             o = _put(out, o, text, spans, P_SEP)
-            o = _put(out, o, text, spans, P_KEY_NOTE)
-            o = _put(out, o, text, spans, P_NOTE_HEAD)
-            o = _put_decimal(out, o, events[e, E_NOTE_LINE])
-            o = _put(out, o, text, spans, P_NOTE_TAIL)
-        t_ns = events[e, E_T_NS]
-        if t_ns >= 0:
+            o = _put(out, o, text, spans, P_KEY_EVENT)
+            o = _put(out, o, text, spans, P_EVENT_ZAP_FAST + obs[b, O_B])
+            o = _put_field(out, o, text, spans, P_KEY_VALID_GEN, obs[b, O_C], _0)
+            o = _put_field(out, o, text, spans, P_KEY_USED_PAGES, obs[b, O_D], hex_keys)
+        else:
+            o = _put(out, o, text, spans, P_KIND_ACCESS)
+            o = _put_field(out, o, text, spans, P_KEY_ACCESS, obs[b, O_A], _0)
             o = _put(out, o, text, spans, P_SEP)
-            o = _put(out, o, text, spans, P_KEY_T)
-            o = _put_decimal(out, o, t_ns // 1_000_000_000)
-            out[o] = _DOT
-            o += 1
-            micro = (t_ns % 1_000_000_000) // 1000
-            places = 6
-            while places > 1 and micro % 10 == 0:
-                micro //= 10
-                places -= 1
-            for k in range(places - 1, -1, -1):
-                out[o + k] = _ZERO + micro % 10
-                micro //= 10
-            o += places
+            o = _put(out, o, text, spans, P_KEY_OUTCOME)
+            o = _put(out, o, text, spans, P_OUTCOME_SLOW_PATH + obs[b, O_B])
+            if obs[b, O_C] >= 0:
+                o = _put_field(out, o, text, spans, P_KEY_KVM_GEN, obs[b, O_C], hex_keys)
+                o = _put_field(out, o, text, spans, P_KEY_SPTE_GEN, obs[b, O_D], hex_keys)
+            if obs[b, O_E] >= 0:
+                o = _put_field(out, o, text, spans, P_KEY_GEN, obs[b, O_E], hex_keys)
+        o = put_time(out, o, text, spans, obs[b, O_T_NS])
         o = _put(out, o, text, spans, P_CLOSE)
         o = _put(out, o, text, spans, P_TAIL)
     return o

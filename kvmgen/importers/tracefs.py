@@ -29,14 +29,17 @@ The attribution rules (which update a zap belongs to, clock alignment) are in
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any, Protocol
 
 from kvmgen.errors import TraceError
 from kvmgen.formatting import count, plural
 from kvmgen.importers import align
+from kvmgen.importers.emit import WritesItself
 from kvmgen.importers.memslots import (
     MemslotTracker,
     RegionCall,
@@ -81,7 +84,9 @@ KVMGEN_MARKER = "kvmgen:"
 # src: the index of the trace event a ``kvmgen probe TRACE`` update performs (a note).
 _UPDATE_KEYS = {"op", "as", "slot", "gfn", "pages", "flags", "src"}
 _OPS = ("create", "delete", "move", "flags")
+_NEEDS = {"create": {"gfn", "pages"}, "delete": set(), "move": {"gfn"}, "flags": set()}
 DEFAULT_ZAP_WINDOW_NS = 100_000_000
+PROBED = "event {} of the probed trace"  # the note of an update kvmgen probe made for an event
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,13 +262,27 @@ class TracefsSummary:
         return out
 
 
+class ObservationRows(Protocol):
+    """Observations kept as rows (:class:`kvmgen.importers.bulk_trace.Observations`)."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+    def __len__(self) -> int: ...
+    def write_items(self, out: IO[str], fmt: str, lead: tuple[str, str, str]) -> int:
+        """Write each observation as emit.write_trace asks (emit.WritesItself)."""
+
+
 @dataclass
 class ImportResult:
-    """The trace an import produced: header, events, observations, summary."""
+    """The trace an import produced: header, events, observations, summary.
+
+    A big capture's events and observations (the bulk import) are rows that iterate
+    as mappings and write their own text.
+    """
 
     vm: dict[str, Any]
-    events: list[dict[str, Any]]
-    observations: list[dict[str, Any]]
+    events: list[dict[str, Any]] | WritesItself
+    observations: list[dict[str, Any]] | ObservationRows
     summary: TracefsSummary
 
 
@@ -324,6 +343,8 @@ class _Importer:
             if match is None:
                 raise self.bad(tl, "kvm-mmu-valid-gen N used_pages N")
             base = 10 if tl.event == "kvm_mmu_zap_all_fast" else 16
+            if base == 10 and not match[1].isdigit():
+                raise self.bad(tl, "kvm-mmu-valid-gen N (decimal) used_pages N")
             self.zaps.append(
                 _Zap(
                     tl.t_ns,
@@ -405,7 +426,7 @@ class _Importer:
                     parsed[key] = int(value, 0)
                 else:
                     raise ValueError
-            if "op" not in parsed:
+            if "op" not in parsed or not _NEEDS[parsed["op"]] <= parsed.keys():
                 raise ValueError
             self.marker_ordinals.append(int(ordinal))
         except ValueError:
@@ -643,7 +664,7 @@ class _Importer:
         if a:
             ev["as"] = a
         if "src" in f:
-            ev["note"] = f"event {f['src']} of the probed trace"
+            ev["note"] = PROBED.format(f["src"])
         key = (a, slot)
         if op == "create":
             ev["gfn"], ev["pages"] = f["gfn"], f["pages"]
@@ -722,46 +743,80 @@ class _Importer:
 
     def capture_obs(self, total: int) -> dict[str, Any]:
         """What the capture covers: the updates traced completely, zap tracepoints on."""
-        cap: dict[str, Any] = {"kind": "capture"}
-        cap["source"] = self.capture.get("source", "tracefs import")
-        if "kernel" in self.capture:
-            cap["kernel"] = self.capture["kernel"]
-        first = last = None
+        covered = None
         if self.updates and self.first_t is not None and self.last_t is not None:
-            covered = [
+            ordinals = [
                 u.ordinal
                 for u in self.updates
                 if u.ordinal is not None
                 and self.first_t <= u.t_ns
                 and (u.t_ns <= self.last_t if u.post else u.t_ns < self.last_t)
             ]
-            if covered:
-                first, last = min(covered), max(covered)
-        if self.capture_end is not None and total:
-            last = total  # the end marker follows the last update: nothing after it is missing
-        if self.exact and total:
-            first, last = 1, total  # every call's ioctl is in the trace
-        elif self.capture.get("vm_start") == "1" and total and last is not None:
-            first = 1  # the capture began at VM creation, before the first update
-        if first is not None and last is not None and first <= last:
-            cap["first_update"], cap["last_update"] = first, last
-        enabled = self.capture.get("events", "")
-        zap_events = [e for e in ZAP_EVENTS if e in enabled.split(",") or self.summary.per_event[e]]
-        if zap_events:
-            cap["zap_events"] = zap_events
-        cap["from_vm_start"] = self.capture.get("vm_start") == "1"
-        cap["lost"] = self.summary.lost
-        return cap
+            if ordinals:
+                covered = (min(ordinals), max(ordinals))
+        return capture_observation(
+            self.capture,
+            covered,
+            total=total,
+            ended=self.capture_end is not None,
+            exact=self.exact,
+            per_event=self.summary.per_event,
+            lost=self.summary.lost,
+        )
 
     def header(self) -> dict[str, Any]:
-        vm: dict[str, Any] = {}
-        if "kernel" in self.capture:
-            vm["kernel"] = self.capture["kernel"]
-        if "nas" in self.capture:
-            vm["address_spaces"] = int(self.capture["nas"])
-        if self.tracker.decls:
-            vm["slots"] = self.tracker.decls
-        return vm
+        """The trace's ``vm`` header."""
+        return header_of(self.capture, self.tracker.decls)
+
+
+def capture_observation(
+    capture: dict[str, str],
+    covered: tuple[int, int] | None,
+    *,
+    total: int,
+    ended: bool,
+    exact: bool,
+    per_event: Counter[str],
+    lost: int,
+) -> dict[str, Any]:
+    """The capture observation: what the capture covers, which zap tracepoints were on.
+
+    ``capture``: the start marker's fields; ``covered``: the first and last ordinal of
+    the updates traced within the capture's time span; ``ended``: an end marker was seen;
+    ``exact``: every call's ioctl is in the trace.
+    """
+    cap: dict[str, Any] = {"kind": "capture"}
+    cap["source"] = capture.get("source", "tracefs import")
+    if "kernel" in capture:
+        cap["kernel"] = capture["kernel"]
+    first, last = covered if covered is not None else (None, None)
+    if ended and total:
+        last = total  # the end marker follows the last update: nothing after it is missing
+    if exact and total:
+        first, last = 1, total  # every call's ioctl is in the trace
+    elif capture.get("vm_start") == "1" and total and last is not None:
+        first = 1  # the capture began at VM creation, before the first update
+    if first is not None and last is not None and first <= last:
+        cap["first_update"], cap["last_update"] = first, last
+    enabled = capture.get("events", "")
+    zap_events = [e for e in ZAP_EVENTS if e in enabled.split(",") or per_event[e]]
+    if zap_events:
+        cap["zap_events"] = zap_events
+    cap["from_vm_start"] = capture.get("vm_start") == "1"
+    cap["lost"] = lost
+    return cap
+
+
+def header_of(capture: dict[str, str], decls: list[dict[str, int]]) -> dict[str, Any]:
+    """The trace's ``vm`` header: the capture's kernel and address spaces, declared slots."""
+    vm: dict[str, Any] = {}
+    if "kernel" in capture:
+        vm["kernel"] = capture["kernel"]
+    if "nas" in capture:
+        vm["address_spaces"] = int(capture["nas"])
+    if decls:
+        vm["slots"] = decls
+    return vm
 
 
 def import_tracefs(
@@ -796,23 +851,35 @@ def import_tracefs(
     if from_vm_start is not None:
         imp.capture["vm_start"] = "1" if from_vm_start else "0"
     result = imp.build()
+    finish_import(result, zaps_enabled=zaps_enabled, marker_ordinals=imp.marker_ordinals)
+    return result
+
+
+def finish_import(
+    result: ImportResult, *, zaps_enabled: bool, marker_ordinals: Sequence[int]
+) -> None:
+    """What every import adds last: zap events the caller knows were on, and missing markers.
+
+    ``marker_ordinals``: the ordinals of the kvmgen update markers, in line order.
+    """
     cap = result.observations[0]
     if zaps_enabled and "zap_events" not in cap:
         cap["zap_events"] = list(ZAP_EVENTS)
-    gaps = _marker_gaps(imp.marker_ordinals)
+    gaps = _marker_gaps(marker_ordinals)
     if gaps:
         result.summary.notes.append(
             f"kvmgen update markers are missing ({gaps}): updates were lost from the capture"
         )
-    return result
 
 
-def _marker_gaps(ordinals: list[int]) -> str:
+def _marker_gaps(ordinals: Sequence[int]) -> str:
     """A description of missing kvmgen update ordinals ('' when the run is complete)."""
-    if not ordinals:
+    if not len(ordinals):
         return ""
-    expected = range(ordinals[0], ordinals[0] + len(ordinals))
-    if ordinals == list(expected):
+    first, last = int(ordinals[0]), int(ordinals[-1])
+    if last - first + 1 == len(ordinals) and all(
+        int(b) - int(a) == 1 for a, b in itertools.pairwise(ordinals)
+    ):
         return ""
-    missing = (ordinals[-1] - ordinals[0] + 1) - len(ordinals)
-    return f"{missing} of {ordinals[-1] - ordinals[0] + 1} between {ordinals[0]} and {ordinals[-1]}"
+    missing = (last - first + 1) - len(ordinals)
+    return f"{missing} of {last - first + 1} between {first} and {last}"
