@@ -447,17 +447,23 @@ def _event(events, tally, op, space, slot, value, pages, flags, note_line, t_ns)
 
 
 @kernel(**_INNER)
+def append7(table, tally, at, v0, v1, v2, v3, v4, v5, v6):
+    """Append the row ``v0 .. v6`` to ``table``, whose row count is ``tally[at]``."""
+    m = tally[at]
+    table[m, 0] = v0
+    table[m, 1] = v1
+    table[m, 2] = v2
+    table[m, 3] = v3
+    table[m, 4] = v4
+    table[m, 5] = v5
+    table[m, 6] = v6
+    tally[at] = m + 1
+
+
+@kernel(**_INLINE)
 def _note(notes, tally, kind, line, space, slot, a, b, c):
-    """Append one summary fact."""
-    m = tally[T_NOTES]
-    notes[m, N_KIND] = kind
-    notes[m, N_LINE] = line
-    notes[m, N_AS] = space
-    notes[m, N_SLOT] = slot
-    notes[m, N_A] = a
-    notes[m, N_B] = b
-    notes[m, N_C] = c
-    tally[T_NOTES] = m + 1
+    """Append one summary fact (its columns are N_KIND .. N_C, in order)."""
+    append7(notes, tally, _I(T_NOTES), kind, line, space, slot, a, b, c)
 
 
 @kernel(**_OPT)

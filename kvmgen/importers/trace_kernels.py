@@ -717,17 +717,10 @@ def group_accesses(rows, tids, open_of, accesses, count):
 # ---- the timeline ------------------------------------------------------------------------
 
 
-@kernel(**_INNER)
+@kernel(**_INLINE)
 def _observe(obs, tally, kind, t_ns, a, b, c, d, e):
-    o = tally[Y_OBSERVATIONS]
-    obs[o, O_KIND] = kind
-    obs[o, O_T_NS] = t_ns
-    obs[o, O_A] = a
-    obs[o, O_B] = b
-    obs[o, O_C] = c
-    obs[o, O_D] = d
-    obs[o, O_E] = e
-    tally[Y_OBSERVATIONS] = o + 1
+    """Append one observation (its columns are O_KIND .. O_E, in order)."""
+    lk.append7(obs, tally, _I(Y_OBSERVATIONS), kind, t_ns, a, b, c, d, e)
 
 
 @kernel(**_INNER)
