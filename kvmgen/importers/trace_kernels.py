@@ -40,7 +40,7 @@ R_EVENT = 1  # an EVENTS index; N_EVENTS: another event (its name at R_F0:R_F1)
 R_T_NS = 2
 R_PID = 3
 R_TGID = 4  # -1: no tgid column, or dashes in it
-R_VCPU = 5  # the n of "CPU n/KVM" in the comm (n < 4096), else -1
+R_VCPU = 5  # MMU and MMIO lines: the n of "CPU n/KVM" in the comm (n < 4096), else -1
 R_START = 6  # the line's bytes [start, end)
 R_END = 7
 R_F0 = 8  # fields, by kind (below)
@@ -316,7 +316,6 @@ def _head(buf, i, stop, words, spans, rows, r):
     """
     while i < stop and _blank(buf[i]):
         i += 1
-    comm = i
     d = i
     while True:  # the comm is the shortest prefix followed by -pid, (tgid) and [cpu]
         while d < stop and buf[d] != _DASH:
@@ -329,7 +328,7 @@ def _head(buf, i, stop, words, spans, rows, r):
         if i >= 0:
             break
         d += 1
-    rows[r, R_VCPU] = _vcpu_named(buf, comm, d, words, spans)
+    rows[r, R_VCPU] = d  # the comm's end, for trace_lines (the vCPU is read from it)
     # flags: 4 or 5 characters other than blanks and ']', then blanks
     n = 0
     while i + n < stop and n < 6 and not _blank(buf[i + n]) and buf[i + n] != _RBRACKET:
@@ -616,6 +615,13 @@ def trace_lines(buf, words, spans, rows, counts):
             else:
                 kind = _payload(buf, p, end, words, spans, rows, r, rows[r, R_EVENT])
                 rows[r, R_KIND] = kind
+                vcpu = -1
+                if kind >= K_CHECK and kind <= K_MMIO:  # an access's line: its vCPU
+                    comm = i
+                    while _blank(buf[comm]):
+                        comm += 1
+                    vcpu = _vcpu_named(buf, comm, rows[r, R_VCPU], words, spans)
+                rows[r, R_VCPU] = vcpu
                 if kind != K_SLOW:
                     counts[C_PER_EVENT + rows[r, R_EVENT]] += 1
         r += 1
