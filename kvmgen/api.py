@@ -644,5 +644,5 @@ def probe_kernel(
             report("probing", done, total)
 
     options = ProbeOptions(full=full, tracefs=tracefs, trace=opened, accesses=accesses)
-    run, _lines = capture_run(options, step)
+    run = capture_run(options, step)
     return compare_probe(run)

@@ -44,7 +44,7 @@ from kvmgen.host.tracefs import (
     Capture,
     tracefs_mount,
 )
-from kvmgen.importers.imports import Imported, from_strace, from_tracefs
+from kvmgen.importers.imports import Imported, from_strace, from_tracefs, lines_of
 from kvmgen.importers.strace import SET_REGION, SET_REGION2
 from kvmgen.output import write_output
 from kvmgen.signals import interruption
@@ -262,7 +262,7 @@ def record(opts: RecordOptions) -> Recording:
         lost = 0
         lines: list[str] = []
         if capture is not None:
-            lines = capture.finish(f"seconds={seconds:.3f}")
+            lines = list(lines_of(capture.finish(f"seconds={seconds:.3f}")))
             lost = capture.lost_events()
         with open(log, encoding="utf-8", errors="replace") as handle:
             strace_lines = handle.read().splitlines()

@@ -116,12 +116,12 @@ def probe(
         opts = ProbeOptions(
             full=full, flags=flags, noops=noops, cycles=cycles, moves=moves, tracefs=tracefs
         )
-        run, _lines = capture_run(opts, _step(progress_for(quiet)))
+        run = capture_run(opts, _step(progress_for(quiet)))
         run = compare_probe(run)
     else:
         run = probe_kernel(trace, tracefs=tracefs, accesses=accesses, progress=progress_for(quiet))
     if raw:
-        write_output(raw, ("\n".join(run.raw_lines) + "\n").encode(), what="--raw")
+        write_output(raw, run.raw, what="--raw")
     with open_output(output, what="-o", text=True, inputs=[trace]) as out:
         out.write(run.text)
     if json_path:

@@ -141,7 +141,10 @@ class Capture:
         self.enabled: list[str] = []
         self.clock = "local"
         self._marker = -1
-        self._chunks: list[bytes] = []
+        # One growing buffer: a bytes object per read would each keep an mmap of its own
+        # (glibc shrinks a big read's buffer in place), and a --full probe reads some
+        # 65,000 times, which reaches vm.max_map_count.
+        self._text = bytearray()
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -206,11 +209,11 @@ class Capture:
                 ready, _, _ = select.select([fd], [], [], 0.1)
                 if ready:
                     try:
-                        chunk = os.read(fd, 1 << 20)
+                        chunk = os.read(fd, 1 << 16)
                     except BlockingIOError:
                         chunk = b""
                     if chunk:
-                        self._chunks.append(chunk)
+                        self._text += chunk
                         tail = (tail + chunk)[-256:]
                         if END_MARKER.encode() in tail:
                             return
@@ -223,8 +226,8 @@ class Capture:
             os.close(fd)
             self._done.set()
 
-    def finish(self, end_text: str, timeout: float = 30.0) -> list[str]:
-        """Write the end marker, wait until the reader has seen it, return every line."""
+    def finish(self, end_text: str, timeout: float = 30.0) -> bytes:
+        """Write the end marker, wait until the reader has seen it, return the text read."""
         self.mark(f"{END_MARKER} {end_text}".rstrip())
         deadline = time.monotonic() + timeout
         while not self._done.wait(0.1):
@@ -234,7 +237,7 @@ class Capture:
                 break
         if self._error is not None:
             raise self._error
-        return b"".join(self._chunks).decode("utf-8", errors="replace").splitlines()
+        return bytes(self._text)
 
     def lost_events(self) -> int:
         """Events the instance's ring buffer overwrote or dropped, over all CPUs."""

@@ -15,13 +15,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 from kvmgen.errors import UsageError
 from kvmgen.importers.emit import Events, write_trace
-from kvmgen.importers.memslots import MemslotTracker, header_for, import_calls
+from kvmgen.importers.memslots import MemslotTracker, RegionLog, header_for, import_calls
 from kvmgen.importers.qemu import read_log
 from kvmgen.importers.strace import choose_vm, read_strace, vm_log
 from kvmgen.trace.records import Trace
 
 if TYPE_CHECKING:
-    from kvmgen.importers.tracefs import ObservationRows
+    from kvmgen.importers.tracefs import ImportResult, ObservationRows
 
 BULK_MIN_BYTES = 4 << 20
 """From this size, a QEMU log given as bytes is read by the jitted loops of
@@ -169,8 +169,6 @@ def from_tracefs(
 
     ``qemu`` or ``strace`` is ``(name, lines)`` of the log that gives the updates.
     """
-    from kvmgen.importers.tracefs import DEFAULT_ZAP_WINDOW_NS, import_tracefs
-
     if qemu is not None and strace is not None:
         raise UsageError("give --qemu LOG or --strace LOG, not both")
     calls = None
@@ -185,23 +183,17 @@ def from_tracefs(
         calls = vm_log(log, chosen)
         created = chosen.created_line is not None
         what += f" and the strace log {strace[0]} (VM {chosen.label})"
-    result = None
-    if calls is None and isinstance(content, bytes) and len(content) >= BULK_MIN_BYTES:
-        from kvmgen.importers.bulk_trace import import_trace
-
-        result = import_trace(path, content, zaps_enabled=zaps_enabled, from_vm_start=from_vm_start)
-    if result is None:
-        result = import_tracefs(
-            path,
-            list(lines_of(content)),
-            calls=calls,
-            offset_ns=offset_ns,
-            first_sight=first_sight,
-            zap_window_ns=DEFAULT_ZAP_WINDOW_NS if zap_window_ns is None else zap_window_ns,
-            zaps_enabled=zaps_enabled,
-            from_vm_start=from_vm_start,
-            vm_created=created,
-        )
+    result = import_capture(
+        path,
+        content,
+        calls=calls,
+        offset_ns=offset_ns,
+        first_sight=first_sight,
+        zap_window_ns=zap_window_ns,
+        zaps_enabled=zaps_enabled,
+        from_vm_start=from_vm_start,
+        vm_created=created,
+    )
     if not result.summary.per_event and calls is None:
         raise UsageError(
             f"{path}: no trace events found (expected tracefs trace/trace_pipe text, "
@@ -219,3 +211,41 @@ def from_tracefs(
             "applies (give --address-spaces N; strace logs, kvmgen record and probe know it)"
         )
     return Imported(result.vm, result.events, result.observations, summary, source or what)
+
+
+def import_capture(
+    path: str,
+    content: bytes | Sequence[str],
+    *,
+    calls: RegionLog | None = None,
+    offset_ns: int | None = None,
+    first_sight: str = "auto",
+    zap_window_ns: int | None = None,
+    zaps_enabled: bool = False,
+    from_vm_start: bool | None = None,
+    vm_created: bool = False,
+) -> ImportResult:
+    """Kernel trace text as events and observations (:func:`tracefs.import_tracefs`).
+
+    A capture of :data:`BULK_MIN_BYTES` or more, given as bytes with no log merged in,
+    goes through the jitted loops of :mod:`kvmgen.importers.bulk_trace` (same result).
+    """
+    from kvmgen.importers.tracefs import DEFAULT_ZAP_WINDOW_NS, import_tracefs
+
+    if calls is None and isinstance(content, bytes) and len(content) >= BULK_MIN_BYTES:
+        from kvmgen.importers.bulk_trace import import_trace
+
+        result = import_trace(path, content, zaps_enabled=zaps_enabled, from_vm_start=from_vm_start)
+        if result is not None:
+            return result
+    return import_tracefs(
+        path,
+        list(lines_of(content)),
+        calls=calls,
+        offset_ns=offset_ns,
+        first_sight=first_sight,
+        zap_window_ns=DEFAULT_ZAP_WINDOW_NS if zap_window_ns is None else zap_window_ns,
+        zaps_enabled=zaps_enabled,
+        from_vm_start=from_vm_start,
+        vm_created=vm_created,
+    )

@@ -35,7 +35,8 @@ from kvmgen.host.tracefs import (
     tracefs_supported,
 )
 from kvmgen.importers.emit import write_trace
-from kvmgen.importers.tracefs import ImportResult, import_tracefs, update_marker
+from kvmgen.importers.imports import import_capture
+from kvmgen.importers.tracefs import ImportResult, update_marker
 from kvmgen.probe.compare import RunComparison
 from kvmgen.probe.plan import (
     BASE_GPA,
@@ -107,7 +108,7 @@ class ProbeRun:
     steps: int = 0  # the steps made
     account: list[str] = field(default_factory=list)  # a trace's: what was checked live
     source: str | None = None  # the trace performed, if not the built-in workload
-    raw_lines: list[str] = field(default_factory=list, repr=False)  # the tracefs capture
+    raw: bytes = field(default=b"", repr=False)  # the tracefs capture's text
 
     @property
     def failed(self) -> bool:
@@ -214,8 +215,8 @@ def _backing(pages: int) -> HostMemory:
         ) from None
 
 
-def capture_run(opts: ProbeOptions, progress: Progress | None = None) -> tuple[ProbeRun, list[str]]:
-    """Run the plan on the real kernel; return the run (not yet compared) and the raw lines.
+def capture_run(opts: ProbeOptions, progress: Progress | None = None) -> ProbeRun:
+    """Run the plan on the real kernel; return the run (not yet compared), raw capture in it.
 
     Ctrl-C or SIGTERM stops between two updates; the run then holds what was
     performed and ``interrupted`` says so.
@@ -229,9 +230,7 @@ def capture_run(opts: ProbeOptions, progress: Progress | None = None) -> tuple[P
         return _capture(opts, root, progress)
 
 
-def _capture(
-    opts: ProbeOptions, root: str, progress: Progress | None
-) -> tuple[ProbeRun, list[str]]:
+def _capture(opts: ProbeOptions, root: str, progress: Progress | None) -> ProbeRun:
     kernel = platform.release()
     params = module_parameters()
     try:
@@ -283,7 +282,7 @@ def _capture(
             seconds = time.perf_counter() - start
             if progress is not None:
                 progress(total, total)  # done (or stopped): the bar goes
-            lines = capture.finish(f"updates={count}" + (" interrupted=1" if interrupted else ""))
+            text = capture.finish(f"updates={count}" + (" interrupted=1" if interrupted else ""))
             lost = capture.lost_events()
             enabled, clock = list(capture.enabled), capture.clock
     finally:
@@ -291,7 +290,7 @@ def _capture(
             guest.close()
         vm.close()
         kvm.close()
-    imported = import_tracefs("<probe capture>", lines)
+    imported = import_capture("<probe capture>", text)
     if lost:
         imported.observations[0]["lost"] = max(lost, imported.observations[0].get("lost", 0))
     buffer = io.StringIO()
@@ -329,9 +328,9 @@ def _capture(
         steps=done,
         account=trace_plan.account() if trace_plan is not None else [],
         source=opts.trace.path if opts.trace is not None else None,
-        raw_lines=lines,
+        raw=text,
     )
-    return run, lines
+    return run
 
 
 def _perform(
@@ -393,5 +392,5 @@ def compare_probe(run: ProbeRun) -> ProbeRun:
 
 def run_probe(opts: ProbeOptions) -> ProbeRun:
     """Capture on the real kernel, then compare with the model."""
-    run, _lines = capture_run(opts)
+    run = capture_run(opts)
     return compare_probe(run)
