@@ -172,31 +172,30 @@ class EventRows:
         return int(self.rows.shape[0])
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for row in self.rows.tolist():
-            op, space, slot, value, pages, flags, note_line, t_ns, src, repeat, vcpu, write = row
+        for op, space, slot, value, pages, flags, note, t_ns in self.rows.tolist():
             event: dict[str, Any] = {"op": _OPS[op]}
             if op == lk.OP_ACCESS:
                 event["gfn"] = value
-                if vcpu:
-                    event["vcpu"] = vcpu
-                if write:
+                if slot:  # E_VCPU
+                    event["vcpu"] = slot
+                if flags:  # E_WRITE
                     event["kind"] = "write"
             else:
                 event["slot"] = slot
                 if space:
                     event["as"] = space
-                if src >= 0:
-                    event["note"] = PROBED.format(src)
+                if note < 0:
+                    event["note"] = PROBED.format(-1 - note)
                 if op == lk.OP_FLAGS and value >= 0:
                     event["flags"] = value
                 elif op == lk.OP_MOVE:
                     event["gfn"] = value
                 elif op == lk.OP_CREATE:
                     event.update(gfn=value, pages=pages, **({"flags": flags} if flags else {}))
-                if note_line:
-                    event["note"] = INFERRED.format(note_line)
-                if repeat:
-                    event["repeat"] = repeat
+                if note > 0:
+                    event["note"] = INFERRED.format(note)
+                if op == lk.OP_FLAGS and pages:  # E_REPEAT
+                    event["repeat"] = pages
             if t_ns >= 0:
                 event["t"] = seconds(t_ns)
             yield event

@@ -74,20 +74,22 @@ W_NAME, W_ADDRSPACE, W_SLOT, W_FLAGS, W_GPA, W_SIZE, W_UA, W_MEMFD, W_MEMFD_OFF,
     _I, range(len(WORDS))
 )
 
-# ---- events[event, E_*]: what apply_calls makes
-E_OP = 0  # an Op code: create 0, delete 1, move 2, flags 3
+# ---- events[event, E_*]: what apply_calls (and trace_kernels.walk) make; a column's
+# meaning depends on the op, which keeps the table 8 columns wide (a million events
+# is 64 MB of it)
+E_OP = 0  # an Op code: create 0, delete 1, move 2, flags 3, access 4
 E_AS = 1
-E_SLOT = 2
-E_VALUE = 3  # flags: the flags; move, create: the gfn
-E_PAGES = 4  # create
-E_FLAGS = 5  # create (written when not 0)
-E_NOTE_LINE = 6  # an inferred delete: "inferred: missing before line N"; else 0
+E_SLOT = 2  # access: the vCPU (written when not 0)
+E_VALUE = 3  # flags: the flags (-1: a toggle, written without them); the rest: the gfn
+E_PAGES = 4  # create: the pages; flags: repeat (0: no repeat key)
+E_FLAGS = 5  # create: the flags (written when not 0); access: 1 for kind write
+E_NOTE = 6  # > 0: an inferred delete, "inferred: missing before line N";
+# < 0: a kvmgen probe marker, "event -1 - N of the probed trace"; 0: no note
 E_T_NS = 7  # -1: none
-E_SRC = 8  # a kvmgen probe marker's trace event: "event N of the probed trace"; -1: none
-E_REPEAT = 9  # 0: no repeat key
-E_VCPU = 10  # access (written when not 0)
-E_WRITE = 11  # access: 1 for kind write
-N_ECOLS = 12
+N_ECOLS = 8
+E_VCPU = E_SLOT  # of an access
+E_WRITE = E_FLAGS  # of an access
+E_REPEAT = E_PAGES  # of a flags event
 
 OP_CREATE = _I(0)
 OP_DELETE = _I(1)
@@ -435,12 +437,8 @@ def _event(events, tally, op, space, slot, value, pages, flags, note_line, t_ns)
     events[e, E_VALUE] = value
     events[e, E_PAGES] = pages
     events[e, E_FLAGS] = flags
-    events[e, E_NOTE_LINE] = note_line
+    events[e, E_NOTE] = note_line
     events[e, E_T_NS] = t_ns
-    events[e, E_SRC] = -1
-    events[e, E_REPEAT] = 0
-    events[e, E_VCPU] = 0
-    events[e, E_WRITE] = 0
     tally[T_EVENTS] = e + 1
     tally[T_PER_AS + space] += 1
     tally[T_PER_OP + op] += 1
@@ -745,8 +743,8 @@ def write_events(events, start, stop, text, spans, hex_keys, out):
             o = _put_field(out, o, text, spans, P_KEY_SLOT, events[e, E_SLOT], _0)
             if events[e, E_AS] != 0:
                 o = _put_field(out, o, text, spans, P_KEY_AS, events[e, E_AS], _0)
-            if events[e, E_SRC] >= 0:
-                o = _put_note(out, o, text, spans, P_SRC_HEAD, events[e, E_SRC])
+            if events[e, E_NOTE] < 0:
+                o = _put_note(out, o, text, spans, P_SRC_HEAD, -1 - events[e, E_NOTE])
             if op == OP_FLAGS:
                 if events[e, E_VALUE] >= 0:
                     o = _put_field(out, o, text, spans, P_KEY_FLAGS, events[e, E_VALUE], _0)
@@ -757,9 +755,9 @@ def write_events(events, start, stop, text, spans, hex_keys, out):
                 o = _put_field(out, o, text, spans, P_KEY_PAGES, events[e, E_PAGES], hex_keys)
                 if events[e, E_FLAGS] != 0:
                     o = _put_field(out, o, text, spans, P_KEY_FLAGS, events[e, E_FLAGS], _0)
-            if events[e, E_NOTE_LINE] != 0:
-                o = _put_note(out, o, text, spans, P_NOTE_HEAD, events[e, E_NOTE_LINE])
-            if events[e, E_REPEAT] != 0:
+            if events[e, E_NOTE] > 0:
+                o = _put_note(out, o, text, spans, P_NOTE_HEAD, events[e, E_NOTE])
+            if op == OP_FLAGS and events[e, E_REPEAT] != 0:
                 o = _put_field(out, o, text, spans, P_KEY_REPEAT, events[e, E_REPEAT], _0)
         if events[e, E_T_NS] >= 0:
             o = put_time(out, o, text, spans, events[e, E_T_NS])

@@ -737,7 +737,6 @@ def _new_event(events, tally):
     for c in range(lk.N_ECOLS):
         events[e, c] = 0
     events[e, lk.E_T_NS] = -1
-    events[e, lk.E_SRC] = -1
     return e
 
 
@@ -779,7 +778,8 @@ def _emit_update(rows, r, key, flags_now, events, tally):
     events[e, lk.E_AS] = space
     events[e, lk.E_SLOT] = slot
     events[e, lk.E_VALUE] = value
-    events[e, lk.E_SRC] = src
+    if src >= 0:
+        events[e, lk.E_NOTE] = -1 - src
     if op == lk.OP_CREATE:
         events[e, lk.E_PAGES] = rows[r, U_PAGES]
         events[e, lk.E_FLAGS] = flags

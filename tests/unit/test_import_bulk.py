@@ -159,11 +159,16 @@ def test_write_events_text_table_fits_the_longest_event() -> None:
 
     big, t_ns = (1 << 62) - 1, ((1 << 32) - 1) * 10**9
     event = np.zeros((1, lk.N_ECOLS), dtype=np.int64)
-    event[0] = [lk.OP_CREATE, 1, 32767, big, big, big, big, t_ns, big, big, 0, 0]
+    event[0] = [lk.OP_CREATE, 1, 32767, big, big, big, big, t_ns]
+    toggles = np.array([[lk.OP_FLAGS, 1, 32767, -1, big, 0, -big, t_ns]], dtype=np.int64)
     observation = np.array([[lk.OBS_ACCESS, t_ns, big, 3, big, big, big]], dtype=np.int64)
     for fmt in FORMATS:
         text, spans = bulk._pieces(fmt, ("x" * 40, "x" * 40, "x" * 40))
         buffer = np.zeros(lk.LONGEST_EVENT * 2, dtype=np.uint8)
-        for rows, writer in ((event, lk.write_events), (observation, lk.write_observations)):
+        for rows, writer in (
+            (event, lk.write_events),
+            (toggles, lk.write_events),
+            (observation, lk.write_observations),
+        ):
             size = writer(rows, np.int64(0), np.int64(1), text, spans, np.int64(1), buffer)
             assert size <= lk.LONGEST_EVENT, (fmt, writer)
