@@ -189,6 +189,7 @@ _COLON = 58
 
 _0 = _I(0)
 _1 = _I(1)
+GIVE_UP = -2  # a reader's offset: the text may be right, but the loop cannot vouch for it
 
 _OPT = {"error_model": "numpy", "no_cfunc_wrapper": True}  # called from Python only
 _INNER = {"error_model": "numpy", "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
@@ -232,8 +233,13 @@ def _decimal(buf, i, stop, negative_ok):
 
 
 @kernel(**_INNER)
-def _hex(buf, i, stop):
-    """``[0-9a-fA-F]+`` of at most 15 digits at ``i``: (offset past it, value); -1: none."""
+def hex_number(buf, i, stop, upper_ok, keep):
+    """Hex digits at ``i`` (``upper_ok``: A-F too): (offset past them, value).
+
+    The offset is -1 where no digit stands, GIVE_UP where ``keep`` asks for the value
+    and it has over 15 digits (the loops' numbers stay below 2^60); without ``keep``
+    any number of digits is skipped.
+    """
     value = 0
     digits = 0
     while i < stop:
@@ -242,14 +248,15 @@ def _hex(buf, i, stop):
             d = c - _ZERO
         elif 97 <= c <= 102:
             d = c - 87
-        elif 65 <= c <= 70:
+        elif upper_ok != 0 and 65 <= c <= 70:
             d = c - 55
         else:
             break
-        if digits == 15:
-            return -1, 0
-        value = value * 16 + d
         digits += 1
+        if keep != 0:
+            if digits > 15:
+                return GIVE_UP, 0
+            value = value * 16 + d
         i += 1
     if digits == 0:
         return -1, 0
@@ -318,7 +325,7 @@ def _call(buf, i, stop, words, spans, rows, r):
         i = _word(buf, i, stop, words, spans, W_FLAGS + step)
         if i < 0:
             return -1
-        i, value = _hex(buf, i, stop)
+        i, value = hex_number(buf, i, stop, _1, _1)
         if i < 0:
             return -1
         if step < 3:
@@ -332,7 +339,7 @@ def _call(buf, i, stop, words, spans, rows, r):
         i = _word(buf, i, stop, words, spans, W_MEMFD_OFF)
         if i < 0:
             return -1
-        i, _offset = _hex(buf, i, stop)
+        i, _offset = hex_number(buf, i, stop, _1, _1)
         if i < 0:
             return -1
         rows[r, Q_MEMFD] = 1

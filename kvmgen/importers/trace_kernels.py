@@ -27,7 +27,15 @@ from __future__ import annotations
 import numpy as np
 
 from kvmgen.importers import line_kernels as lk
-from kvmgen.importers.line_kernels import _INLINE, _INNER, _OPT, _decimal, _word
+from kvmgen.importers.line_kernels import (
+    _INLINE,
+    _INNER,
+    _OPT,
+    GIVE_UP,
+    _decimal,
+    _word,
+    hex_number,
+)
 from kvmgen.jit import kernel
 
 _I = np.int64
@@ -201,8 +209,6 @@ BYTE_CLASS = np.array(
     ],
     dtype=np.uint8,
 )  # fmt: skip
-_GIVE_UP = -2  # the loop cannot vouch for its reading: the line goes to Python
-_LIMIT = 15  # hex digits a value may have (< 2^60)
 
 
 @kernel(**_INLINE)
@@ -215,43 +221,25 @@ def _word_char(c):
     return (_ZERO <= c <= _NINE) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95
 
 
-@kernel(**_INNER)
+@kernel(**_INLINE)
 def _lhex(buf, i, stop, keep):
-    """``[0-9a-f]+`` at ``i``: (offset past it, value); -1: none; _GIVE_UP: kept and too long."""
-    value = 0
-    digits = 0
-    while i < stop:
-        c = buf[i]
-        if _ZERO <= c <= _NINE:
-            d = c - _ZERO
-        elif 97 <= c <= 102:
-            d = c - 87
-        else:
-            break
-        digits += 1
-        if keep != 0:
-            if digits > _LIMIT:
-                return _GIVE_UP, 0
-            value = value * 16 + d
-        i += 1
-    if digits == 0:
-        return -1, 0
-    return i, value
+    """``[0-9a-f]+`` at ``i``, as the kernel's formats print it (line_kernels.hex_number)."""
+    return hex_number(buf, i, stop, _0, keep)
 
 
 @kernel(**_INNER)
 def _digits(buf, i, stop):
-    """``[0-9]+`` at ``i``: (offset past it, value); -1: none; _GIVE_UP: over 18 digits."""
+    """``[0-9]+`` at ``i``: (offset past it, value); -1: none; GIVE_UP: over 18 digits."""
     j, value = _decimal(buf, i, stop, _0)
     if j < 0 and i < stop and _ZERO <= buf[i] <= _NINE:
-        return _GIVE_UP, 0
+        return GIVE_UP, 0
     return j, value
 
 
 @kernel(**_INNER)
 def _columns(buf, d, stop, rows, r):
     """The pid, tgid and cpu columns from the ``-`` at ``d``: the offset past them (and the
-    blanks after), -1 if they do not stand there, _GIVE_UP for a number too long."""
+    blanks after), -1 if they do not stand there, GIVE_UP for a number too long."""
     i, pid = _digits(buf, d + 1, stop)
     if i < 0:
         return i
@@ -323,7 +311,7 @@ def _head(buf, i, stop, words, spans, rows, r):
         if d >= stop:
             return -1
         i = _columns(buf, d, stop, rows, r)
-        if i == _GIVE_UP:
+        if i == GIVE_UP:
             return -1
         if i >= 0:
             break
