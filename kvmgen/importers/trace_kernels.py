@@ -447,116 +447,85 @@ def _update(buf, i, stop, words, spans, rows, r):
     return True
 
 
+# ---- payload shapes: the prefix each event's TP_printk gives (tracefs' regexes, matched
+# from the payload's start), as steps (S_*, argument) that _payload follows
+S_END = 0
+S_WORD = 1  # a WORDS entry
+S_HEX = 2  # lower-case hex digits into field argument (-1: skipped, any length)
+S_DEC = 3  # decimal digits into field argument (-1: skipped)
+S_NONBLANK = 4  # one or more characters other than blanks
+S_BIT = 5  # 0 or 1 into field argument
+S_CHOICE = 6  # the first of three WORDS from argument that stands here: its index into F0
+_SHAPES = {
+    EV_ZAP_FAST: [(S_WORD, W_VALID_GEN), (S_DEC, 0), (S_WORD, W_USED_PAGES), (S_HEX, 1)],
+    EV_ZAP_PAGES: [(S_WORD, W_VALID_GEN), (S_HEX, 0), (S_WORD, W_USED_PAGES), (S_HEX, 1)],
+    EV_CHECK: [
+        (S_WORD, W_SPTE), (S_HEX, -1), (S_WORD, W_KVM_GEN), (S_HEX, 0),
+        (S_WORD, W_SPTE_GEN), (S_HEX, 1), (S_WORD, W_VALID), (S_BIT, 2),
+    ],
+    EV_MARK: [
+        (S_WORD, W_SPTEP), (S_NONBLANK, 0), (S_WORD, W_SP_GFN), (S_HEX, 0),
+        (S_WORD, W_SP_ACCESS), (S_HEX, -1), (S_WORD, W_SP_GEN), (S_HEX, 1),
+    ],
+    EV_HANDLE: [
+        (S_WORD, W_ADDR), (S_HEX, -1), (S_WORD, W_SP_GFN), (S_HEX, 0),
+        (S_WORD, W_SP_ACCESS), (S_HEX, -1),
+    ],
+    EV_MMIO: [
+        (S_WORD, W_MMIO), (S_CHOICE, W_UNSATISFIED), (S_WORD, W_LEN), (S_DEC, -1),
+        (S_WORD, W_GPA), (S_HEX, 1), (S_WORD, W_VAL), (S_HEX, -1),
+    ],
+}  # fmt: skip
+SHAPES = np.zeros((N_EVENTS, 9, 2), dtype=np.int64)  # a global: numba freezes it
+for _event, _steps in _SHAPES.items():
+    SHAPES[_event, : len(_steps)] = _steps
+# The kind of row each event's line becomes.
+KIND_OF = np.array([K_ZAP, K_ZAP, K_UPDATE, K_CHECK, K_MARK, K_HANDLE, K_MMIO], dtype=np.int64)
+
+
 @kernel(**_INNER)
 def _payload(buf, i, stop, words, spans, rows, r, event):
     """Read the payload of a known event into ``rows[r]``: its K_* kind, or K_SLOW."""
     if event == EV_MARKER:
         return K_UPDATE if _update(buf, i, stop, words, spans, rows, r) else K_SLOW
-    f = R_F0
-    if event == EV_ZAP_FAST or event == EV_ZAP_PAGES:
-        i = _word(buf, i, stop, words, spans, W_VALID_GEN)
-        if i < 0:
-            return K_SLOW
-        if event == EV_ZAP_FAST:  # printed in decimal
-            j, gen = _decimal(buf, i, stop, _0)
-        else:
-            j, gen = _lhex(buf, i, stop, _1)
-        if j < 0:
-            return K_SLOW
-        i = _word(buf, j, stop, words, spans, W_USED_PAGES)
-        if i < 0:
-            return K_SLOW
-        i, pages = _lhex(buf, i, stop, _1)
-        if i < 0:
-            return K_SLOW
-        rows[r, f] = gen
-        rows[r, f + 1] = pages
-        return K_ZAP
-    if event == EV_CHECK:
-        i = _word(buf, i, stop, words, spans, W_SPTE)
-        if i >= 0:
-            i, _spte = _lhex(buf, i, stop, _0)
-        for k in range(3):
-            if i < 0:
-                return K_SLOW
-            i = _word(buf, i, stop, words, spans, W_KVM_GEN + k)
-            if i < 0:
-                return K_SLOW
-            if k < 2:
-                i, gen = _lhex(buf, i, stop, _1)
-                rows[r, f + k] = gen
-        if i >= stop or (buf[i] != _ZERO and buf[i] != _ZERO + 1):
-            return K_SLOW
-        rows[r, f + 2] = buf[i] - _ZERO
-        return K_CHECK
-    if event == EV_MARK:
-        i = _word(buf, i, stop, words, spans, W_SPTEP)
-        if i < 0 or i >= stop or _blank(buf[i]):
-            return K_SLOW
-        while i < stop and not _blank(buf[i]):
-            i += 1
-        i = _word(buf, i, stop, words, spans, W_SP_GFN)
-        if i < 0:
-            return K_SLOW
-        i, gfn = _lhex(buf, i, stop, _1)
-        if i >= 0:
-            i = _word(buf, i, stop, words, spans, W_SP_ACCESS)
-        if i >= 0:
-            i, _access = _lhex(buf, i, stop, _0)
-        if i >= 0:
-            i = _word(buf, i, stop, words, spans, W_SP_GEN)
-        if i >= 0:
-            i, gen = _lhex(buf, i, stop, _1)
-        if i < 0:
-            return K_SLOW
-        rows[r, f] = gfn
-        rows[r, f + 1] = gen
-        return K_MARK
-    if event == EV_HANDLE:
-        i = _word(buf, i, stop, words, spans, W_ADDR)
-        if i >= 0:
-            i, _addr = _lhex(buf, i, stop, _0)
-        if i >= 0:
-            i = _word(buf, i, stop, words, spans, W_SP_GFN)
-        if i >= 0:
-            i, gfn = _lhex(buf, i, stop, _1)
-        if i >= 0:
-            i = _word(buf, i, stop, words, spans, W_SP_ACCESS)
-        if i >= 0:
-            i, _access = _lhex(buf, i, stop, _0)
-        if i < 0:
-            return K_SLOW
-        rows[r, f] = gfn
-        return K_HANDLE
-    # kvm_mmio
-    i = _word(buf, i, stop, words, spans, W_MMIO)
-    if i < 0:
-        return K_SLOW
-    kind = -1
-    for k in range(3):
-        j = _word(buf, i, stop, words, spans, W_UNSATISFIED + k)
-        if j >= 0:
-            kind = k
-            i = j
+    for step in range(SHAPES.shape[1]):
+        op = SHAPES[event, step, 0]
+        arg = SHAPES[event, step, 1]
+        if op == S_END:
             break
-    if kind < 0:
-        return K_SLOW
-    i = _word(buf, i, stop, words, spans, W_LEN)
-    if i >= 0:
-        i, _length = _decimal(buf, i, stop, _0)
-    if i >= 0:
-        i = _word(buf, i, stop, words, spans, W_GPA)
-    if i >= 0:
-        i, gpa = _lhex(buf, i, stop, _1)
-    if i >= 0:
-        i = _word(buf, i, stop, words, spans, W_VAL)
-    if i >= 0:
-        i, _value = _lhex(buf, i, stop, _0)
-    if i < 0:
-        return K_SLOW
-    rows[r, f] = kind
-    rows[r, f + 1] = gpa >> 12
-    return K_MMIO
+        if op == S_WORD:
+            i = _word(buf, i, stop, words, spans, arg)
+        elif op == S_HEX or op == S_DEC:
+            if op == S_HEX:
+                i, value = _lhex(buf, i, stop, _1 if arg >= 0 else _0)
+            else:
+                i, value = _decimal(buf, i, stop, _0)
+            if i >= 0 and arg >= 0:
+                rows[r, R_F0 + arg] = value
+        elif op == S_NONBLANK:
+            j = i
+            while j < stop and not _blank(buf[j]):
+                j += 1
+            i = j if j > i else -1
+        elif op == S_BIT:
+            if i < stop and (buf[i] == _ZERO or buf[i] == _ZERO + 1):
+                rows[r, R_F0 + arg] = buf[i] - _ZERO
+                i += 1
+            else:
+                i = -1
+        else:  # S_CHOICE
+            j = -1
+            for k in range(3):
+                j = _word(buf, i, stop, words, spans, arg + k)
+                if j >= 0:
+                    rows[r, R_F0] = k
+                    break
+            i = j
+        if i < 0:
+            return K_SLOW
+    if event == EV_MMIO:
+        rows[r, R_F0 + 1] >>= 12  # the gpa's page
+    return KIND_OF[event]
 
 
 @kernel(**_OPT)
