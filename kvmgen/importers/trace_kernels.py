@@ -478,7 +478,7 @@ _SHAPES = {
 }  # fmt: skip
 SHAPES = np.zeros((N_EVENTS, 9, 2), dtype=np.int64)  # a global: numba freezes it
 for _event, _steps in _SHAPES.items():
-    SHAPES[_event, : len(_steps)] = _steps
+    SHAPES[_event, : len(_steps)] = np.array(_steps, dtype=np.int64)
 # The kind of row each event's line becomes.
 KIND_OF = np.array([K_ZAP, K_ZAP, K_UPDATE, K_CHECK, K_MARK, K_HANDLE, K_MMIO], dtype=np.int64)
 
