@@ -6,11 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvmgen.engine import encode
+from kvmgen.engine import encode, replay
 from kvmgen.engine.replay import replay_engine
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy, resolve_runs
 from kvmgen.reference.replay import replay_reference
+from kvmgen.stats import DEFAULT_RECORD_LIMIT
 from kvmgen.trace.records import Event, Op, Trace, VmHeader
 from tests.property.strategies import ALL_ERAS, runs, traces
 
@@ -25,13 +26,21 @@ def scenario(draw, big_bumps=()):
     return spec, trace, limit
 
 
-@given(case=scenario(), compiled_updates=st.booleans())
-def test_engine_equals_reference(case, compiled_updates):
+def engine_run(trace, spec, limit=DEFAULT_RECORD_LIMIT, *, compiled=True):
+    """The engine's result, from its compiled kernels or from their code run as Python."""
+    with pytest.MonkeyPatch.context() as patch:
+        # Small blocks replay as Python (replay.PYTHON_WORK): both ways are checked.
+        patch.setattr(replay, "PYTHON_WORK", -1 if compiled else 1 << 62)
+        return replay_engine(trace, spec, record_limit=limit)
+
+
+@given(case=scenario(), compiled_updates=st.booleans(), compiled=st.booleans())
+def test_engine_equals_reference(case, compiled_updates, compiled):
     spec, trace, limit = case
     with pytest.MonkeyPatch.context() as patch:
         # The encoder's slot-table kernel, compiled or run as Python (few updates).
         patch.setattr(encode, "PYTHON_UPDATES", 0 if compiled_updates else 1 << 62)
-        engine = replay_engine(trace, spec, record_limit=limit)
+        engine = engine_run(trace, spec, limit, compiled=compiled)
     assert engine == replay_reference(trace, spec, record_limit=limit)
 
 
@@ -41,10 +50,10 @@ PERIODS = (2**17 - 2, 2**17, 2**18 - 1, 2**18, 2**18 + 1, 2**19 - 2, 2**19, 2**1
 
 
 @settings(max_examples=25)
-@given(scenario(big_bumps=PERIODS))
-def test_engine_equals_reference_across_whole_periods(case):
+@given(scenario(big_bumps=PERIODS), st.booleans())
+def test_engine_equals_reference_across_whole_periods(case, compiled):
     spec, trace, limit = case
-    assert replay_engine(trace, spec, record_limit=limit) == replay_reference(
+    assert engine_run(trace, spec, limit, compiled=compiled) == replay_reference(
         trace, spec, record_limit=limit
     )
 
@@ -74,7 +83,9 @@ def _check_stamps_met_again(era, bumps):
             trace = _stamp_meets_its_generation_again(nas, space, bumps)
             for policy in ("historical", "none"):
                 (spec,) = resolve_runs(era, nas, [parse_policy(policy)])
-                assert replay_engine(trace, spec) == replay_reference(trace, spec)
+                expected = replay_reference(trace, spec)
+                assert engine_run(trace, spec) == expected
+                assert engine_run(trace, spec, compiled=False) == expected
 
 
 # One era of each stamp width and wrap behaviour, at the period that matters to it.
