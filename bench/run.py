@@ -31,7 +31,13 @@ from bench import ingest  # noqa: E402  (bench/ingest.py: the ingest rows of iss
 from bench.importers import bench_importers  # noqa: E402
 from kvmgen.engine import kernels as k  # noqa: E402
 from kvmgen.engine.encode import EncodedTrace, Encoder, encode  # noqa: E402
-from kvmgen.engine.replay import new_state, replay_engine, run_block, to_result  # noqa: E402
+from kvmgen.engine.replay import (  # noqa: E402
+    PYTHON_WORK,
+    new_state,
+    replay_engine,
+    run_block,
+    to_result,
+)
 from kvmgen.model.eras import ERAS  # noqa: E402
 from kvmgen.model.policy import RunSpec, parse_policy, resolve_runs  # noqa: E402
 from kvmgen.reference.replay import replay_reference  # noqa: E402
@@ -134,7 +140,8 @@ def bench_engine(n: int, binary: Path | None, work: Path) -> dict[str, float]:
     spec = mix_spec()
     table = mix_table(n)
     out: dict[str, float] = {"events": n}
-    warm = mix_encoded(mix_table(5000), MIX_RAM)
+    # Compile before timing: more events than a block replayed as Python may hold.
+    warm = mix_encoded(mix_table(PYTHON_WORK + 1), MIX_RAM)
     run_block(warm, new_state(warm, spec, 100))
     for name, ram_gfns in (("mix", MIX_RAM), ("all_ram", MIX_GFNS), ("all_mmio", 0)):
         enc = mix_encoded(table, ram_gfns)
@@ -214,6 +221,8 @@ def bench_compiled(n: int, binary: Path | None, work: Path) -> dict[str, float]:
     code = (
         "import sys, time\n"
         "from kvmgen.cli import main\n"
+        "from kvmgen.engine import replay\n"
+        "replay.PYTHON_WORK = -1  # the small trace too: both on the compiled engine\n"
         "def run(path):\n"
         "    start = time.process_time()\n"
         "    main(['replay', path, '--bias', 'historical', '-q'])\n"
@@ -321,7 +330,13 @@ def bench_startup() -> dict[str, float]:
         start = time.perf_counter()
         out["fresh_check_traces_cpu_s"] = child_cpu(check, fresh("b"))
         out["fresh_check_traces_wall_s"] = time.perf_counter() - start
-        engine = [*kvmgen, "replay", sample, "-q", "--engine"]
+        # The sample is small enough to replay as Python (replay.PYTHON_WORK): this row
+        # times compiling the engine, so it forces the compiled kernels.
+        compiled = (
+            "import sys; from kvmgen.engine import replay; replay.PYTHON_WORK = -1;"
+            "from kvmgen.cli import main; raise SystemExit(main(sys.argv[1:]))"
+        )
+        engine = [py, "-c", compiled, "replay", sample, "-q", "--engine"]
         out["fresh_engine_compile_cpu_s"] = child_cpu(engine, fresh("c"))
         out["fresh_json_scan_compile_cpu_s"] = child_cpu([py, "-c", scan], fresh("d"))
         warm = fresh("c")  # compiled above

@@ -37,6 +37,7 @@ settings.load_profile(
 @pytest.fixture(scope="session")
 def warm_engine() -> None:
     """Compile (or load from cache) every kernel once per session."""
+    from kvmgen.engine import replay
     from kvmgen.engine.replay import replay_engine
     from kvmgen.model.eras import ERAS
     from kvmgen.model.policy import parse_policy, resolve_runs
@@ -53,7 +54,10 @@ def warm_engine() -> None:
         ),
     )
     spec = resolve_runs(ERAS["E5"], 2, [parse_policy("none")])[0]
-    replay_engine(trace, spec)
+    with pytest.MonkeyPatch.context() as patch:
+        # A trace this small would replay as Python (replay.PYTHON_WORK): compile.
+        patch.setattr(replay, "PYTHON_WORK", -1)
+        replay_engine(trace, spec)
 
 
 @pytest.fixture

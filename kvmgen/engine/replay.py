@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -95,9 +98,66 @@ Progress = Callable[[int], None]
 """Called after each block with the number of events replayed so far."""
 
 
+PYTHON_WORK = 10_000
+"""The most work (:func:`python_work`) a block may take to be replayed as Python.
+
+The kernels' own code, run uncompiled, takes up to ~16 us a step (an MMIO access
+that misses every fast path; a RAM access ~3 us), so at most ~0.2 s here; from
+an empty numba cache, compiling the engine costs ~8 s (``make bench``). A trace
+of a few events with huge repeats (whole generation periods of bumps) is too
+much for the reference model but a few dozen steps for the engine's code, which
+skips quiet bumps: it replays at once instead of waiting for the compiler.
+"""
+
+
+@cache
+def python_kernels() -> dict[str, Any]:
+    """Every kernel of kernels.py as its plain Python function, calling the others as Python.
+
+    numba keeps each kernel's Python function (``py_func``), but its globals are
+    the module's, where the other kernels are numba dispatchers: calling one would
+    compile it. Each copy here looks its callees up in a namespace of copies.
+    """
+    namespace = dict(vars(k))
+    for name, value in vars(k).items():
+        py_func = getattr(value, "py_func", None)
+        if py_func is not None:
+            namespace[name] = types.FunctionType(
+                py_func.__code__, namespace, name, py_func.__defaults__, py_func.__closure__
+            )
+    return namespace
+
+
+def python_work(enc: EncodedTrace, params: I64, limit: int) -> int:
+    """A bound on the steps replaying ``enc`` takes, counted up to ``limit + 1``.
+
+    One per event and ``during`` access; per update, the gfn indices its ranges
+    cover (set_layout and slot zaps walk them); per repeated event, 8 full bumps
+    per generation period its repeats could cross (quiet_bumps skips the rest:
+    only bumps within 4 of a wrap are taken one by one). Capped, never overflows.
+    """
+    cap = max(limit, 0) + 1
+    work = len(enc) + len(enc.dur)
+    if work >= cap:
+        return cap
+    aux = enc.aux[enc.ev_x[(enc.ev_code & k.EV_AUX) != 0]]
+    spans = aux[:, k.U_HI] - aux[:, k.U_LO] + aux[:, k.U_OHI] - aux[:, k.U_OLO]
+    work += int(np.minimum(spans, cap).sum())
+    if params[k.P_HAS_GEN] == 1 and len(aux):
+        step = int(python_kernels()["next_generation"](params, np.int64(0)))
+        period = max((int(params[k.P_NOMINAL_MASK]) + 1) // max(step, 1), 1)
+        periods = np.minimum(aux[:, k.U_REPS] // period + 1, cap)
+        work += 8 * int(periods.sum())
+    return min(work, cap)
+
+
 def run_block(enc: EncodedTrace, state: EngineState) -> None:
-    """Replay every event of ``enc`` into ``state``."""
-    k.replay_events(
+    """Replay every event of ``enc`` into ``state``.
+
+    A block of little work (:data:`PYTHON_WORK`) runs the kernels as Python, with
+    numpy's int64 scalars wrapping as the compiled code's do (no overflow warning).
+    """
+    args = (
         enc.ev_code,
         enc.ev_vcpu,
         enc.ev_x,
@@ -106,6 +166,11 @@ def run_block(enc: EncodedTrace, state: EngineState) -> None:
         enc.dur,
         *state.arrays(),
     )
+    if python_work(enc, state.params, PYTHON_WORK) <= PYTHON_WORK:
+        with np.errstate(over="ignore"):
+            python_kernels()["replay_events"](*args)
+    else:
+        k.replay_events(*args)
 
 
 def _u64(value: np.int64) -> int:

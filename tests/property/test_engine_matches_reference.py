@@ -6,11 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvmgen.engine import encode
+from kvmgen.engine import encode, replay
 from kvmgen.engine.replay import replay_engine
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy, resolve_runs
 from kvmgen.reference.replay import replay_reference
+from kvmgen.stats import DEFAULT_RECORD_LIMIT
 from kvmgen.trace.records import Event, Op, Trace, VmHeader
 from tests.property.strategies import ALL_ERAS, runs, traces
 
@@ -25,14 +26,23 @@ def scenario(draw, big_bumps=()):
     return spec, trace, limit
 
 
+def engine_run(trace, spec, limit=DEFAULT_RECORD_LIMIT, *, compiled=True):
+    """The engine's result, from its compiled kernels or from their code run as Python."""
+    with pytest.MonkeyPatch.context() as patch:
+        # Small blocks replay as Python (replay.PYTHON_WORK): both ways are checked.
+        patch.setattr(replay, "PYTHON_WORK", -1 if compiled else 1 << 62)
+        return replay_engine(trace, spec, record_limit=limit)
+
+
 @given(case=scenario(), compiled_updates=st.booleans())
 def test_engine_equals_reference(case, compiled_updates):
     spec, trace, limit = case
+    expected = replay_reference(trace, spec, record_limit=limit)
     with pytest.MonkeyPatch.context() as patch:
         # The encoder's slot-table kernel, compiled or run as Python (few updates).
         patch.setattr(encode, "PYTHON_UPDATES", 0 if compiled_updates else 1 << 62)
-        engine = replay_engine(trace, spec, record_limit=limit)
-    assert engine == replay_reference(trace, spec, record_limit=limit)
+        assert engine_run(trace, spec, limit) == expected
+        assert engine_run(trace, spec, limit, compiled=False) == expected
 
 
 # Whole periods of raw bumps: SPTEs stamped long ago meet their generation again
@@ -44,9 +54,9 @@ PERIODS = (2**17 - 2, 2**17, 2**18 - 1, 2**18, 2**18 + 1, 2**19 - 2, 2**19, 2**1
 @given(scenario(big_bumps=PERIODS))
 def test_engine_equals_reference_across_whole_periods(case):
     spec, trace, limit = case
-    assert replay_engine(trace, spec, record_limit=limit) == replay_reference(
-        trace, spec, record_limit=limit
-    )
+    expected = replay_reference(trace, spec, record_limit=limit)
+    assert engine_run(trace, spec, limit) == expected
+    assert engine_run(trace, spec, limit, compiled=False) == expected
 
 
 def _stamp_meets_its_generation_again(nas: int, space: int, bumps: int) -> Trace:
@@ -74,7 +84,9 @@ def _check_stamps_met_again(era, bumps):
             trace = _stamp_meets_its_generation_again(nas, space, bumps)
             for policy in ("historical", "none"):
                 (spec,) = resolve_runs(era, nas, [parse_policy(policy)])
-                assert replay_engine(trace, spec) == replay_reference(trace, spec)
+                expected = replay_reference(trace, spec)
+                assert engine_run(trace, spec) == expected
+                assert engine_run(trace, spec, compiled=False) == expected
 
 
 # One era of each stamp width and wrap behaviour, at the period that matters to it.

@@ -6,13 +6,24 @@ import numpy as np
 import pytest
 
 from kvmgen.engine import kernels as k
+from kvmgen.engine import replay
 from kvmgen.engine.encode import encode
-from kvmgen.engine.replay import replay_engine
+from kvmgen.engine.replay import new_state, python_work, replay_engine
+from kvmgen.inputs import open_trace
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import parse_policy, resolve_runs
 from kvmgen.trace.records import Event, Op, SlotDecl, Trace, VmHeader, Window
+from tests.conftest import TRACES
 
 pytestmark = pytest.mark.usefixtures("warm_engine")
+DEFAULT_PYTHON_WORK = replay.PYTHON_WORK
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def kernels(request, monkeypatch):
+    """Each test on the compiled kernels and on their code run as Python (replay.PYTHON_WORK)."""
+    monkeypatch.setattr(replay, "PYTHON_WORK", -1 if request.param == "compiled" else 1 << 62)
+    return request.param
 
 
 def _trace(*events, slots=()):
@@ -117,3 +128,30 @@ def test_record_limit_keeps_counts_exact():
     # AS 0 of E5 never zaps with the bias: 2^19 bumps later all five stamps match again.
     assert result.stale_benign == result.stale_records == 5
     assert len(result.stale_hits) == 2 and len(result.wraps) == result.wraps_total == 2
+
+
+@pytest.mark.parametrize("name", ["seed-stale-gen0", "wrap-probe-6.18", "e5-undetected-wrap"])
+def test_few_events_with_huge_repeats_replay_uncompiled(name, monkeypatch):
+    # Too many bumps for the reference model, a few steps for the engine's code: the
+    # bundled traces that need the engine replay without compiling it (empty cache).
+    trace = open_trace(str(TRACES / f"{name}.yaml"))
+    spec = _spec("E5", trace.vm.address_spaces or 1, "historical")
+    enc = encode(trace)
+    params = new_state(enc, spec, 10).params
+    assert python_work(enc, params, DEFAULT_PYTHON_WORK) <= DEFAULT_PYTHON_WORK
+    monkeypatch.setattr(replay, "PYTHON_WORK", -1)
+    compiled = replay_engine(trace, spec)
+    monkeypatch.setattr(replay, "PYTHON_WORK", DEFAULT_PYTHON_WORK)
+
+    def refuse(*args):
+        raise AssertionError("the compiled kernel was called")
+
+    monkeypatch.setattr(k, "replay_events", refuse)
+    assert replay_engine(trace, spec) == compiled
+
+
+def test_a_block_of_many_events_is_too_much_work_for_python():
+    events = [Event(index=i, op=Op.ACCESS, gfn=i % 7) for i in range(DEFAULT_PYTHON_WORK + 1)]
+    enc = encode(_trace(*events))
+    params = new_state(enc, _spec("E5", 2), 10).params
+    assert python_work(enc, params, DEFAULT_PYTHON_WORK) > DEFAULT_PYTHON_WORK
