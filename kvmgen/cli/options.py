@@ -86,7 +86,9 @@ def reference_option() -> Decorator:
         help="Replay with the plain-Python reference model, or with the numba engine. "
         "Default: the reference model for a small trace (at most 50,000 accesses and "
         "bumps over all runs), which gives the same report without loading the engine; "
-        "the engine for anything larger, JSON Lines and compiled traces.",
+        "the engine for anything larger, JSON Lines and compiled traces. A block of "
+        "the engine's with little work (a few events, however many repeats) runs the "
+        "engine's code uncompiled, with the same result, rather than compile it first.",
     )
 
 
