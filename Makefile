@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	@# An editable install compiles no bytecode; every kvmgen command would compile its
+	@# modules from source at start-up where PYTHONDONTWRITEBYTECODE is set.
+	$(BIN)/python -m compileall -q kvmgen >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install kvmgen with its test tools

@@ -152,7 +152,7 @@ def bench_engine(n: int, binary: Path | None, work: Path) -> dict[str, float]:
             return to_result(enc, spec, state)
 
         t_engine = t_c = float("inf")
-        for _ in range(3):  # interleaved rounds, the best of each kept
+        for _ in range(5):  # interleaved rounds, the best of each kept (runs of ~0.1 s)
             t_engine = min(t_engine, cpu(engine))
             if binary is not None:
                 seconds, counts = c_loop(table, ram_gfns, binary, work)
