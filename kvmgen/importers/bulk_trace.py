@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from kvmgen.importers import line_kernels as lk
 from kvmgen.importers import trace_kernels as tk
 from kvmgen.importers.bulk import EventRows, write_rows
-from kvmgen.importers.emit import key_text, value_text
+from kvmgen.importers.emit import mapping_text
 from kvmgen.importers.memslots import seconds
 from kvmgen.importers.qemu import NAME as QEMU_EVENT
 from kvmgen.importers.tracefs import (
@@ -195,10 +195,9 @@ def _build(
 
     # Each update's (address space, slot) as one dense index.
     keys = np.zeros(len(rows), dtype=np.int64)
-    spaces, n_spaces = _dense(rows[updates, tk.U_AS])
+    spaces, _ = _dense(rows[updates, tk.U_AS])
     slots, n_slots = _dense(rows[updates, tk.U_SLOT])
     keys[updates], n_keys = _dense(spaces * n_slots + slots)
-    del n_spaces
     starts = accesses[own_accesses, tk.A_ROW]
     # Items in line order (each has a line of its own), then in time order: a stable
     # sort keeps the lines' order at equal times, as _Importer.build's (time, seq) does.
@@ -348,10 +347,7 @@ class Observations:
         The capture's observation first, as emit.py spells a mapping; then the rows.
         """
         for k, item in enumerate(self.head):
-            body = ", ".join(
-                key_text(key, fmt) + value_text(key, v, fmt) for key, v in item.items()
-            )
-            out.write(f"{lead[0] if k == 0 else lead[1]}{{{body}}}{lead[2]}")
+            out.write(f"{lead[0] if k == 0 else lead[1]}{mapping_text(item, fmt)}{lead[2]}")
         rest = (lead[1], lead[1], lead[2]) if self.head else lead
         return len(self.head) + write_rows(self.rows, lk.write_observations, out, fmt, rest)
 

@@ -80,7 +80,7 @@ def _scalar(key: str | None, value: Any, fmt: str) -> str:
             return value
         return json.dumps(value)
     if isinstance(value, Mapping):
-        return _mapping(value, fmt)
+        return mapping_text(value, fmt)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_scalar(key, item, fmt) for item in value) + "]"
     raise TypeError(f"{key}: cannot write a {type(value).__name__} into a trace")
@@ -96,7 +96,8 @@ def value_text(key: str, value: Any, fmt: str) -> str:
     return _scalar(key, value, fmt)
 
 
-def _mapping(item: Mapping[str, Any], fmt: str) -> str:
+def mapping_text(item: Mapping[str, Any], fmt: str) -> str:
+    """How ``fmt`` writes one mapping on one line (``{key: value, ...}``)."""
     return "{" + ", ".join(key_text(k, fmt) + _scalar(k, v, fmt) for k, v in item.items()) + "}"
 
 
@@ -109,7 +110,7 @@ def _yaml_list(out: IO[str], key: str, items: Events, indent: str) -> int:
         return count
     count = 0
     for item in items:
-        out.write(("\n" if count == 0 else "") + f"{indent}  - {_mapping(item, 'yaml')}\n")
+        out.write(("\n" if count == 0 else "") + f"{indent}  - {mapping_text(item, 'yaml')}\n")
         count += 1
     if count == 0:
         out.write(" []\n")
@@ -123,7 +124,7 @@ def _json_list(out: IO[str], key: str, items: Events, last: bool) -> int:
     else:
         count = 0
         for item in items:
-            out.write(("\n  " if count == 0 else ",\n  ") + _mapping(item, "json"))
+            out.write(("\n  " if count == 0 else ",\n  ") + mapping_text(item, "json"))
             count += 1
     out.write(("\n ]" if count else "]") + ("}\n" if last else ",\n"))
     return count
@@ -157,12 +158,12 @@ def write_trace(
         if slots:
             header["slots"] = list(slots)
         top: dict[str, Any] = {"kvmgen": 1, **({"vm": header} if header else {})}
-        out.write(_mapping(top, fmt) + "\n")
+        out.write(mapping_text(top, fmt) + "\n")
         if isinstance(events, WritesItself):
             return events.write_items(out, fmt, ("", "", "\n"))
         count = 0
         for item in events:
-            out.write(_mapping(item, fmt) + "\n")
+            out.write(mapping_text(item, fmt) + "\n")
             count += 1
         return count
     if fmt == "yaml":
@@ -184,7 +185,7 @@ def write_trace(
     if header or slots:
         if slots:
             header["slots"] = list(slots)
-        out.write(f' "vm": {_mapping(header, "json")},\n')
+        out.write(f' "vm": {mapping_text(header, "json")},\n')
     count = _json_list(out, "events", events, last=observations is None)
     if observations is not None:
         _json_list(out, "observations", observations, last=True)

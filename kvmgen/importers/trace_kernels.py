@@ -300,7 +300,8 @@ def _head(buf, i, stop, words, spans, rows, r):
     """Read ``comm-pid [(tgid)] [cpu] [flags] sec.frac: event`` from ``i`` into ``rows[r]``.
 
     Returns the offset of the payload (past ``:`` and its blanks, or at ``(``/`` ->``),
-    or -1 if the line is not in this shape as far as the loop can vouch.
+    or -1 if the line is not in this shape as far as the loop can vouch; and where
+    the comm ends (the ``-`` before the pid).
     """
     while i < stop and _blank(buf[i]):
         i += 1
@@ -309,14 +310,13 @@ def _head(buf, i, stop, words, spans, rows, r):
         while d < stop and buf[d] != _DASH:
             d += 1
         if d >= stop:
-            return -1
+            return -1, d
         i = _columns(buf, d, stop, rows, r)
         if i == GIVE_UP:
-            return -1
+            return -1, d
         if i >= 0:
             break
         d += 1
-    rows[r, R_VCPU] = d  # the comm's end, for trace_lines (the vCPU is read from it)
     # flags: 4 or 5 characters other than blanks and ']', then blanks
     n = 0
     while i + n < stop and n < 6 and not _blank(buf[i + n]) and buf[i + n] != _RBRACKET:
@@ -327,7 +327,7 @@ def _head(buf, i, stop, words, spans, rows, r):
             i += 1
     i, sec = _decimal(buf, i, stop, _0)
     if i < 0 or i >= stop or buf[i] != _DOT or sec > 9_000_000_000:
-        return -1
+        return -1, d
     i += 1
     frac = 0
     digits = 0
@@ -337,7 +337,7 @@ def _head(buf, i, stop, words, spans, rows, r):
         digits += 1
         i += 1
     if digits == 0 or i + 1 >= stop or buf[i] != _COLON or not _blank(buf[i + 1]):
-        return -1
+        return -1, d
     for _ in range(9 - min(digits, 9)):
         frac *= 10
     rows[r, R_T_NS] = sec * 1_000_000_000 + frac
@@ -348,7 +348,7 @@ def _head(buf, i, stop, words, spans, rows, r):
     while i < stop and _word_char(buf[i]):
         i += 1
     if i == event:
-        return -1
+        return -1, d
     rows[r, R_EVENT] = N_EVENTS
     rows[r, R_F0] = event
     rows[r, R_F0 + 1] = i
@@ -360,12 +360,12 @@ def _head(buf, i, stop, words, spans, rows, r):
         i += 1
         while i < stop and _blank(buf[i]):
             i += 1
-        return i
+        return i, d
     if i < stop and buf[i] == _LPAREN:
-        return i
+        return i, d
     if i + 2 < stop and _blank(buf[i]) and buf[i + 1] == _DASH and buf[i + 2] == _GT:
-        return i
-    return -1
+        return i, d
+    return -1, d
 
 
 @kernel(**_INNER)
@@ -562,7 +562,7 @@ def trace_lines(buf, words, spans, rows, counts):
         elif notice:
             rows[r, R_KIND] = K_SLOW
         else:
-            p = _head(buf, i, stop, words, spans, rows, r)
+            p, comm_end = _head(buf, i, stop, words, spans, rows, r)
             if p < 0:
                 rows[r, R_KIND] = K_SLOW
             elif rows[r, R_EVENT] == N_EVENTS:
@@ -577,7 +577,7 @@ def trace_lines(buf, words, spans, rows, counts):
                     comm = i
                     while _blank(buf[comm]):
                         comm += 1
-                    vcpu = _vcpu_named(buf, comm, rows[r, R_VCPU], words, spans)
+                    vcpu = _vcpu_named(buf, comm, comm_end, words, spans)
                 rows[r, R_VCPU] = vcpu
                 if kind != K_SLOW:
                     counts[C_PER_EVENT + rows[r, R_EVENT]] += 1
