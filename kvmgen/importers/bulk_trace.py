@@ -29,12 +29,10 @@ from kvmgen.importers import trace_kernels as tk
 from kvmgen.importers.bulk import EventRows, write_rows
 from kvmgen.importers.emit import mapping_text
 from kvmgen.importers.memslots import seconds
-from kvmgen.importers.qemu import NAME as QEMU_EVENT
 from kvmgen.importers.tracefs import (
     _ENTER,
     _EXIT,
     _LOST,
-    KVMGEN_MARKER,
     MARKER_EVENTS,
     ImportResult,
     TracefsSummary,
@@ -42,6 +40,7 @@ from kvmgen.importers.tracefs import (
     finish_import,
     header_of,
     marker_fields,
+    marker_kind,
     parse_trace_line,
 )
 from kvmgen.trace.observed import ACCESS_OUTCOMES, ZAP_EVENTS
@@ -86,7 +85,7 @@ def import_trace(
             found = _python_line(path, data, rows, r, summary)
             if found is not None:
                 kind, fields = found
-                if kind == "start":
+                if kind == "capture start":
                     capture = fields
                 else:
                     ended = True
@@ -128,7 +127,7 @@ def _python_line(
 ) -> tuple[str, dict[str, str]] | None:
     """Read a line the loops left, as ``_Importer.feed`` would, into its row.
 
-    Returns ("start"|"end", fields) for a capture marker; raises _Fallback where the
+    Returns ("capture start"|"capture end", fields) for a capture marker; raises _Fallback where the
     line is an event only the Python importer takes (or words the error of).
     """
     row = rows[r]
@@ -160,18 +159,13 @@ def _python_line(
             raise _Fallback
         return None
     marker = tl.payload.strip()
-    if marker.startswith(KVMGEN_MARKER):
-        words = marker[len(KVMGEN_MARKER) :].split()
-        if words[:1] == ["update"] and len(words) > 1:
-            raise _Fallback
-        if words[:2] == ["capture", "start"]:
-            return "start", marker_fields(marker)
-        if words[:2] == ["capture", "end"]:
-            return "end", marker_fields(marker)
-    elif QEMU_EVENT in marker:
+    kind, _rest = marker_kind(marker)
+    if kind in ("update", "qemu"):
         raise _Fallback
-    summary.other_markers += 1
-    return None
+    if kind == "other":
+        summary.other_markers += 1
+        return None
+    return kind, marker_fields(marker)
 
 
 def _build(
@@ -218,7 +212,8 @@ def _build(
 
     # As _Importer.emit_access: accesses are observed where an MMU tracepoint showed and
     # the capture does not say MMIO caching was off.
-    observe = _mmu_seen(kinds) and capture.get("mmio_caching") != "0"
+    observe = bool((mmu_rows & (kinds != tk.K_MMIO)).any())  # check, mark or handle
+    observe = observe and capture.get("mmio_caching") != "0"
     events = np.zeros((len(updates) + len(starts), lk.N_ECOLS), dtype=np.int64)
     observations = np.zeros((len(items), lk.N_OCOLS), dtype=np.int64)
     ordinals = np.zeros(len(rows), dtype=np.int64)
@@ -273,11 +268,6 @@ def _dense(values: NDArray[np.int64]) -> tuple[NDArray[np.int64], int]:
     if len(values):
         rank[order] = np.concatenate(([0], np.cumsum(ordered[1:] != ordered[:-1])))
     return rank, int(rank.max()) + 1 if len(values) else 1
-
-
-def _mmu_seen(kinds: NDArray[np.int64]) -> bool:
-    """Whether any MMU tracepoint (not kvm_mmio alone) showed: accesses are then observed."""
-    return bool(np.isin(kinds, (tk.K_CHECK, tk.K_MARK, tk.K_HANDLE)).any())
 
 
 def _own(

@@ -165,11 +165,6 @@ def _number(text: str) -> int:
     return int(text, 16) if text.lower().startswith("0x") else int(text)
 
 
-def _plain_number(text: str) -> int:
-    """A number as _FLAT_STRUCT matched it: ``0x`` hex or decimal digits, nothing around."""
-    return int(text, 16) if text.startswith("0x") else int(text)
-
-
 def _flags(text: str) -> int:
     value = 0
     for part in _bare(text).split("|"):
@@ -237,7 +232,7 @@ def _region(text: str, path: str, line: int, command: int) -> dict[str, int]:
         return {
             "slot": int(flat["slot"]),
             "flags": _FLAG_BITS.get(flat["flags"], 0),
-            **{key: _plain_number(flat[group]) for key, group in _FLAT_NUMBERS},
+            **{key: _number(flat[group]) for key, group in _FLAT_NUMBERS},
         }
     if not (text.startswith("{") and text.endswith("}")):
         what = "KVM_SET_USER_MEMORY_REGION2" if command == SET_REGION2 else "a memslot ioctl"

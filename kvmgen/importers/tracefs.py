@@ -148,6 +148,26 @@ def marker_fields(text: str) -> dict[str, str]:
     return out
 
 
+def marker_kind(text: str) -> tuple[str, list[str]]:
+    """What a trace marker's (stripped) text is, and what follows its head.
+
+    ``update`` (then the ordinal and the ``key=value`` words), ``capture start``,
+    ``capture end`` (kvmgen markers), ``qemu`` (then the payload after QEMU's event
+    name, from its ftrace backend) or ``other``.
+    """
+    if text.startswith(KVMGEN_MARKER):
+        words = text[len(KVMGEN_MARKER) :].split()
+        if words[:1] == ["update"] and len(words) > 1:
+            return "update", words[1:]
+        if words[:2] in (["capture", "start"], ["capture", "end"]):
+            return " ".join(words[:2]), words[2:]
+        return "other", []
+    at = text.find(QEMU_EVENT)
+    if at >= 0:
+        return "qemu", [text[at + len(QEMU_EVENT) :]]
+    return "other", []
+
+
 def update_marker(ordinal: int, op: str, a: int, slot: int, **fields: int) -> str:
     """The marker ``kvmgen probe`` writes before an update (read back by the importer)."""
     words = [f"kvmgen: update {ordinal} op={op} as={a} slot={slot}"]
@@ -391,27 +411,20 @@ class _Importer:
 
     def marker(self, tl: TraceLine) -> None:
         text = tl.payload.strip()
-        if text.startswith(KVMGEN_MARKER):
-            words = text[len(KVMGEN_MARKER) :].split()
-            head = words[:2]
-            if head and head[0] == "update" and len(words) > 1:
-                self.kvmgen_update(tl, words[1], words[2:])
-            elif head == ["capture", "start"]:
-                self.capture = marker_fields(text)
-            elif head == ["capture", "end"]:
-                self.capture_end = marker_fields(text)
-            else:
-                self.summary.other_markers += 1
-            return
-        at = text.find(QEMU_EVENT)
-        if at >= 0:
-            body = text[at + len(QEMU_EVENT) :]
-            rec = parse_payload(body, path=self.path, line=tl.line, tid=tl.pid)
+        kind, rest = marker_kind(text)
+        if kind == "update":
+            self.kvmgen_update(tl, rest[0], rest[1:])
+        elif kind == "capture start":
+            self.capture = marker_fields(text)
+        elif kind == "capture end":
+            self.capture_end = marker_fields(text)
+        elif kind == "qemu":
+            rec = parse_payload(rest[0], path=self.path, line=tl.line, tid=tl.pid)
             self.updates.append(
                 _Update(tl.t_ns, self.next_seq(), True, tl.line, call=rec, tid=tl.pid)
             )
-            return
-        self.summary.other_markers += 1
+        else:
+            self.summary.other_markers += 1
 
     def kvmgen_update(self, tl: TraceLine, ordinal: str, words: list[str]) -> None:
         try:
