@@ -75,6 +75,9 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising."""
     from kvmgen import signals
+    from kvmgen.cli import process
+
+    process.tune()
 
     try:
         with signals.sigterm_as_interrupt():

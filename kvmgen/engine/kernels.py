@@ -5,10 +5,10 @@ objects. All 64-bit generations are held as int64 bit patterns and handled with
 explicit masks, so additions wrap mod 2^64 exactly as the kernel's u64 does
 (numba's int64 add wraps; mixing in uint64 would promote).
 
-A run's state is six arrays, passed explicitly in this order to every kernel
+A run's state is five arrays, passed explicitly in this order to every kernel
 that needs them: ``params`` (read-only), ``ctr`` (counters, generations and
-scratch), ``page`` (one int64 word per address space and gfn index: SPTE kind,
-slot cover and zap epoch), ``made`` (the generation an MMIO SPTE was installed
+scratch), ``pages`` (per address space and gfn index, a word holding the SPTE
+kind, slot cover and zap epoch, and the generation an MMIO SPTE was installed
 at), ``cache`` (vCPU MMIO caches) and ``rec`` (wrap, zap and stale-hit records).
 Explicit arrays, not a tuple of them: passing a tuple costs ~65 ns per call
 (measured), turning a 1-2 ns access path into a 150 ns one. For the same reason
@@ -122,8 +122,13 @@ U_REPS = 7  # the event's repeat
 U_GID = 8  # an access's gfn index
 N_UCOLS = 9
 
-# ---- page words: page[as, gfn_index] = epoch << PAGE_EPOCH_SHIFT | cover | kind.
-# The epoch is C_ZAP_CLOCK at install, -1 once a slot zap dropped the SPTE.
+# ---- pages[as, gfn_index, PG_*]: a page's word and, beside it, the generation its MMIO
+# SPTE was made at (one cache line holds both: the access path reads them together).
+# The word is epoch << PAGE_EPOCH_SHIFT | cover | kind; the epoch is C_ZAP_CLOCK at
+# install, -1 once a slot zap dropped the SPTE.
+PG_WORD = 0
+PG_MADE = 1
+N_PG = 2
 PAGE_KIND = 3
 PAGE_COVER = 4  # set while the gfn lies in a slot of this address space (the layout)
 PAGE_EPOCH_SHIFT = 3
@@ -131,6 +136,13 @@ KIND_NONE = 0
 KIND_RAM = 1
 KIND_MMIO = 2
 DROPPED = -1 << PAGE_EPOCH_SHIFT
+
+# ---- checked_as0's tally: refaults counted in bit 31 up, MMIO accesses below (2^31 is
+# an add x86 encodes in 32 bits, as a subtract of -2^31; 2^32 needs a register).
+TALLY_SHIFT = 31
+TALLY_REFAULT = 1 << TALLY_SHIFT
+TALLY_LOW = TALLY_REFAULT - 1
+TALLY_EVENTS = TALLY_LOW  # events it takes in one call, so the low count cannot carry
 
 # ---- during accesses: dur[row, field]
 D_AS = 0
@@ -141,14 +153,15 @@ D_WINDOW = 4
 D_SUB = 5
 N_DFIELDS = 6
 
-# ---- vCPU caches: cache[field, vcpu] (one row per field, so the fast loop reads rows);
+# ---- vCPU caches: cache[vcpu, field] (a vCPU's fields side by side, 32 bytes: a
+# vCPU's entry is found by a shift, not a multiply, on the access path);
 # K_KEY = gfn index << 1 | the address space it was filled from, -1 while empty;
 # K_FILL_GEN is only kept for a fill from address space 1 (from 0 it equals K_FILL_AS0),
 # so a fill from address space 0, the common case, costs two stores.
 K_KEY = 0
 K_FILL_AS0 = 1
 K_FILL_GEN = 2
-N_KFIELDS = 3
+N_KFIELDS = 4  # the fourth is never used: it only pads the entry to a power of two
 
 # ---- the model's enums as the kernels see them; tests/unit/test_engine_codes.py pins
 # every value to model/eras.py, records.py and stats.py (numba's cache would not
@@ -294,7 +307,7 @@ def page_live(ctr, word):
 
 
 @kernel(**_INNER)
-def zap(params, ctr, page, rec, kind, scope, a, bump, olo, ohi):
+def zap(params, ctr, pages, rec, kind, scope, a, bump, olo, ohi):
     """Drop SPTEs per ``scope``, count and record it (section 5).
 
     Whole-MMU and MMIO-only zaps advance the zap clock instead of touching every
@@ -314,9 +327,9 @@ def zap(params, ctr, page, rec, kind, scope, a, bump, olo, ohi):
             ctr[C_RAM_FLOOR] = ctr[C_ZAP_CLOCK]
     elif scope == Z_SLOT_RAM:
         for x in range(olo, ohi):
-            word = page[a, x]
+            word = pages[a, x, PG_WORD]
             if (word & PAGE_KIND) == KIND_RAM and page_live(ctr, word):
-                page[a, x] = DROPPED | (word & (PAGE_KIND | PAGE_COVER))
+                pages[a, x, PG_WORD] = DROPPED | (word & (PAGE_KIND | PAGE_COVER))
                 ram += 1
         ctr[C_LIVE_RAM + a] -= ram
     if kind == 0:
@@ -347,9 +360,9 @@ def stored_stamp(params, made_gen):
 
 
 @kernel(**_INNER)
-def slow_path(params, ctr, page, made, cache, a, x, v):
+def slow_path(params, ctr, pages, cache, a, x, v):
     """Fault with no usable SPTE: install RAM or MMIO (section 6 step 1); return the outcome."""
-    word = page[a, x]
+    word = pages[a, x, PG_WORD]
     kind = word & PAGE_KIND
     live = page_live(ctr, word)
     if live:
@@ -359,12 +372,12 @@ def slow_path(params, ctr, page, made, cache, a, x, v):
             ctr[C_LIVE_MMIO + a] -= 1
     installed = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | (word & PAGE_COVER)
     if (word & PAGE_COVER) != 0:
-        page[a, x] = installed | KIND_RAM
+        pages[a, x, PG_WORD] = installed | KIND_RAM
         ctr[C_LIVE_RAM + a] += 1
         # A zap had dropped the last SPTE here: a refault, not a first fault.
         return O_RAM_REFAULT if kind != KIND_NONE and not live else O_RAM_FAULT
-    page[a, x] = installed | KIND_MMIO
-    made[a, x] = ctr[C_GEN + a]
+    pages[a, x, PG_WORD] = installed | KIND_MMIO
+    pages[a, x, PG_MADE] = ctr[C_GEN + a]
     ctr[C_LIVE_MMIO + a] += 1
     fill_cache(params, ctr, cache, v, a, x)
     return O_MMIO_SLOW
@@ -373,7 +386,7 @@ def slow_path(params, ctr, page, made, cache, a, x, v):
 @kernel(inline="always")
 def cache_fill_gen(cache, v):
     """The generation of the address space vCPU v's cache was filled from."""
-    return cache[K_FILL_AS0, v] if (cache[K_KEY, v] & 1) == 0 else cache[K_FILL_GEN, v]
+    return cache[v, K_FILL_AS0] if (cache[v, K_KEY] & 1) == 0 else cache[v, K_FILL_GEN]
 
 
 @kernel(**_INNER)
@@ -384,16 +397,16 @@ def fill_cache(params, ctr, cache, v, a, x):
         return False
     ga = ctr[C_GEN + a]
     key = x << 1 | a
-    same = cache[K_KEY, v] == key and cache_fill_gen(cache, v) == ga and cache[K_FILL_AS0, v] == g0
-    cache[K_KEY, v] = key
-    cache[K_FILL_AS0, v] = g0
+    same = cache[v, K_KEY] == key and cache_fill_gen(cache, v) == ga and cache[v, K_FILL_AS0] == g0
+    cache[v, K_KEY] = key
+    cache[v, K_FILL_AS0] = g0
     if a == 1:
-        cache[K_FILL_GEN, v] = ga
+        cache[v, K_FILL_GEN] = ga
     return not same
 
 
 @kernel(**_INNER)
-def record_stale(params, ctr, made, cache, rec, n, a, x, v, source, kind):
+def record_stale(params, ctr, pages, cache, rec, n, a, x, v, source, kind):
     """Count ``n`` stale hits and record them, merging with the previous record when equal.
 
     The access's (update, event, sub, race) are in ``ctr[C_IDENT:]``; the record
@@ -412,11 +425,11 @@ def record_stale(params, ctr, made, cache, rec, n, a, x, v, source, kind):
         kind,
         ctr[C_IDENT + 3],
         n,
-        made[a, x],
-        stored_stamp(params, made[a, x]),
-        cache[K_KEY, v] & 1 if from_cache else 0,
+        pages[a, x, PG_MADE],
+        stored_stamp(params, pages[a, x, PG_MADE]),
+        cache[v, K_KEY] & 1 if from_cache else 0,
         cache_fill_gen(cache, v) if from_cache else 0,
-        cache[K_FILL_AS0, v] if from_cache else 0,
+        cache[v, K_FILL_AS0] if from_cache else 0,
         ga,
         mmio_generation(params, ga),
     )
@@ -444,17 +457,17 @@ def record_stale(params, ctr, made, cache, rec, n, a, x, v, source, kind):
 
 
 @kernel(**_INNER)
-def stale_kind(params, ctr, page, made, cache, a, x, v, from_cache):
+def stale_kind(params, ctr, pages, cache, a, x, v, from_cache):
     """0 harmful, 1 benign, -1 not stale, for a cache hit or a passed check (section 6)."""
-    if (page[a, x] & PAGE_COVER) != 0:
+    if (pages[a, x, PG_WORD] & PAGE_COVER) != 0:
         return 0
     ga = ctr[C_GEN + a]
     if from_cache == 1:
         if params[P_CACHE_HAS_GEN] == 1 and (
-            (cache[K_KEY, v] & 1) != a or cache_fill_gen(cache, v) != ga
+            (cache[v, K_KEY] & 1) != a or cache_fill_gen(cache, v) != ga
         ):
             return 1
-    elif params[P_HAS_GEN] == 1 and made[a, x] != ga:
+    elif params[P_HAS_GEN] == 1 and pages[a, x, PG_MADE] != ga:
         return 1
     return -1
 
@@ -470,36 +483,36 @@ def check_passes(params, made_gen, ga):
 
 
 @kernel(**_INNER)
-def access_once(params, ctr, page, made, cache, rec, a, x, v):
+def access_once(params, ctr, pages, cache, rec, a, x, v):
     """One guest access (section 6). Returns (outcome, stale kind or -1, source, changed)."""
-    word = page[a, x]
+    word = pages[a, x, PG_WORD]
     if not page_live(ctr, word):
-        return slow_path(params, ctr, page, made, cache, a, x, v), -1, 0, True
+        return slow_path(params, ctr, pages, cache, a, x, v), -1, 0, True
     if (word & PAGE_KIND) == KIND_RAM:
         return O_RAM_ACCESS, -1, 0, False
     one = np.int64(1)
-    hit = cache[K_KEY, v] >> 1 == x
+    hit = cache[v, K_KEY] >> 1 == x
     if hit and params[P_CACHE_HAS_GEN] == 1:
-        hit = cache[K_FILL_AS0, v] == ctr[C_GEN]
+        hit = cache[v, K_FILL_AS0] == ctr[C_GEN]
     if hit:
-        kind = stale_kind(params, ctr, page, made, cache, a, x, v, one)
+        kind = stale_kind(params, ctr, pages, cache, a, x, v, one)
         if kind >= 0:
-            record_stale(params, ctr, made, cache, rec, one, a, x, v, one, kind)
+            record_stale(params, ctr, pages, cache, rec, one, a, x, v, one, kind)
         return O_CACHE_HIT, kind, 1, False
     ga = ctr[C_GEN + a]
-    if not check_passes(params, made[a, x], ga):
-        slow_path(params, ctr, page, made, cache, a, x, v)
+    if not check_passes(params, pages[a, x, PG_MADE], ga):
+        slow_path(params, ctr, pages, cache, a, x, v)
         return O_MMIO_REFAULT, -1, 0, True
     zero = np.int64(0)
-    kind = stale_kind(params, ctr, page, made, cache, a, x, v, zero)
+    kind = stale_kind(params, ctr, pages, cache, a, x, v, zero)
     if kind >= 0:
-        record_stale(params, ctr, made, cache, rec, one, a, x, v, zero, kind)
+        record_stale(params, ctr, pages, cache, rec, one, a, x, v, zero, kind)
     changed = fill_cache(params, ctr, cache, v, a, x)
     return O_MMIO_FAST, kind, 0, changed
 
 
 @kernel(**_INNER)
-def access_general(params, ctr, page, made, cache, rec, a, x, v, reps, event, sub, race):
+def access_general(params, ctr, pages, cache, rec, a, x, v, reps, event, sub, race):
     """``reps`` identical accesses with the identity their stale-hit records carry (section 6).
 
     Once one access leaves the state unchanged, the rest repeat it.
@@ -510,7 +523,7 @@ def access_general(params, ctr, page, made, cache, rec, a, x, v, reps, event, su
     ctr[C_IDENT + 3] = race
     done = 0
     while done < reps:
-        outcome, kind, source, changed = access_once(params, ctr, page, made, cache, rec, a, x, v)
+        outcome, kind, source, changed = access_once(params, ctr, pages, cache, rec, a, x, v)
         ctr[C_OUTCOME + outcome] += 1
         done += 1
         if not changed and done < reps:
@@ -518,13 +531,13 @@ def access_general(params, ctr, page, made, cache, rec, a, x, v, reps, event, su
             ctr[C_OUTCOME + outcome] += rest
             if kind >= 0:
                 record_stale(
-                    params, ctr, made, cache, rec, rest, a, x, v, np.int64(source), np.int64(kind)
+                    params, ctr, pages, cache, rec, rest, a, x, v, np.int64(source), np.int64(kind)
                 )
             return
 
 
 @kernel(**_INNER)
-def run_window(params, ctr, page, made, cache, rec, dur, start, end, window, event):
+def run_window(params, ctr, pages, cache, rec, dur, start, end, window, event):
     """Run the ``during`` accesses of one window, in order."""
     for j in range(start, end):
         if dur[j, D_WINDOW] != window:
@@ -532,8 +545,7 @@ def run_window(params, ctr, page, made, cache, rec, dur, start, end, window, eve
         access_general(
             params,
             ctr,
-            page,
-            made,
+            pages,
             cache,
             rec,
             dur[j, D_AS],
@@ -547,14 +559,14 @@ def run_window(params, ctr, page, made, cache, rec, dur, start, end, window, eve
 
 
 @kernel(**_INNER)
-def set_layout(page, a, lo, hi, layout):
+def set_layout(pages, a, lo, hi, layout):
     """Mark gfn indices [lo, hi) of address space a as inside or outside a slot."""
     if layout == LAYOUT_SET:
         for x in range(lo, hi):
-            page[a, x] |= PAGE_COVER
+            pages[a, x, PG_WORD] |= PAGE_COVER
     elif layout == LAYOUT_CLEAR:
         for x in range(lo, hi):
-            page[a, x] &= ~PAGE_COVER
+            pages[a, x, PG_WORD] &= ~PAGE_COVER
 
 
 @kernel(**_INNER)
@@ -577,7 +589,7 @@ def record_wrap(params, ctr, rec, a, bump_no, old, new):
 
 
 @kernel(**_INNER)
-def bump(params, ctr, page, made, cache, rec, dur, a, layout, lo, hi, dstart, dend, event, flags):
+def bump(params, ctr, pages, cache, rec, dur, a, layout, lo, hi, dstart, dend, event, flags):
     """One memslot install in address space ``a``, in the order of docs/model.md section 4.1.
 
     ``flags``: bit 0 set when this install ends the ioctl, bit 1 when it creates a slot.
@@ -595,28 +607,22 @@ def bump(params, ctr, page, made, cache, rec, dur, a, layout, lo, hi, dstart, de
     if params[P_INPROG_VIEW] == V_OLD_LAYOUT:
         # E0-E2: a vCPU can resolve the gfn on the old layout yet read the new generation.
         ctr[C_GEN + a] = new
-        run_window(
-            params, ctr, page, made, cache, rec, dur, dstart, dend, in_progress_window, event
-        )
-        set_layout(page, a, lo, hi, layout)
+        run_window(params, ctr, pages, cache, rec, dur, dstart, dend, in_progress_window, event)
+        set_layout(pages, a, lo, hi, layout)
     else:
         ctr[C_GEN + a] = old + 1 if params[P_INPROG_VIEW] == V_ODD else old | BIT63
-        set_layout(page, a, lo, hi, layout)
+        set_layout(pages, a, lo, hi, layout)
         if timing == T_BEFORE and wrap_test(params, new):
-            zap(params, ctr, page, rec, wrap, wrap_scope, a, bump_no, nothing, nothing)
-        run_window(
-            params, ctr, page, made, cache, rec, dur, dstart, dend, in_progress_window, event
-        )
+            zap(params, ctr, pages, rec, wrap, wrap_scope, a, bump_no, nothing, nothing)
+        run_window(params, ctr, pages, cache, rec, dur, dstart, dend, in_progress_window, event)
         ctr[C_GEN + a] = new
-    run_window(
-        params, ctr, page, made, cache, rec, dur, dstart, dend, np.int64(WIN_BEFORE_ZAP), event
-    )
+    run_window(params, ctr, pages, cache, rec, dur, dstart, dend, np.int64(WIN_BEFORE_ZAP), event)
     ends_ioctl = (flags & 1) == 1
     if (timing == T_AFTER or (timing == T_PER_IOCTL and ends_ioctl)) and wrap_test(params, new):
-        zap(params, ctr, page, rec, wrap, wrap_scope, a, bump_no, nothing, nothing)
+        zap(params, ctr, pages, rec, wrap, wrap_scope, a, bump_no, nothing, nothing)
     if (flags & 2) == 2 and params[P_CREATE_FLUSH_SCOPE] != Z_NOTHING:
         scope = params[P_CREATE_FLUSH_SCOPE]
-        zap(params, ctr, page, rec, flush, scope, a, bump_no, nothing, nothing)
+        zap(params, ctr, pages, rec, flush, scope, a, bump_no, nothing, nothing)
     if params[P_HAS_GEN] == 1 and nominal(params, new) < nominal(params, old):
         record_wrap(params, ctr, rec, a, bump_no, old, new)
 
@@ -648,7 +654,7 @@ def quiet_bumps(params, ctr, a, remaining):
 
 
 @kernel(**_INNER)
-def raw_bumps(params, ctr, page, made, cache, rec, dur, a, count, numbered, event):
+def raw_bumps(params, ctr, pages, cache, rec, dur, a, count, numbered, event):
     """``count`` plain bumps of ``a`` with no accesses (flags repeats, ``bump`` events)."""
     done = 0
     step = next_generation(params, np.int64(0))
@@ -667,8 +673,7 @@ def raw_bumps(params, ctr, page, made, cache, rec, dur, a, count, numbered, even
         bump(
             params,
             ctr,
-            page,
-            made,
+            pages,
             cache,
             rec,
             dur,
@@ -685,7 +690,7 @@ def raw_bumps(params, ctr, page, made, cache, rec, dur, a, count, numbered, even
 
 
 @kernel(**_INNER)
-def update(params, ctr, page, made, cache, rec, dur, op, a, row, event):
+def update(params, ctr, pages, cache, rec, dur, op, a, row, event):
     """One memslot update event (create, delete, move, flags) with its repetitions."""
     dstart = row[U_DSTART]
     dend = row[U_DEND]
@@ -696,10 +701,10 @@ def update(params, ctr, page, made, cache, rec, dur, op, a, row, event):
         # ordinals are still used, and during accesses run as plain accesses.
         ctr[C_UPDATES] += reps
         for window in (np.int64(WIN_IN_PROGRESS), np.int64(WIN_BEFORE_ZAP)):
-            run_window(params, ctr, page, made, cache, rec, dur, dstart, dend, window, event)
+            run_window(params, ctr, pages, cache, rec, dur, dstart, dend, window, event)
         return
     if op == OP_FLAGS and dstart == dend:
-        raw_bumps(params, ctr, page, made, cache, rec, dur, a, bumping, np.int64(1), event)
+        raw_bumps(params, ctr, pages, cache, rec, dur, a, bumping, np.int64(1), event)
         ctr[C_UPDATES] += reps - bumping
         return
     ctr[C_UPDATES] += 1
@@ -710,8 +715,7 @@ def update(params, ctr, page, made, cache, rec, dur, op, a, row, event):
         bump(
             params,
             ctr,
-            page,
-            made,
+            pages,
             cache,
             rec,
             dur,
@@ -726,14 +730,13 @@ def update(params, ctr, page, made, cache, rec, dur, op, a, row, event):
         )
         flush = np.int64(1)
         scope = params[P_FLUSH_SCOPE]
-        zap(params, ctr, page, rec, flush, scope, a, ctr[C_BUMPS + a], row[U_OLO], row[U_OHI])
+        zap(params, ctr, pages, rec, flush, scope, a, ctr[C_BUMPS + a], row[U_OLO], row[U_OHI])
     layout = np.int64(LAYOUT_SET) if creates else np.int64(LAYOUT_NONE)
     flags = np.int64(3) if creates else np.int64(1)
     bump(
         params,
         ctr,
-        page,
-        made,
+        pages,
         cache,
         rec,
         dur,
@@ -797,7 +800,86 @@ def apply_updates(
 
 
 @kernel(**_INNER)
-def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, page, made, cache):
+def checked_mask(params, ctr):
+    """The generation mask ``checked_as0`` compares with, or -1 if it cannot take accesses now.
+
+    It can when the run has one address space and the era checks the generation,
+    caches it per vCPU and fills the cache now (no update in progress), an SPTE
+    made now passes the check, and the check compares low bits (a 2^k - 1 mask).
+    """
+    ga = ctr[C_GEN]
+    mask = params[P_CHECK_MASK] & params[P_STAMP_MASK]
+    want = (ga + params[P_MMIO_OFFSET]) & params[P_CHECK_MASK]
+    usable = (
+        params[P_NAS] == 1
+        and params[P_HAS_GEN] == 1
+        and params[P_CACHE_HAS_GEN] == 1
+        and not (params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, ga))
+        and not (params[P_BUMP_SCHEME] == B_BIT63 and ga < 0)
+        and ((ga + params[P_MMIO_OFFSET]) & mask) == want
+        and (mask & (mask + 1)) == 0
+    )
+    return mask if usable else np.int64(-1)
+
+
+@kernel(**_INNER)
+def checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, mask):
+    """``plain_accesses`` when ``checked_mask`` allows it, with no test its loop can drop.
+
+    Under those settings (one address space, so a cached key is always
+    ``x << 1``; the check compares the ``mask`` low bits, so an SPTE made at
+    ``g`` passes iff ``(g - ga) & mask == 0``) the general loop's era and
+    address-space tests are constants. Without them the loop's values fit in
+    registers, and both MMIO counts share one (``TALLY_*``); the general loop
+    spills some, and an MMIO access cost it about a third more (bench/run.py's
+    all-MMIO row). ``flat_pages`` and ``flat_cache`` are 1-D views of address
+    space 0's page pairs and of the vCPU caches. Returns the events it took.
+    """
+    ga = ctr[C_GEN]
+    ram_live = ctr[C_RAM_FLOOR] << PAGE_EPOCH_SHIFT
+    mmio_outside = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | KIND_MMIO
+    # Both MMIO counts in one register (a register is what the loop is short of):
+    # MMIO accesses in the low 31 bits, refaults above (TALLY_*).
+    tally = np.int64(0)
+    n = min(codes.shape[0], TALLY_EVENTS)
+    stop = n
+    for i in range(n):
+        if codes[i] != EV_PLAIN_AS0:
+            stop = i
+            break
+        x = np.int64(xs[i])
+        at = x * N_PG
+        word = flat_pages[at + PG_WORD]
+        if word != mmio_outside:
+            if (word & PAGE_KIND) == KIND_RAM and word >= ram_live:
+                continue
+            stop = i
+            break
+        entry = np.int64(vcpus[i]) * N_KFIELDS
+        key = x << 1
+        if flat_cache[entry + K_KEY] == key and flat_cache[entry + K_FILL_AS0] == ga:
+            stop = i
+            break
+        behind = flat_pages[at + PG_MADE] - ga
+        if behind != 0:
+            if (behind & mask) == 0:
+                stop = i  # a passed check on an older SPTE: a benign stale hit
+                break
+            flat_pages[at + PG_MADE] = ga
+            tally += TALLY_REFAULT
+        tally += 1
+        flat_cache[entry + K_KEY] = key
+        flat_cache[entry + K_FILL_AS0] = ga
+    mmio = tally & TALLY_LOW
+    refaults = tally >> TALLY_SHIFT
+    ctr[C_OUTCOME + O_RAM_ACCESS] += stop - mmio
+    ctr[C_OUTCOME + O_MMIO_FAST] += mmio - refaults
+    ctr[C_OUTCOME + O_MMIO_REFAULT] += refaults
+    return stop
+
+
+@kernel(**_INNER)
+def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, pages, cache):
     """Replay plain accesses of one address space from row ``start`` on while they are fast.
 
     ``code`` is the event code of a plain access in that address space. Returns
@@ -830,15 +912,15 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, page, made,
     # outside every slot, its word is exactly this.
     mmio_outside = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | KIND_MMIO
     # 1-D views and unsigned indices: no stride multiply, no negative-index fixup.
-    row = min(a, page.shape[0] - 1)
-    words = page[row]
-    gens = made[row]
-    cached_key = cache[K_KEY]
-    cached_gen = cache[K_FILL_GEN]
-    cached_as0 = cache[K_FILL_AS0]
+    row = min(a, pages.shape[0] - 1)
+    flat_pages = pages[row].reshape(pages.shape[1] * N_PG)
+    flat_cache = cache.reshape(cache.shape[0] * N_KFIELDS)
     codes = ev_code[start:]
     xs = ev_x[start:]
     vcpus = ev_vcpu[start:]
+    checked = checked_mask(params, ctr)
+    if checked >= 0:
+        return start + checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, checked)
     mmio = 0
     mmio_refault = 0
     n = codes.shape[0]
@@ -847,8 +929,9 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, page, made,
         if codes[i] != code:
             stop = i
             break
-        x = xs[i]
-        word = words[x]
+        x = np.int64(xs[i])
+        at = x * N_PG
+        word = flat_pages[at + PG_WORD]
         if word != mmio_outside:
             if (word & PAGE_KIND) == KIND_RAM and word >= ram_live:
                 continue  # a RAM access: never stale, changes nothing
@@ -856,25 +939,27 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, page, made,
             break
         # A live MMIO SPTE outside every slot: neither a refault nor a passed check
         # can be harmful. A cache hit is checked for staleness, so leave it.
-        v = vcpus[i]
-        if cached_key[v] >> 1 == np.int64(x) and (not cache_has_gen or cached_as0[v] == g0):
+        entry = np.int64(vcpus[i]) * N_KFIELDS
+        if flat_cache[entry + K_KEY] >> 1 == x and (
+            not cache_has_gen or flat_cache[entry + K_FILL_AS0] == g0
+        ):
             stop = i
             break
-        made_gen = gens[x]
+        made_gen = flat_pages[at + PG_MADE]
         if made_gen != ga or not same_passes:
             if made_gen != ga and has_gen and ((made_gen + offset) & mask) == want:
                 stop = i  # a passed check on an older SPTE: a benign stale hit
                 break
             if has_gen:
                 # The check fails: reinstall the same MMIO SPTE (live counts and epoch stay).
-                gens[x] = ga
+                flat_pages[at + PG_MADE] = ga
                 mmio_refault += 1
         mmio += 1
         if fills:
-            cached_key[v] = np.int64(x) << 1 | a
-            cached_as0[v] = g0
+            flat_cache[entry + K_KEY] = x << 1 | a
+            flat_cache[entry + K_FILL_AS0] = g0
             if a == 1:
-                cached_gen[v] = ga
+                flat_cache[entry + K_FILL_GEN] = ga
     ctr[C_OUTCOME + O_RAM_ACCESS] += stop - mmio
     ctr[C_OUTCOME + O_MMIO_FAST] += mmio - mmio_refault
     ctr[C_OUTCOME + O_MMIO_REFAULT] += mmio_refault
@@ -882,9 +967,7 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, page, made,
 
 
 @kernel(**_OUTER)
-def replay_events(
-    ev_code, ev_vcpu, ev_x, first_index, aux, dur, params, ctr, page, made, cache, rec
-):
+def replay_events(ev_code, ev_vcpu, ev_x, first_index, aux, dur, params, ctr, pages, cache, rec):
     """Replay a block of events into the state arrays (``params`` .. ``rec``).
 
     Top-level rows: ``ev_*`` (see EV_* above); ``during`` accesses are rows of
@@ -899,7 +982,7 @@ def replay_events(
     while i < n:
         code = np.int64(ev_code[i])
         if code == EV_PLAIN_AS0 or code == EV_PLAIN_AS1:
-            after = plain_accesses(ev_code, ev_vcpu, ev_x, i, code, params, ctr, page, made, cache)
+            after = plain_accesses(ev_code, ev_vcpu, ev_x, i, code, params, ctr, pages, cache)
             if after > i:
                 i = after
                 continue
@@ -913,14 +996,12 @@ def replay_events(
             if (code & EV_AUX) != 0:
                 reps = aux[x, U_REPS]
                 x = aux[x, U_GID]
-            access_general(
-                params, ctr, page, made, cache, rec, a, x, v, reps, event, no_sub, no_race
-            )
+            access_general(params, ctr, pages, cache, rec, a, x, v, reps, event, no_sub, no_race)
         elif op == OP_BUMP:
             count = aux[x, U_REPS]
-            raw_bumps(params, ctr, page, made, cache, rec, dur, a, count, np.int64(0), event)
+            raw_bumps(params, ctr, pages, cache, rec, dur, a, count, np.int64(0), event)
         else:
-            update(params, ctr, page, made, cache, rec, dur, op, a, aux[x], event)
+            update(params, ctr, pages, cache, rec, dur, op, a, aux[x], event)
         i += 1
 
 

@@ -61,14 +61,13 @@ class EngineState:
 
     params: I64
     ctr: I64
-    page: I64
-    made: I64
+    pages: I64
     cache: I64
     rec: I64
 
-    def arrays(self) -> tuple[I64, I64, I64, I64, I64, I64]:
+    def arrays(self) -> tuple[I64, I64, I64, I64, I64]:
         """The state arrays in the order the kernels take them."""
-        return self.params, self.ctr, self.page, self.made, self.cache, self.rec
+        return self.params, self.ctr, self.pages, self.cache, self.rec
 
 
 def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineState:
@@ -77,15 +76,15 @@ def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineStat
     ctr = np.zeros(k.N_COUNTERS, dtype=np.int64)
     for a, g in enumerate(spec.init_generations):
         ctr[k.C_GEN + a] = _signed(g)
-    page = enc.initial_cover[:nas].astype(np.int64) * k.PAGE_COVER
-    cache = np.zeros((k.N_KFIELDS, max(enc.vcpus, 1)), dtype=np.int64)
-    cache[k.K_KEY] = -1
+    pages = np.zeros((nas, enc.initial_cover.shape[1], k.N_PG), dtype=np.int64)
+    pages[:, :, k.PG_WORD] = enc.initial_cover[:nas] * k.PAGE_COVER
+    cache = np.zeros((max(enc.vcpus, 1), k.N_KFIELDS), dtype=np.int64)
+    cache[:, k.K_KEY] = -1
     width = max(k.N_RFIELDS, k.N_WFIELDS, k.N_ZFIELDS)
     return EngineState(
         params=engine_params(spec, record_limit),
         ctr=ctr,
-        page=page,
-        made=np.zeros_like(page),
+        pages=pages,
         cache=cache,
         rec=np.zeros((3, record_limit, width), dtype=np.int64),
     )

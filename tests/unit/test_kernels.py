@@ -7,11 +7,15 @@ and 3 and model.md section 1 (bias placement), worked out by hand.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvmgen.engine import kernels as k
-from kvmgen.engine.replay import engine_params
+from kvmgen.engine.replay import engine_params, python_kernels
 from kvmgen.model.eras import ERAS
 from kvmgen.model.policy import RunSpec, parse_policy, resolve_runs
 
@@ -425,3 +429,86 @@ def test_int64_generation_additions_wrap_mod_2_64() -> None:
     # the getter offset added to a generation above 2^63
     e2 = params("E2", 1, "150")
     assert u64(k.mmio_generation(e2, i64(U64 - 5))) == (U64 - 5 + M19 - 150) % (1 << 19)
+
+
+# ---- checked_as0: the plain-access loop for the common settings equals the general one
+
+
+def _without_checked_loop() -> dict[str, object]:
+    """The kernels as Python, with ``checked_mask`` always refusing: the general path only."""
+    base = python_kernels()
+    namespace = dict(base)
+    for name, value in base.items():
+        if isinstance(value, types.FunctionType) and value.__globals__ is base:
+            namespace[name] = types.FunctionType(
+                value.__code__, namespace, name, value.__defaults__, value.__closure__
+            )
+    namespace["checked_mask"] = lambda params, ctr: np.int64(-1)
+    return namespace
+
+
+@st.composite
+def plain_blocks(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """State and events for one address space under E12: live RAM, MMIO outside every
+    slot, dropped and empty pages; SPTEs made now, earlier, or a whole 2^19 period
+    earlier (they pass the check: a benign stale hit); filled and empty vCPU caches;
+    runs of plain accesses broken by a few flags updates."""
+    pages_n = draw(st.integers(1, 12))
+    vcpus = draw(st.integers(1, 4))
+    ga = draw(st.sampled_from([0, 5, M19 - 1, M19 + 1, (1 << 40) + 3]))
+    clock, floor = draw(st.integers(0, 3)), 0
+    floor = draw(st.integers(0, clock))
+    word = st.sampled_from(
+        [
+            clock << k.PAGE_EPOCH_SHIFT | k.KIND_MMIO,  # live MMIO outside every slot
+            floor << k.PAGE_EPOCH_SHIFT | k.PAGE_COVER | k.KIND_RAM,  # live RAM
+            k.PAGE_COVER,  # inside a slot, never faulted
+            0,  # outside every slot, never faulted
+            k.DROPPED | k.PAGE_COVER | k.KIND_RAM,
+        ]
+    )
+    made = st.sampled_from([ga, ga - 1, ga - (1 << 19), ga - 3 * (1 << 19), ga + 7])
+    pages = np.zeros((1, pages_n, k.N_PG), dtype=np.int64)
+    for x in range(pages_n):
+        pages[0, x, k.PG_WORD] = draw(word)
+        pages[0, x, k.PG_MADE] = draw(made)
+    cache = np.zeros((vcpus, k.N_KFIELDS), dtype=np.int64)
+    for v in range(vcpus):
+        cache[v, k.K_KEY] = draw(st.integers(-1, pages_n - 1)) << 1 | 0
+        cache[v, k.K_FILL_AS0] = draw(st.sampled_from([ga, ga - 1]))
+    n = draw(st.integers(1, 60))
+    codes = np.array(
+        draw(
+            st.lists(st.sampled_from([k.EV_PLAIN_AS0] * 12 + [k.OP_FLAGS]), min_size=n, max_size=n)
+        ),
+        dtype=np.uint8,
+    )
+    xs = np.array(draw(st.lists(st.integers(0, pages_n - 1), min_size=n, max_size=n)), np.uint32)
+    vs = np.array(draw(st.lists(st.integers(0, vcpus - 1), min_size=n, max_size=n)), np.uint16)
+    ctr = np.zeros(k.N_COUNTERS, dtype=np.int64)
+    ctr[k.C_GEN] = ga
+    ctr[k.C_ZAP_CLOCK], ctr[k.C_RAM_FLOOR] = clock, floor
+    return codes, vs, xs, ctr, pages, cache
+
+
+@settings(max_examples=300, deadline=None)
+@given(block=plain_blocks())
+def test_checked_loop_equals_general_path(block: tuple[np.ndarray, ...]) -> None:
+    codes, vs, xs, ctr, pages, cache = block
+    p = params("E12", 1, "historical")
+    assert python_kernels()["checked_mask"](p, ctr) == M19  # the checked loop is taken
+    # Flags updates name aux rows: one row, slot 0 over no accessed page.
+    xs = np.where(codes == k.OP_FLAGS, 0, xs).astype(np.uint32)
+    aux = np.zeros((1, k.N_UCOLS), dtype=np.int64)
+    aux[0, k.U_REPS] = 1
+    aux[0, k.U_BUMP_REPS] = 1
+    dur = np.zeros((0, k.N_DFIELDS), dtype=np.int64)
+    rec = np.zeros((3, 8, max(k.N_RFIELDS, k.N_WFIELDS, k.N_ZFIELDS)), dtype=np.int64)
+    states = [(ctr.copy(), pages.copy(), cache.copy(), rec.copy()) for _ in range(2)]
+    k.replay_events(codes, vs, xs, np.int64(0), aux, dur, p, *states[0])
+    with np.errstate(over="ignore"):
+        _without_checked_loop()["replay_events"](
+            codes, vs, xs, np.int64(0), aux, dur, p, *states[1]
+        )
+    for compiled, general in zip(states[0], states[1], strict=True):
+        np.testing.assert_array_equal(compiled, general)
