@@ -9,7 +9,7 @@ A run's state is five arrays, passed explicitly in this order to every kernel
 that needs them: ``params`` (read-only), ``ctr`` (counters, generations and
 scratch), ``pages`` (per address space and gfn index, a word holding the SPTE
 kind, slot cover and zap epoch, and the generation an MMIO SPTE was installed
-at), ``cache`` (vCPU MMIO caches) and ``rec`` (wrap, zap and stale-hit records).
+at, in two rows), ``cache`` (vCPU MMIO caches) and ``rec`` (wrap, zap and stale-hit records).
 Explicit arrays, not a tuple of them: passing a tuple costs ~65 ns per call
 (measured), turning a 1-2 ns access path into a 150 ns one. For the same reason
 every kernel is compiled with ``_nrt=False``: no kernel allocates, and numba's
@@ -122,8 +122,10 @@ U_REPS = 7  # the event's repeat
 U_GID = 8  # an access's gfn index
 N_UCOLS = 9
 
-# ---- pages[as, gfn_index, PG_*]: a page's word and, beside it, the generation its MMIO
-# SPTE was made at (one cache line holds both: the access path reads them together).
+# ---- pages[as, PG_*, gfn_index]: per address space, a row of page words and a row of
+# the generations their MMIO SPTEs were made at. Rows, not pairs: a RAM access reads
+# only its word, and pairs would double the bytes RAM accesses spread over (the
+# all-RAM row of bench/run.py ran ~25% slower with them).
 # The word is epoch << PAGE_EPOCH_SHIFT | cover | kind; the epoch is C_ZAP_CLOCK at
 # install, -1 once a slot zap dropped the SPTE.
 PG_WORD = 0
@@ -327,9 +329,9 @@ def zap(params, ctr, pages, rec, kind, scope, a, bump, olo, ohi):
             ctr[C_RAM_FLOOR] = ctr[C_ZAP_CLOCK]
     elif scope == Z_SLOT_RAM:
         for x in range(olo, ohi):
-            word = pages[a, x, PG_WORD]
+            word = pages[a, PG_WORD, x]
             if (word & PAGE_KIND) == KIND_RAM and page_live(ctr, word):
-                pages[a, x, PG_WORD] = DROPPED | (word & (PAGE_KIND | PAGE_COVER))
+                pages[a, PG_WORD, x] = DROPPED | (word & (PAGE_KIND | PAGE_COVER))
                 ram += 1
         ctr[C_LIVE_RAM + a] -= ram
     if kind == 0:
@@ -362,7 +364,7 @@ def stored_stamp(params, made_gen):
 @kernel(**_INNER)
 def slow_path(params, ctr, pages, cache, a, x, v):
     """Fault with no usable SPTE: install RAM or MMIO (section 6 step 1); return the outcome."""
-    word = pages[a, x, PG_WORD]
+    word = pages[a, PG_WORD, x]
     kind = word & PAGE_KIND
     live = page_live(ctr, word)
     if live:
@@ -372,12 +374,12 @@ def slow_path(params, ctr, pages, cache, a, x, v):
             ctr[C_LIVE_MMIO + a] -= 1
     installed = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | (word & PAGE_COVER)
     if (word & PAGE_COVER) != 0:
-        pages[a, x, PG_WORD] = installed | KIND_RAM
+        pages[a, PG_WORD, x] = installed | KIND_RAM
         ctr[C_LIVE_RAM + a] += 1
         # A zap had dropped the last SPTE here: a refault, not a first fault.
         return O_RAM_REFAULT if kind != KIND_NONE and not live else O_RAM_FAULT
-    pages[a, x, PG_WORD] = installed | KIND_MMIO
-    pages[a, x, PG_MADE] = ctr[C_GEN + a]
+    pages[a, PG_WORD, x] = installed | KIND_MMIO
+    pages[a, PG_MADE, x] = ctr[C_GEN + a]
     ctr[C_LIVE_MMIO + a] += 1
     fill_cache(params, ctr, cache, v, a, x)
     return O_MMIO_SLOW
@@ -425,8 +427,8 @@ def record_stale(params, ctr, pages, cache, rec, n, a, x, v, source, kind):
         kind,
         ctr[C_IDENT + 3],
         n,
-        pages[a, x, PG_MADE],
-        stored_stamp(params, pages[a, x, PG_MADE]),
+        pages[a, PG_MADE, x],
+        stored_stamp(params, pages[a, PG_MADE, x]),
         cache[v, K_KEY] & 1 if from_cache else 0,
         cache_fill_gen(cache, v) if from_cache else 0,
         cache[v, K_FILL_AS0] if from_cache else 0,
@@ -459,7 +461,7 @@ def record_stale(params, ctr, pages, cache, rec, n, a, x, v, source, kind):
 @kernel(**_INNER)
 def stale_kind(params, ctr, pages, cache, a, x, v, from_cache):
     """0 harmful, 1 benign, -1 not stale, for a cache hit or a passed check (section 6)."""
-    if (pages[a, x, PG_WORD] & PAGE_COVER) != 0:
+    if (pages[a, PG_WORD, x] & PAGE_COVER) != 0:
         return 0
     ga = ctr[C_GEN + a]
     if from_cache == 1:
@@ -467,7 +469,7 @@ def stale_kind(params, ctr, pages, cache, a, x, v, from_cache):
             (cache[v, K_KEY] & 1) != a or cache_fill_gen(cache, v) != ga
         ):
             return 1
-    elif params[P_HAS_GEN] == 1 and pages[a, x, PG_MADE] != ga:
+    elif params[P_HAS_GEN] == 1 and pages[a, PG_MADE, x] != ga:
         return 1
     return -1
 
@@ -485,7 +487,7 @@ def check_passes(params, made_gen, ga):
 @kernel(**_INNER)
 def access_once(params, ctr, pages, cache, rec, a, x, v):
     """One guest access (section 6). Returns (outcome, stale kind or -1, source, changed)."""
-    word = pages[a, x, PG_WORD]
+    word = pages[a, PG_WORD, x]
     if not page_live(ctr, word):
         return slow_path(params, ctr, pages, cache, a, x, v), -1, 0, True
     if (word & PAGE_KIND) == KIND_RAM:
@@ -500,7 +502,7 @@ def access_once(params, ctr, pages, cache, rec, a, x, v):
             record_stale(params, ctr, pages, cache, rec, one, a, x, v, one, kind)
         return O_CACHE_HIT, kind, 1, False
     ga = ctr[C_GEN + a]
-    if not check_passes(params, pages[a, x, PG_MADE], ga):
+    if not check_passes(params, pages[a, PG_MADE, x], ga):
         slow_path(params, ctr, pages, cache, a, x, v)
         return O_MMIO_REFAULT, -1, 0, True
     zero = np.int64(0)
@@ -563,10 +565,10 @@ def set_layout(pages, a, lo, hi, layout):
     """Mark gfn indices [lo, hi) of address space a as inside or outside a slot."""
     if layout == LAYOUT_SET:
         for x in range(lo, hi):
-            pages[a, x, PG_WORD] |= PAGE_COVER
+            pages[a, PG_WORD, x] |= PAGE_COVER
     elif layout == LAYOUT_CLEAR:
         for x in range(lo, hi):
-            pages[a, x, PG_WORD] &= ~PAGE_COVER
+            pages[a, PG_WORD, x] &= ~PAGE_COVER
 
 
 @kernel(**_INNER)
@@ -823,7 +825,7 @@ def checked_mask(params, ctr):
 
 
 @kernel(**_INNER)
-def checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, mask):
+def checked_as0(codes, xs, vcpus, words, gens, flat_cache, ctr, mask):
     """``plain_accesses`` when ``checked_mask`` allows it, with no test its loop can drop.
 
     Under those settings (one address space, so a cached key is always
@@ -832,8 +834,9 @@ def checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, mask):
     address-space tests are constants. Without them the loop's values fit in
     registers, and both MMIO counts share one (``TALLY_*``); the general loop
     spills some, and an MMIO access cost it about a third more (bench/run.py's
-    all-MMIO row). ``flat_pages`` and ``flat_cache`` are 1-D views of address
-    space 0's page pairs and of the vCPU caches. Returns the events it took.
+    all-MMIO row). ``words`` and ``gens`` are address space 0's rows of
+    ``pages``, ``flat_cache`` a 1-D view of the vCPU caches. Returns the events
+    it took.
     """
     ga = ctr[C_GEN]
     ram_live = ctr[C_RAM_FLOOR] << PAGE_EPOCH_SHIFT
@@ -848,8 +851,7 @@ def checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, mask):
             stop = i
             break
         x = np.int64(xs[i])
-        at = x * N_PG
-        word = flat_pages[at + PG_WORD]
+        word = words[x]
         if word != mmio_outside:
             if (word & PAGE_KIND) == KIND_RAM and word >= ram_live:
                 continue
@@ -860,12 +862,12 @@ def checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, mask):
         if flat_cache[entry + K_KEY] == key and flat_cache[entry + K_FILL_AS0] == ga:
             stop = i
             break
-        behind = flat_pages[at + PG_MADE] - ga
+        behind = gens[x] - ga
         if behind != 0:
             if (behind & mask) == 0:
                 stop = i  # a passed check on an older SPTE: a benign stale hit
                 break
-            flat_pages[at + PG_MADE] = ga
+            gens[x] = ga
             tally += TALLY_REFAULT
         tally += 1
         flat_cache[entry + K_KEY] = key
@@ -913,14 +915,15 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, pages, cach
     mmio_outside = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | KIND_MMIO
     # 1-D views and unsigned indices: no stride multiply, no negative-index fixup.
     row = min(a, pages.shape[0] - 1)
-    flat_pages = pages[row].reshape(pages.shape[1] * N_PG)
+    words = pages[row, PG_WORD]
+    gens = pages[row, PG_MADE]
     flat_cache = cache.reshape(cache.shape[0] * N_KFIELDS)
     codes = ev_code[start:]
     xs = ev_x[start:]
     vcpus = ev_vcpu[start:]
     checked = checked_mask(params, ctr)
     if checked >= 0:
-        return start + checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, checked)
+        return start + checked_as0(codes, xs, vcpus, words, gens, flat_cache, ctr, checked)
     mmio = 0
     mmio_refault = 0
     n = codes.shape[0]
@@ -930,8 +933,7 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, pages, cach
             stop = i
             break
         x = np.int64(xs[i])
-        at = x * N_PG
-        word = flat_pages[at + PG_WORD]
+        word = words[x]
         if word != mmio_outside:
             if (word & PAGE_KIND) == KIND_RAM and word >= ram_live:
                 continue  # a RAM access: never stale, changes nothing
@@ -945,14 +947,14 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, pages, cach
         ):
             stop = i
             break
-        made_gen = flat_pages[at + PG_MADE]
+        made_gen = gens[x]
         if made_gen != ga or not same_passes:
             if made_gen != ga and has_gen and ((made_gen + offset) & mask) == want:
                 stop = i  # a passed check on an older SPTE: a benign stale hit
                 break
             if has_gen:
                 # The check fails: reinstall the same MMIO SPTE (live counts and epoch stay).
-                flat_pages[at + PG_MADE] = ga
+                gens[x] = ga
                 mmio_refault += 1
         mmio += 1
         if fills:

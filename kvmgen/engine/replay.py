@@ -76,8 +76,8 @@ def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineStat
     ctr = np.zeros(k.N_COUNTERS, dtype=np.int64)
     for a, g in enumerate(spec.init_generations):
         ctr[k.C_GEN + a] = _signed(g)
-    pages = np.zeros((nas, enc.initial_cover.shape[1], k.N_PG), dtype=np.int64)
-    pages[:, :, k.PG_WORD] = enc.initial_cover[:nas] * k.PAGE_COVER
+    pages = np.zeros((nas, k.N_PG, enc.initial_cover.shape[1]), dtype=np.int64)
+    pages[:, k.PG_WORD] = enc.initial_cover[:nas] * k.PAGE_COVER
     cache = np.zeros((max(enc.vcpus, 1), k.N_KFIELDS), dtype=np.int64)
     cache[:, k.K_KEY] = -1
     width = max(k.N_RFIELDS, k.N_WFIELDS, k.N_ZFIELDS)

@@ -468,10 +468,10 @@ def plain_blocks(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
         ]
     )
     made = st.sampled_from([ga, ga - 1, ga - (1 << 19), ga - 3 * (1 << 19), ga + 7])
-    pages = np.zeros((1, pages_n, k.N_PG), dtype=np.int64)
+    pages = np.zeros((1, k.N_PG, pages_n), dtype=np.int64)
     for x in range(pages_n):
-        pages[0, x, k.PG_WORD] = draw(word)
-        pages[0, x, k.PG_MADE] = draw(made)
+        pages[0, k.PG_WORD, x] = draw(word)
+        pages[0, k.PG_MADE, x] = draw(made)
     cache = np.zeros((vcpus, k.N_KFIELDS), dtype=np.int64)
     for v in range(vcpus):
         cache[v, k.K_KEY] = draw(st.integers(-1, pages_n - 1)) << 1 | 0
