@@ -284,23 +284,6 @@ def in_progress(params, g):
     return False
 
 
-@kernel(inline="always")
-def check_target(params, ga):
-    """The MMIO generation a check at ``ga`` compares, or -1 when none can pass.
-
-    None can while bit 63 is set (BIT63 eras: an update is in progress).
-    """
-    if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
-        return np.int64(-1)
-    return (ga + params[P_MMIO_OFFSET]) & params[P_CHECK_MASK]
-
-
-@kernel(inline="always")
-def cache_fills(params, g0):
-    """Whether an MMIO access fills the vCPU cache now (some eras skip it mid-update)."""
-    return not (params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, g0))
-
-
 @kernel(**_OUTER)
 def wrap_test(params, new):
     """The kernel's wrap-zap condition on the new generation."""
@@ -412,7 +395,7 @@ def cache_fill_gen(cache, v):
 def fill_cache(params, ctr, cache, v, a, x):
     """Cache MMIO info for vCPU v; return whether the cache changed."""
     g0 = ctr[C_GEN]
-    if not cache_fills(params, g0):
+    if params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, g0):
         return False
     ga = ctr[C_GEN + a]
     key = x << 1 | a
@@ -496,7 +479,9 @@ def check_passes(params, made_gen, ga):
     """Whether an MMIO SPTE made at ``made_gen`` passes the generation check at ``ga``."""
     if params[P_HAS_GEN] != 1:
         return True
-    return check_target(params, ga) == stored_stamp(params, made_gen)
+    if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
+        return False
+    return mmio_generation(params, ga) == stored_stamp(params, made_gen)
 
 
 @kernel(**_INNER)
@@ -826,13 +811,13 @@ def checked_mask(params, ctr):
     """
     ga = ctr[C_GEN]
     mask = params[P_CHECK_MASK] & params[P_STAMP_MASK]
-    want = check_target(params, ga)
+    want = (ga + params[P_MMIO_OFFSET]) & params[P_CHECK_MASK]
     usable = (
         params[P_NAS] == 1
         and params[P_HAS_GEN] == 1
         and params[P_CACHE_HAS_GEN] == 1
-        and cache_fills(params, ga)
-        and want >= 0
+        and not (params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, ga))
+        and not (params[P_BUMP_SCHEME] == B_BIT63 and ga < 0)
         and ((ga + params[P_MMIO_OFFSET]) & mask) == want
         and (mask & (mask + 1)) == 0
     )
@@ -911,6 +896,23 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, pages, cach
     switch): with more, LLVM spills them and every access pays for it.
     """
     a = (code >> EV_AS_SHIFT) & 1
+    has_gen = params[P_HAS_GEN] == 1
+    offset = params[P_MMIO_OFFSET]
+    mask = params[P_CHECK_MASK] & params[P_STAMP_MASK]
+    cache_has_gen = params[P_CACHE_HAS_GEN] == 1
+    g0 = ctr[C_GEN]
+    ga = ctr[C_GEN + a]
+    # The MMIO generation a check compares, or -1 when no check can pass (bit 63
+    # set: an update is in progress), and whether an SPTE made at ``ga`` passes.
+    want = (ga + offset) & params[P_CHECK_MASK]
+    if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
+        want = -1
+    same_passes = not has_gen or ((ga + offset) & mask) == want
+    fills = not (params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, g0))
+    ram_live = ctr[C_RAM_FLOOR] << PAGE_EPOCH_SHIFT
+    # A live MMIO SPTE was installed at the current zap clock (every zap advances it):
+    # outside every slot, its word is exactly this.
+    mmio_outside = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | KIND_MMIO
     # 1-D views and unsigned indices: no stride multiply, no negative-index fixup.
     row = min(a, pages.shape[0] - 1)
     words = pages[row, PG_WORD]
@@ -922,19 +924,6 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, pages, cach
     checked = checked_mask(params, ctr)
     if checked >= 0:
         return start + checked_as0(codes, xs, vcpus, words, gens, flat_cache, ctr, checked)
-    has_gen = params[P_HAS_GEN] == 1
-    offset = params[P_MMIO_OFFSET]
-    mask = params[P_CHECK_MASK] & params[P_STAMP_MASK]
-    cache_has_gen = params[P_CACHE_HAS_GEN] == 1
-    g0 = ctr[C_GEN]
-    ga = ctr[C_GEN + a]
-    want = check_target(params, ga)
-    same_passes = not has_gen or ((ga + offset) & mask) == want  # an SPTE made now passes
-    fills = cache_fills(params, g0)
-    ram_live = ctr[C_RAM_FLOOR] << PAGE_EPOCH_SHIFT
-    # A live MMIO SPTE was installed at the current zap clock (every zap advances it):
-    # outside every slot, its word is exactly this.
-    mmio_outside = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | KIND_MMIO
     mmio = 0
     mmio_refault = 0
     n = codes.shape[0]
