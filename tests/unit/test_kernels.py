@@ -474,7 +474,8 @@ def plain_blocks(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
         pages[0, k.PG_MADE, x] = draw(made)
     cache = np.zeros((vcpus, k.N_KFIELDS), dtype=np.int64)
     for v in range(vcpus):
-        cache[v, k.K_KEY] = draw(st.integers(-1, pages_n - 1)) << 1 | 0
+        x = draw(st.integers(-1, pages_n - 1))
+        cache[v, k.K_KEY] = -1 if x < 0 else x << 1  # empty as new_state leaves it, or gfn x
         cache[v, k.K_FILL_AS0] = draw(st.sampled_from([ga, ga - 1]))
     n = draw(st.integers(1, 60))
     codes = np.array(
