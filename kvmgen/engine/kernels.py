@@ -5,12 +5,11 @@ objects. All 64-bit generations are held as int64 bit patterns and handled with
 explicit masks, so additions wrap mod 2^64 exactly as the kernel's u64 does
 (numba's int64 add wraps; mixing in uint64 would promote).
 
-A run's state is six arrays, passed explicitly in this order to every kernel
+A run's state is five arrays, passed explicitly in this order to every kernel
 that needs them: ``params`` (read-only), ``ctr`` (counters, generations and
-scratch), ``words`` and ``made`` (per address space and gfn index: a 32-bit word
-holding the SPTE kind, slot cover and zap epoch, and the generation an MMIO SPTE
-was installed at), ``cache`` (vCPU MMIO caches) and ``rec`` (wrap, zap and
-stale-hit records).
+scratch), ``pages`` (per address space and gfn index: a word holding the SPTE
+kind, slot cover and zap epoch, beside the generation an MMIO SPTE was installed
+at), ``cache`` (vCPU MMIO caches) and ``rec`` (wrap, zap and stale-hit records).
 Explicit arrays, not a tuple of them: passing a tuple costs ~65 ns per call
 (measured), turning a 1-2 ns access path into a 150 ns one. For the same reason
 every kernel is compiled with ``_nrt=False``: no kernel allocates, and numba's
@@ -30,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvmgen.jit import kernel
+from kvmgen.jit import kernel, never_inline
 
 # ---- params: one int64 array per run (replay.py fills it from the Era and RunSpec)
 P_NAS = 0
@@ -123,16 +122,17 @@ U_REPS = 7  # the event's repeat
 U_GID = 8  # an access's gfn index
 N_UCOLS = 9
 
-# ---- words[as, gfn_index] (int32) and made[as, gfn_index] (int64): per address
-# space, the page words and the generations their MMIO SPTEs were made at.
-# Two arrays, not pairs: a RAM access reads only its word, and pairs would double the
-# bytes RAM accesses spread over (the all-RAM row of bench/run.py ran ~25% slower).
-# Words are 32 bits: a page costs 12 bytes per address space, not 16 (no speed change
-# measured in bench/run.py's engine rows; the MMIO path's code is the same).
+# ---- pages[as, gfn_index, PG_*]: per address space, each page's word beside the
+# generation its MMIO SPTE was made at, so an MMIO access reads one cache line, not
+# two. Against a word array beside a generation array, in bench/run.py's engine rows
+# (interleaved runs, checked_as0 never inlined in both): all-MMIO a few per cent
+# faster, all-RAM ~8% slower (its words spread over twice the bytes).
 # The word is epoch << PAGE_EPOCH_SHIFT | cover | kind; the epoch is C_ZAP_CLOCK at
-# install, -1 once a slot zap dropped the SPTE. The clock is renumbered before an
-# epoch could outgrow the word (renumber_epochs).
-WORD_DTYPE = np.int32
+# install, -1 once a slot zap dropped the SPTE. An epoch has 60 bits: the clock only
+# moves when a zap runs, a few times per replay step at most, so it cannot outgrow them.
+PG_WORD = 0
+PG_MADE = 1
+N_PG = 2
 PAGE_KIND = 3
 PAGE_COVER = 4  # set while the gfn lies in a slot of this address space (the layout)
 PAGE_EPOCH_SHIFT = 3
@@ -140,7 +140,6 @@ KIND_NONE = 0
 KIND_RAM = 1
 KIND_MMIO = 2
 DROPPED = -1 << PAGE_EPOCH_SHIFT
-EPOCH_LIMIT = (1 << (31 - PAGE_EPOCH_SHIFT)) - 1  # the zap clock is renumbered at this
 
 # ---- checked_as0's tally: refaults counted in bit 31 up, MMIO accesses below (2^31 is
 # an add x86 encodes in 32 bits, as a subtract of -2^31; 2^32 needs a register).
@@ -312,33 +311,7 @@ def page_live(ctr, word):
 
 
 @kernel(**_INNER)
-def renumber_epochs(ctr, words):
-    """Restart the zap clock at 1, keeping which SPTEs are live (once in 2^28 zaps).
-
-    ``zap`` calls it just after advancing the clock, when no MMIO SPTE is live; it
-    keeps liveness in any state all the same (tests/unit/test_kernels.py).
-    Liveness only compares an epoch with the RAM floor (RAM) or the clock (MMIO),
-    so live RAM takes epoch 0 under floor 0, live MMIO epoch 1 under clock 1, and
-    every dropped SPTE is marked DROPPED, keeping its kind for the refault count.
-    """
-    for a in range(words.shape[0]):
-        for x in range(words.shape[1]):
-            word = words[a, x]
-            kept = word & (PAGE_KIND | PAGE_COVER)
-            kind = word & PAGE_KIND
-            if not page_live(ctr, word):
-                if kind != KIND_NONE:
-                    words[a, x] = DROPPED | kept
-            elif kind == KIND_RAM:
-                words[a, x] = kept
-            else:
-                words[a, x] = 1 << PAGE_EPOCH_SHIFT | kept
-    ctr[C_RAM_FLOOR] = 0
-    ctr[C_ZAP_CLOCK] = 1
-
-
-@kernel(**_INNER)
-def zap(params, ctr, words, rec, kind, scope, a, bump, olo, ohi):
+def zap(params, ctr, pages, rec, kind, scope, a, bump, olo, ohi):
     """Drop SPTEs per ``scope``, count and record it (section 5).
 
     Whole-MMU and MMIO-only zaps advance the zap clock instead of touching every
@@ -356,13 +329,11 @@ def zap(params, ctr, words, rec, kind, scope, a, bump, olo, ohi):
         ctr[C_ZAP_CLOCK] += 1
         if scope == Z_ALL:
             ctr[C_RAM_FLOOR] = ctr[C_ZAP_CLOCK]
-        if ctr[C_ZAP_CLOCK] >= EPOCH_LIMIT:
-            renumber_epochs(ctr, words)
     elif scope == Z_SLOT_RAM:
         for x in range(olo, ohi):
-            word = words[a, x]
+            word = pages[a, x, PG_WORD]
             if (word & PAGE_KIND) == KIND_RAM and page_live(ctr, word):
-                words[a, x] = DROPPED | (word & (PAGE_KIND | PAGE_COVER))
+                pages[a, x, PG_WORD] = DROPPED | (word & (PAGE_KIND | PAGE_COVER))
                 ram += 1
         ctr[C_LIVE_RAM + a] -= ram
     if kind == 0:
@@ -393,9 +364,9 @@ def stored_stamp(params, made_gen):
 
 
 @kernel(**_INNER)
-def slow_path(params, ctr, words, made, cache, a, x, v):
+def slow_path(params, ctr, pages, cache, a, x, v):
     """Fault with no usable SPTE: install RAM or MMIO (section 6 step 1); return the outcome."""
-    word = words[a, x]
+    word = pages[a, x, PG_WORD]
     kind = word & PAGE_KIND
     live = page_live(ctr, word)
     if live:
@@ -405,12 +376,12 @@ def slow_path(params, ctr, words, made, cache, a, x, v):
             ctr[C_LIVE_MMIO + a] -= 1
     installed = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | (word & PAGE_COVER)
     if (word & PAGE_COVER) != 0:
-        words[a, x] = installed | KIND_RAM
+        pages[a, x, PG_WORD] = installed | KIND_RAM
         ctr[C_LIVE_RAM + a] += 1
         # A zap had dropped the last SPTE here: a refault, not a first fault.
         return O_RAM_REFAULT if kind != KIND_NONE and not live else O_RAM_FAULT
-    words[a, x] = installed | KIND_MMIO
-    made[a, x] = ctr[C_GEN + a]
+    pages[a, x, PG_WORD] = installed | KIND_MMIO
+    pages[a, x, PG_MADE] = ctr[C_GEN + a]
     ctr[C_LIVE_MMIO + a] += 1
     fill_cache(params, ctr, cache, v, a, x)
     return O_MMIO_SLOW
@@ -439,7 +410,7 @@ def fill_cache(params, ctr, cache, v, a, x):
 
 
 @kernel(**_INNER)
-def record_stale(params, ctr, words, made, cache, rec, n, a, x, v, source, kind):
+def record_stale(params, ctr, pages, cache, rec, n, a, x, v, source, kind):
     """Count ``n`` stale hits and record them, merging with the previous record when equal.
 
     The access's (update, event, sub, race) are in ``ctr[C_IDENT:]``; the record
@@ -458,8 +429,8 @@ def record_stale(params, ctr, words, made, cache, rec, n, a, x, v, source, kind)
         kind,
         ctr[C_IDENT + 3],
         n,
-        made[a, x],
-        stored_stamp(params, made[a, x]),
+        pages[a, x, PG_MADE],
+        stored_stamp(params, pages[a, x, PG_MADE]),
         cache[v, K_KEY] & 1 if from_cache else 0,
         cache_fill_gen(cache, v) if from_cache else 0,
         cache[v, K_FILL_AS0] if from_cache else 0,
@@ -490,9 +461,9 @@ def record_stale(params, ctr, words, made, cache, rec, n, a, x, v, source, kind)
 
 
 @kernel(**_INNER)
-def stale_kind(params, ctr, words, made, cache, a, x, v, from_cache):
+def stale_kind(params, ctr, pages, cache, a, x, v, from_cache):
     """0 harmful, 1 benign, -1 not stale, for a cache hit or a passed check (section 6)."""
-    if (words[a, x] & PAGE_COVER) != 0:
+    if (pages[a, x, PG_WORD] & PAGE_COVER) != 0:
         return 0
     ga = ctr[C_GEN + a]
     if from_cache == 1:
@@ -500,7 +471,7 @@ def stale_kind(params, ctr, words, made, cache, a, x, v, from_cache):
             (cache[v, K_KEY] & 1) != a or cache_fill_gen(cache, v) != ga
         ):
             return 1
-    elif params[P_HAS_GEN] == 1 and made[a, x] != ga:
+    elif params[P_HAS_GEN] == 1 and pages[a, x, PG_MADE] != ga:
         return 1
     return -1
 
@@ -516,11 +487,11 @@ def check_passes(params, made_gen, ga):
 
 
 @kernel(**_INNER)
-def access_once(params, ctr, words, made, cache, rec, a, x, v):
+def access_once(params, ctr, pages, cache, rec, a, x, v):
     """One guest access (section 6). Returns (outcome, stale kind or -1, source, changed)."""
-    word = words[a, x]
+    word = pages[a, x, PG_WORD]
     if not page_live(ctr, word):
-        return slow_path(params, ctr, words, made, cache, a, x, v), -1, 0, True
+        return slow_path(params, ctr, pages, cache, a, x, v), -1, 0, True
     if (word & PAGE_KIND) == KIND_RAM:
         return O_RAM_ACCESS, -1, 0, False
     one = np.int64(1)
@@ -528,24 +499,24 @@ def access_once(params, ctr, words, made, cache, rec, a, x, v):
     if hit and params[P_CACHE_HAS_GEN] == 1:
         hit = cache[v, K_FILL_AS0] == ctr[C_GEN]
     if hit:
-        kind = stale_kind(params, ctr, words, made, cache, a, x, v, one)
+        kind = stale_kind(params, ctr, pages, cache, a, x, v, one)
         if kind >= 0:
-            record_stale(params, ctr, words, made, cache, rec, one, a, x, v, one, kind)
+            record_stale(params, ctr, pages, cache, rec, one, a, x, v, one, kind)
         return O_CACHE_HIT, kind, 1, False
     ga = ctr[C_GEN + a]
-    if not check_passes(params, made[a, x], ga):
-        slow_path(params, ctr, words, made, cache, a, x, v)
+    if not check_passes(params, pages[a, x, PG_MADE], ga):
+        slow_path(params, ctr, pages, cache, a, x, v)
         return O_MMIO_REFAULT, -1, 0, True
     zero = np.int64(0)
-    kind = stale_kind(params, ctr, words, made, cache, a, x, v, zero)
+    kind = stale_kind(params, ctr, pages, cache, a, x, v, zero)
     if kind >= 0:
-        record_stale(params, ctr, words, made, cache, rec, one, a, x, v, zero, kind)
+        record_stale(params, ctr, pages, cache, rec, one, a, x, v, zero, kind)
     changed = fill_cache(params, ctr, cache, v, a, x)
     return O_MMIO_FAST, kind, 0, changed
 
 
 @kernel(**_INNER)
-def access_general(params, ctr, words, made, cache, rec, a, x, v, reps, event, sub, race):
+def access_general(params, ctr, pages, cache, rec, a, x, v, reps, event, sub, race):
     """``reps`` identical accesses with the identity their stale-hit records carry (section 6).
 
     Once one access leaves the state unchanged, the rest repeat it.
@@ -556,7 +527,7 @@ def access_general(params, ctr, words, made, cache, rec, a, x, v, reps, event, s
     ctr[C_IDENT + 3] = race
     done = 0
     while done < reps:
-        outcome, kind, source, changed = access_once(params, ctr, words, made, cache, rec, a, x, v)
+        outcome, kind, source, changed = access_once(params, ctr, pages, cache, rec, a, x, v)
         ctr[C_OUTCOME + outcome] += 1
         done += 1
         if not changed and done < reps:
@@ -566,8 +537,7 @@ def access_general(params, ctr, words, made, cache, rec, a, x, v, reps, event, s
                 record_stale(
                     params,
                     ctr,
-                    words,
-                    made,
+                    pages,
                     cache,
                     rec,
                     rest,
@@ -581,7 +551,7 @@ def access_general(params, ctr, words, made, cache, rec, a, x, v, reps, event, s
 
 
 @kernel(**_INNER)
-def run_window(params, ctr, words, made, cache, rec, dur, start, end, window, event):
+def run_window(params, ctr, pages, cache, rec, dur, start, end, window, event):
     """Run the ``during`` accesses of one window, in order."""
     for j in range(start, end):
         if dur[j, D_WINDOW] != window:
@@ -589,8 +559,7 @@ def run_window(params, ctr, words, made, cache, rec, dur, start, end, window, ev
         access_general(
             params,
             ctr,
-            words,
-            made,
+            pages,
             cache,
             rec,
             dur[j, D_AS],
@@ -604,14 +573,14 @@ def run_window(params, ctr, words, made, cache, rec, dur, start, end, window, ev
 
 
 @kernel(**_INNER)
-def set_layout(words, a, lo, hi, layout):
+def set_layout(pages, a, lo, hi, layout):
     """Mark gfn indices [lo, hi) of address space a as inside or outside a slot."""
     if layout == LAYOUT_SET:
         for x in range(lo, hi):
-            words[a, x] |= PAGE_COVER
+            pages[a, x, PG_WORD] |= PAGE_COVER
     elif layout == LAYOUT_CLEAR:
         for x in range(lo, hi):
-            words[a, x] &= ~PAGE_COVER
+            pages[a, x, PG_WORD] &= ~PAGE_COVER
 
 
 @kernel(**_INNER)
@@ -634,7 +603,7 @@ def record_wrap(params, ctr, rec, a, bump_no, old, new):
 
 
 @kernel(**_INNER)
-def bump(params, ctr, words, made, cache, rec, dur, a, layout, lo, hi, dstart, dend, event, flags):
+def bump(params, ctr, pages, cache, rec, dur, a, layout, lo, hi, dstart, dend, event, flags):
     """One memslot install in address space ``a``, in the order of docs/model.md section 4.1.
 
     ``flags``: bit 0 set when this install ends the ioctl, bit 1 when it creates a slot.
@@ -652,28 +621,22 @@ def bump(params, ctr, words, made, cache, rec, dur, a, layout, lo, hi, dstart, d
     if params[P_INPROG_VIEW] == V_OLD_LAYOUT:
         # E0-E2: a vCPU can resolve the gfn on the old layout yet read the new generation.
         ctr[C_GEN + a] = new
-        run_window(
-            params, ctr, words, made, cache, rec, dur, dstart, dend, in_progress_window, event
-        )
-        set_layout(words, a, lo, hi, layout)
+        run_window(params, ctr, pages, cache, rec, dur, dstart, dend, in_progress_window, event)
+        set_layout(pages, a, lo, hi, layout)
     else:
         ctr[C_GEN + a] = old + 1 if params[P_INPROG_VIEW] == V_ODD else old | BIT63
-        set_layout(words, a, lo, hi, layout)
+        set_layout(pages, a, lo, hi, layout)
         if timing == T_BEFORE and wrap_test(params, new):
-            zap(params, ctr, words, rec, wrap, wrap_scope, a, bump_no, nothing, nothing)
-        run_window(
-            params, ctr, words, made, cache, rec, dur, dstart, dend, in_progress_window, event
-        )
+            zap(params, ctr, pages, rec, wrap, wrap_scope, a, bump_no, nothing, nothing)
+        run_window(params, ctr, pages, cache, rec, dur, dstart, dend, in_progress_window, event)
         ctr[C_GEN + a] = new
-    run_window(
-        params, ctr, words, made, cache, rec, dur, dstart, dend, np.int64(WIN_BEFORE_ZAP), event
-    )
+    run_window(params, ctr, pages, cache, rec, dur, dstart, dend, np.int64(WIN_BEFORE_ZAP), event)
     ends_ioctl = (flags & 1) == 1
     if (timing == T_AFTER or (timing == T_PER_IOCTL and ends_ioctl)) and wrap_test(params, new):
-        zap(params, ctr, words, rec, wrap, wrap_scope, a, bump_no, nothing, nothing)
+        zap(params, ctr, pages, rec, wrap, wrap_scope, a, bump_no, nothing, nothing)
     if (flags & 2) == 2 and params[P_CREATE_FLUSH_SCOPE] != Z_NOTHING:
         scope = params[P_CREATE_FLUSH_SCOPE]
-        zap(params, ctr, words, rec, flush, scope, a, bump_no, nothing, nothing)
+        zap(params, ctr, pages, rec, flush, scope, a, bump_no, nothing, nothing)
     if params[P_HAS_GEN] == 1 and nominal(params, new) < nominal(params, old):
         record_wrap(params, ctr, rec, a, bump_no, old, new)
 
@@ -732,7 +695,7 @@ def quiet_flags(params, ctr, op, a, row):
 
 
 @kernel(**_INNER)
-def raw_bumps(params, ctr, words, made, cache, rec, dur, a, count, numbered, event):
+def raw_bumps(params, ctr, pages, cache, rec, dur, a, count, numbered, event):
     """``count`` plain bumps of ``a`` with no accesses (flags repeats, ``bump`` events)."""
     done = 0
     nothing = np.int64(0)
@@ -747,8 +710,7 @@ def raw_bumps(params, ctr, words, made, cache, rec, dur, a, count, numbered, eve
         bump(
             params,
             ctr,
-            words,
-            made,
+            pages,
             cache,
             rec,
             dur,
@@ -765,7 +727,7 @@ def raw_bumps(params, ctr, words, made, cache, rec, dur, a, count, numbered, eve
 
 
 @kernel(**_INNER)
-def update(params, ctr, words, made, cache, rec, dur, op, a, row, event):
+def update(params, ctr, pages, cache, rec, dur, op, a, row, event):
     """One memslot update event (create, delete, move, flags) with its repetitions."""
     dstart = row[U_DSTART]
     dend = row[U_DEND]
@@ -776,10 +738,10 @@ def update(params, ctr, words, made, cache, rec, dur, op, a, row, event):
         # ordinals are still used, and during accesses run as plain accesses.
         ctr[C_UPDATES] += reps
         for window in (np.int64(WIN_IN_PROGRESS), np.int64(WIN_BEFORE_ZAP)):
-            run_window(params, ctr, words, made, cache, rec, dur, dstart, dend, window, event)
+            run_window(params, ctr, pages, cache, rec, dur, dstart, dend, window, event)
         return
     if op == OP_FLAGS and dstart == dend:
-        raw_bumps(params, ctr, words, made, cache, rec, dur, a, bumping, np.int64(1), event)
+        raw_bumps(params, ctr, pages, cache, rec, dur, a, bumping, np.int64(1), event)
         ctr[C_UPDATES] += reps - bumping
         return
     ctr[C_UPDATES] += 1
@@ -790,8 +752,7 @@ def update(params, ctr, words, made, cache, rec, dur, op, a, row, event):
         bump(
             params,
             ctr,
-            words,
-            made,
+            pages,
             cache,
             rec,
             dur,
@@ -806,14 +767,13 @@ def update(params, ctr, words, made, cache, rec, dur, op, a, row, event):
         )
         flush = np.int64(1)
         scope = params[P_FLUSH_SCOPE]
-        zap(params, ctr, words, rec, flush, scope, a, ctr[C_BUMPS + a], row[U_OLO], row[U_OHI])
+        zap(params, ctr, pages, rec, flush, scope, a, ctr[C_BUMPS + a], row[U_OLO], row[U_OHI])
     layout = np.int64(LAYOUT_SET) if creates else np.int64(LAYOUT_NONE)
     flags = np.int64(3) if creates else np.int64(1)
     bump(
         params,
         ctr,
-        words,
-        made,
+        pages,
         cache,
         rec,
         dur,
@@ -900,7 +860,7 @@ def checked_mask(params, ctr):
 
 
 @kernel(**_INNER)
-def checked_as0(codes, xs, vcpus, words, gens, flat_cache, ctr, mask):
+def checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, mask):
     """``plain_accesses`` when ``checked_mask`` allows it, with no test its loop can drop.
 
     Under those settings (one address space, so a cached key is always
@@ -909,10 +869,13 @@ def checked_as0(codes, xs, vcpus, words, gens, flat_cache, ctr, mask):
     address-space tests are constants. Without them the loop's values fit in
     registers, and both MMIO counts share one (``TALLY_*``); the general loop
     spills some, and an MMIO access cost it about a third more (bench/run.py's
-    all-MMIO row). ``words`` and ``gens`` are address space 0's rows of
-    ``words`` and ``made``, ``flat_cache`` a 1-D view of the vCPU caches. Returns the events
-    it took.
+    all-MMIO row). It is never inlined: inside ``replay_events`` LLVM kept the
+    loop's pointers on the stack, and the all-MMIO row ran ~10% slower.
+    ``flat_pages`` is a 1-D view of address space 0's pages (gfn
+    index ``x``'s word at ``2x``, its generation next: ``2x`` is also the cache
+    key), ``flat_cache`` one of the vCPU caches. Returns the events it took.
     """
+    never_inline()
     ga = ctr[C_GEN]
     ram_live = ctr[C_RAM_FLOOR] << PAGE_EPOCH_SHIFT
     mmio_outside = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | KIND_MMIO
@@ -926,7 +889,8 @@ def checked_as0(codes, xs, vcpus, words, gens, flat_cache, ctr, mask):
             stop = i
             break
         x = np.int64(xs[i])
-        word = words[x]
+        at = x * N_PG
+        word = flat_pages[at + PG_WORD]
         if word != mmio_outside:
             if (word & PAGE_KIND) == KIND_RAM and word >= ram_live:
                 continue
@@ -937,12 +901,12 @@ def checked_as0(codes, xs, vcpus, words, gens, flat_cache, ctr, mask):
         if flat_cache[entry + K_KEY] == key and flat_cache[entry + K_FILL_AS0] == ga:
             stop = i
             break
-        behind = gens[x] - ga
+        behind = flat_pages[at + PG_MADE] - ga
         if behind != 0:
             if (behind & mask) == 0:
                 stop = i  # a passed check on an older SPTE: a benign stale hit
                 break
-            gens[x] = ga
+            flat_pages[at + PG_MADE] = ga
             tally += TALLY_REFAULT
         tally += 1
         flat_cache[entry + K_KEY] = key
@@ -956,7 +920,7 @@ def checked_as0(codes, xs, vcpus, words, gens, flat_cache, ctr, mask):
 
 
 @kernel(**_INNER)
-def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, words, made, cache):
+def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, pages, cache):
     """Replay plain accesses of one address space from row ``start`` on while they are fast.
 
     ``code`` is the event code of a plain access in that address space. Returns
@@ -989,16 +953,15 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, words, made
     # outside every slot, its word is exactly this.
     mmio_outside = ctr[C_ZAP_CLOCK] << PAGE_EPOCH_SHIFT | KIND_MMIO
     # 1-D views and unsigned indices: no stride multiply, no negative-index fixup.
-    row = min(a, words.shape[0] - 1)
-    word_row = words[row]
-    gens = made[row]
+    row = min(a, pages.shape[0] - 1)
+    flat_pages = pages[row].reshape(pages.shape[1] * N_PG)
     flat_cache = cache.reshape(cache.shape[0] * N_KFIELDS)
     codes = ev_code[start:]
     xs = ev_x[start:]
     vcpus = ev_vcpu[start:]
     checked = checked_mask(params, ctr)
     if checked >= 0:
-        return start + checked_as0(codes, xs, vcpus, word_row, gens, flat_cache, ctr, checked)
+        return start + checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, checked)
     mmio = 0
     mmio_refault = 0
     n = codes.shape[0]
@@ -1008,7 +971,8 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, words, made
             stop = i
             break
         x = np.int64(xs[i])
-        word = word_row[x]
+        at = x * N_PG
+        word = flat_pages[at + PG_WORD]
         if word != mmio_outside:
             if (word & PAGE_KIND) == KIND_RAM and word >= ram_live:
                 continue  # a RAM access: never stale, changes nothing
@@ -1022,14 +986,14 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, words, made
         ):
             stop = i
             break
-        made_gen = gens[x]
+        made_gen = flat_pages[at + PG_MADE]
         if made_gen != ga or not same_passes:
             if made_gen != ga and has_gen and ((made_gen + offset) & mask) == want:
                 stop = i  # a passed check on an older SPTE: a benign stale hit
                 break
             if has_gen:
                 # The check fails: reinstall the same MMIO SPTE (live counts and epoch stay).
-                gens[x] = ga
+                flat_pages[at + PG_MADE] = ga
                 mmio_refault += 1
         mmio += 1
         if fills:
@@ -1044,9 +1008,7 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, words, made
 
 
 @kernel(**_OUTER)
-def replay_events(
-    ev_code, ev_vcpu, ev_x, first_index, aux, dur, params, ctr, words, made, cache, rec
-):
+def replay_events(ev_code, ev_vcpu, ev_x, first_index, aux, dur, params, ctr, pages, cache, rec):
     """Replay a block of events into the state arrays (``params`` .. ``rec``).
 
     Top-level rows: ``ev_*`` (see EV_* above); ``during`` accesses are rows of
@@ -1061,7 +1023,7 @@ def replay_events(
     while i < n:
         code = np.int64(ev_code[i])
         if code == EV_PLAIN_AS0 or code == EV_PLAIN_AS1:
-            after = plain_accesses(ev_code, ev_vcpu, ev_x, i, code, params, ctr, words, made, cache)
+            after = plain_accesses(ev_code, ev_vcpu, ev_x, i, code, params, ctr, pages, cache)
             if after > i:
                 i = after
                 continue
@@ -1075,14 +1037,12 @@ def replay_events(
             if (code & EV_AUX) != 0:
                 reps = aux[x, U_REPS]
                 x = aux[x, U_GID]
-            access_general(
-                params, ctr, words, made, cache, rec, a, x, v, reps, event, no_sub, no_race
-            )
+            access_general(params, ctr, pages, cache, rec, a, x, v, reps, event, no_sub, no_race)
         elif op == OP_BUMP:
             count = aux[x, U_REPS]
-            raw_bumps(params, ctr, words, made, cache, rec, dur, a, count, np.int64(0), event)
+            raw_bumps(params, ctr, pages, cache, rec, dur, a, count, np.int64(0), event)
         elif not quiet_flags(params, ctr, op, a, aux[x]):
-            update(params, ctr, words, made, cache, rec, dur, op, a, aux[x], event)
+            update(params, ctr, pages, cache, rec, dur, op, a, aux[x], event)
         i += 1
 
 

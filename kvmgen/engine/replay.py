@@ -22,7 +22,6 @@ from kvmgen.trace.streamed import StreamedTrace
 from kvmgen.trace.table import EventTable
 
 I64 = NDArray[np.int64]
-I32 = NDArray[np.int32]
 _SCOPE_NAMES = {k.Z_ALL: "all_sptes", k.Z_MMIO: "mmio_sptes", k.Z_SLOT_RAM: "slot_ram_sptes"}
 _RACE_NAMES = {k.WIN_NONE: None, k.WIN_IN_PROGRESS: "in_progress", k.WIN_BEFORE_ZAP: "before_zap"}
 
@@ -62,14 +61,13 @@ class EngineState:
 
     params: I64
     ctr: I64
-    words: I32
-    made: I64
+    pages: I64
     cache: I64
     rec: I64
 
-    def arrays(self) -> tuple[I64, I64, I32, I64, I64, I64]:
+    def arrays(self) -> tuple[I64, I64, I64, I64, I64]:
         """The state arrays in the order the kernels take them."""
-        return self.params, self.ctr, self.words, self.made, self.cache, self.rec
+        return self.params, self.ctr, self.pages, self.cache, self.rec
 
 
 def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineState:
@@ -79,15 +77,15 @@ def new_state(enc: EncodedTrace, spec: RunSpec, record_limit: int) -> EngineStat
     for a, g in enumerate(spec.init_generations):
         ctr[k.C_GEN + a] = _signed(g)
     gfns = enc.initial_cover.shape[1]
-    words = (enc.initial_cover[:nas] * k.PAGE_COVER).astype(k.WORD_DTYPE)
+    pages = np.zeros((nas, gfns, k.N_PG), dtype=np.int64)
+    pages[:, :, k.PG_WORD] = enc.initial_cover[:nas] * k.PAGE_COVER
     cache = np.zeros((max(enc.vcpus, 1), k.N_KFIELDS), dtype=np.int64)
     cache[:, k.K_KEY] = -1
     width = max(k.N_RFIELDS, k.N_WFIELDS, k.N_ZFIELDS)
     return EngineState(
         params=engine_params(spec, record_limit),
         ctr=ctr,
-        words=words,
-        made=np.zeros((nas, gfns), dtype=np.int64),
+        pages=pages,
         cache=cache,
         rec=np.zeros((3, record_limit, width), dtype=np.int64),
     )
@@ -126,9 +124,8 @@ def python_kernels() -> dict[str, Any]:
 def python_kernels_with(overrides: dict[str, Any]) -> dict[str, Any]:
     """:func:`python_kernels` with some names (constants or kernels) replaced, for tests.
 
-    Every kernel of the copy sees the replacements, e.g. a small
-    ``EPOCH_LIMIT`` to renumber the zap clock often, or a ``checked_mask`` that
-    always refuses, to replay through the general path only.
+    Every kernel of the copy sees the replacements, e.g. a ``checked_mask``
+    that always refuses, to replay through the general path only.
     """
     namespace = dict(vars(k))
     for name, value in vars(k).items():

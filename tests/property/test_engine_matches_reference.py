@@ -103,15 +103,3 @@ def test_stamps_met_again_after_a_period(era, bumps):
 @pytest.mark.parametrize("bumps", (2**9, 2**10, 2**10 + 1, *PERIODS))
 def test_stamps_met_again_after_whole_periods_every_era(era, bumps):
     _check_stamps_met_again(era, bumps)
-
-
-@settings(max_examples=60)
-@given(scenario(big_bumps=PERIODS))
-def test_renumbered_zap_clock_changes_nothing(case):
-    """The zap clock renumbered at every other zap (kernels.EPOCH_LIMIT = 2, not 2^28 - 1)."""
-    spec, trace, limit = case
-    expected = replay_reference(trace, spec, record_limit=limit)
-    kernels = replay.python_kernels_with({"EPOCH_LIMIT": 2})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(replay, "python_kernels", lambda: kernels)
-        assert engine_run(trace, spec, limit, compiled=False) == expected

@@ -453,8 +453,10 @@ def plain_blocks(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
         ]
     )
     made = st.sampled_from([ga, ga - 1, ga - (1 << 19), ga - 3 * (1 << 19), ga + 7])
-    words = np.array([[draw(word) for _ in range(pages_n)]], dtype=k.WORD_DTYPE)
-    made_gens = np.array([[draw(made) for _ in range(pages_n)]], dtype=np.int64)
+    pages = np.zeros((1, pages_n, k.N_PG), dtype=np.int64)
+    for x in range(pages_n):
+        pages[0, x, k.PG_WORD] = draw(word)
+        pages[0, x, k.PG_MADE] = draw(made)
     cache = np.zeros((vcpus, k.N_KFIELDS), dtype=np.int64)
     for v in range(vcpus):
         x = draw(st.integers(-1, pages_n - 1))
@@ -472,13 +474,13 @@ def plain_blocks(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
     ctr = np.zeros(k.N_COUNTERS, dtype=np.int64)
     ctr[k.C_GEN] = ga
     ctr[k.C_ZAP_CLOCK], ctr[k.C_RAM_FLOOR] = clock, floor
-    return codes, vs, xs, ctr, words, made_gens, cache
+    return codes, vs, xs, ctr, pages, cache
 
 
 @settings(max_examples=300, deadline=None)
 @given(block=plain_blocks())
 def test_checked_loop_equals_general_path(block: tuple[np.ndarray, ...]) -> None:
-    codes, vs, xs, ctr, words, made_gens, cache = block
+    codes, vs, xs, ctr, pages, cache = block
     p = params("E12", 1, "historical")
     assert python_kernels()["checked_mask"](p, ctr) == M19  # the checked loop is taken
     # Flags updates name aux rows: one row, slot 0 over no accessed page.
@@ -488,39 +490,10 @@ def test_checked_loop_equals_general_path(block: tuple[np.ndarray, ...]) -> None
     aux[0, k.U_BUMP_REPS] = 1
     dur = np.zeros((0, k.N_DFIELDS), dtype=np.int64)
     rec = np.zeros((3, 8, max(k.N_RFIELDS, k.N_WFIELDS, k.N_ZFIELDS)), dtype=np.int64)
-    states = [tuple(a.copy() for a in (ctr, words, made_gens, cache, rec)) for _ in range(2)]
+    states = [tuple(a.copy() for a in (ctr, pages, cache, rec)) for _ in range(2)]
     k.replay_events(codes, vs, xs, np.int64(0), aux, dur, p, *states[0])
     with np.errstate(over="ignore"):
         general_only = python_kernels_with({"checked_mask": lambda params, ctr: np.int64(-1)})
         general_only["replay_events"](codes, vs, xs, np.int64(0), aux, dur, p, *states[1])
     for compiled, general in zip(states[0], states[1], strict=True):
         np.testing.assert_array_equal(compiled, general)
-
-
-def test_renumber_epochs_keeps_liveness_kind_and_cover() -> None:
-    renumber = python_kernels()["renumber_epochs"]
-    live = python_kernels()["page_live"]
-    ctr = np.zeros(k.N_COUNTERS, dtype=np.int64)
-    clock, floor = k.EPOCH_LIMIT, k.EPOCH_LIMIT - 5
-    ctr[k.C_ZAP_CLOCK], ctr[k.C_RAM_FLOOR] = clock, floor
-    epochs = (-1, 0, floor - 1, floor, clock - 1, clock)
-    before = np.array(
-        [
-            [
-                e << k.PAGE_EPOCH_SHIFT | c | kind
-                for e in epochs
-                for c in (0, k.PAGE_COVER)
-                for kind in (0, 1, 2)
-            ]
-        ],
-        dtype=np.int64,
-    )
-    words = before.astype(k.WORD_DTYPE)
-    assert (words == before).all()  # the epochs fit the word up to the limit
-    was_live = [live(ctr, w) for w in before[0]]
-    renumber(ctr, words)
-    assert (ctr[k.C_ZAP_CLOCK], ctr[k.C_RAM_FLOOR]) == (1, 0)
-    assert [live(ctr, np.int64(w)) for w in words[0]] == was_live
-    keep = k.PAGE_KIND | k.PAGE_COVER
-    assert ((words & keep) == (before & keep)).all()
-    assert sum(was_live) == 2 * 3 + 2 * 1  # RAM at floor.. and MMIO at the clock, both covers
