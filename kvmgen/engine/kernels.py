@@ -286,6 +286,23 @@ def in_progress(params, g):
     return False
 
 
+@kernel(inline="always")
+def check_target(params, ga):
+    """The MMIO generation a check at ``ga`` compares, or -1 when none can pass.
+
+    None can while bit 63 is set (BIT63 eras: an update is in progress).
+    """
+    if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
+        return np.int64(-1)
+    return mmio_generation(params, ga)
+
+
+@kernel(inline="always")
+def cache_fills(params, g0):
+    """Whether an MMIO access fills the vCPU cache now (some eras skip it mid-update)."""
+    return not (params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, g0))
+
+
 @kernel(**_OUTER)
 def wrap_test(params, new):
     """The kernel's wrap-zap condition on the new generation."""
@@ -397,7 +414,7 @@ def cache_fill_gen(cache, v):
 def fill_cache(params, ctr, cache, v, a, x):
     """Cache MMIO info for vCPU v; return whether the cache changed."""
     g0 = ctr[C_GEN]
-    if params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, g0):
+    if not cache_fills(params, g0):
         return False
     ga = ctr[C_GEN + a]
     key = x << 1 | a
@@ -481,9 +498,7 @@ def check_passes(params, made_gen, ga):
     """Whether an MMIO SPTE made at ``made_gen`` passes the generation check at ``ga``."""
     if params[P_HAS_GEN] != 1:
         return True
-    if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
-        return False
-    return mmio_generation(params, ga) == stored_stamp(params, made_gen)
+    return check_target(params, ga) == stored_stamp(params, made_gen)
 
 
 @kernel(**_INNER)
@@ -846,13 +861,13 @@ def checked_mask(params, ctr):
     """
     ga = ctr[C_GEN]
     mask = params[P_CHECK_MASK] & params[P_STAMP_MASK]
-    want = (ga + params[P_MMIO_OFFSET]) & params[P_CHECK_MASK]
+    want = check_target(params, ga)
     usable = (
         params[P_NAS] == 1
         and params[P_HAS_GEN] == 1
         and params[P_CACHE_HAS_GEN] == 1
-        and not (params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, ga))
-        and not (params[P_BUMP_SCHEME] == B_BIT63 and ga < 0)
+        and cache_fills(params, ga)
+        and want >= 0
         and ((ga + params[P_MMIO_OFFSET]) & mask) == want
         and (mask & (mask + 1)) == 0
     )
@@ -941,13 +956,9 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, pages, cach
     cache_has_gen = params[P_CACHE_HAS_GEN] == 1
     g0 = ctr[C_GEN]
     ga = ctr[C_GEN + a]
-    # The MMIO generation a check compares, or -1 when no check can pass (bit 63
-    # set: an update is in progress), and whether an SPTE made at ``ga`` passes.
-    want = (ga + offset) & params[P_CHECK_MASK]
-    if params[P_BUMP_SCHEME] == B_BIT63 and ga < 0:
-        want = -1
-    same_passes = not has_gen or ((ga + offset) & mask) == want
-    fills = not (params[P_CACHE_SKIPS_INPROG] == 1 and in_progress(params, g0))
+    want = check_target(params, ga)
+    same_passes = not has_gen or ((ga + offset) & mask) == want  # an SPTE made now passes
+    fills = cache_fills(params, g0)
     ram_live = ctr[C_RAM_FLOOR] << PAGE_EPOCH_SHIFT
     # A live MMIO SPTE was installed at the current zap clock (every zap advances it):
     # outside every slot, its word is exactly this.
