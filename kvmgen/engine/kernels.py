@@ -884,8 +884,8 @@ def checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, mask):
     address-space tests are constants. Without them the loop's values fit in
     registers, and both MMIO counts share one (``TALLY_*``); the general loop
     spills some, and an MMIO access cost it about a third more (bench/run.py's
-    all-MMIO row). It is never inlined: inside ``replay_events`` LLVM kept the
-    loop's pointers on the stack, and the all-MMIO row ran ~10% slower.
+    all-MMIO row). It is never inlined: inlined into ``replay_events``, LLVM
+    reloaded the page and vCPU arrays' pointers from the stack on every access.
     ``flat_pages`` is a 1-D view of address space 0's pages (gfn
     index ``x``'s word at ``2x``, its generation next: ``2x`` is also the cache
     key), ``flat_cache`` one of the vCPU caches. Returns the events it took.
