@@ -191,7 +191,9 @@ def capture(draw: st.DrawFn) -> str:
 _DONE: list[bool] = []
 
 
-@settings(max_examples=300, deadline=None)
+# Derandomized: the loop-share test below counts these examples, so they must not
+# change from run to run (a fresh clone has no example database).
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(
     text=capture(),
     zaps_enabled=st.booleans(),
