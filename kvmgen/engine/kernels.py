@@ -947,10 +947,10 @@ def plain_accesses(ev_code, ev_vcpu, ev_x, start, code, params, ctr, pages, cach
     when ``checked_as0`` runs, a first fault: ``slow_path``, as ``access_once``
     calls it); it then does what ``access_general`` would. Leaving for every first
     fault cost the all-MMIO row ~6% (8,192 of them in 10M events, ~200 ns each).
-    No generation changes in here, so
-    everything the checks compare with is read once, before the loop, and the
-    loop keeps as few values live as it can (two counters, no address-space
-    switch): with more, LLVM spills them and every access pays for it.
+    No generation changes in here, so everything the checks compare with is read
+    once, before the loop, and the loop keeps as few values live as it can (two
+    counters, no address-space switch): with more, LLVM spills them and every
+    access pays for it.
     """
     a = (code >> EV_AS_SHIFT) & 1
     has_gen = params[P_HAS_GEN] == 1
