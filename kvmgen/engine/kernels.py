@@ -886,9 +886,9 @@ def checked_as0(codes, xs, vcpus, flat_pages, flat_cache, ctr, mask):
     spills some, and an MMIO access cost it about a third more (bench/run.py's
     all-MMIO row). It is never inlined: inlined into ``replay_events``, LLVM
     reloaded the page and vCPU arrays' pointers from the stack on every access.
-    ``flat_pages`` is a 1-D view of address space 0's pages (gfn
-    index ``x``'s word at ``2x``, its generation next: ``2x`` is also the cache
-    key), ``flat_cache`` one of the vCPU caches. Returns the events it took.
+    ``flat_pages`` is a 1-D view of address space 0's pages (gfn index ``x``'s
+    word at ``2x``, its generation next: ``2x`` is also the cache key),
+    ``flat_cache`` one of the vCPU caches. Returns the events it took.
     """
     never_inline()
     ga = ctr[C_GEN]

@@ -25,7 +25,7 @@ def _sum_inlined(values: np.ndarray) -> int:
     return total
 
 
-# kvmgen.jit.kernel's options but numba's cache: numba does not show cached code.
+# kvmgen.jit.kernel's options without numba's cache: numba does not show cached code.
 _INNER: dict[str, Any] = {"_nrt": False, "no_cfunc_wrapper": True, "no_cpython_wrapper": True}
 
 
